@@ -1,0 +1,165 @@
+//! Host calls through the generated WIT bindings (wasm32 only). This is the
+//! only module that names generated import types.
+
+use super::Message;
+use crate::bindings::sluice::filter::{
+    clock, context, log, random, request, response, shared_state, types as wit,
+};
+use crate::types::{HostError, LogLevel};
+
+fn err(e: wit::HostError) -> HostError {
+    match e {
+        wit::HostError::InvalidName => HostError::InvalidName,
+        wit::HostError::InvalidValue => HostError::InvalidValue,
+        wit::HostError::InvalidArgument => HostError::InvalidArgument,
+        wit::HostError::LimitExceeded => HostError::LimitExceeded,
+        wit::HostError::WrongPhase => HostError::WrongPhase,
+        wit::HostError::UnknownCluster => HostError::UnknownCluster,
+    }
+}
+
+fn level(l: LogLevel) -> wit::LogLevel {
+    match l {
+        LogLevel::Trace => wit::LogLevel::Trace,
+        LogLevel::Debug => wit::LogLevel::Debug,
+        LogLevel::Info => wit::LogLevel::Info,
+        LogLevel::Warn => wit::LogLevel::Warn,
+        LogLevel::Error => wit::LogLevel::Error,
+    }
+}
+
+pub(crate) fn method() -> String {
+    request::method()
+}
+pub(crate) fn set_method(m: &str) -> Result<(), HostError> {
+    request::set_method(m).map_err(err)
+}
+pub(crate) fn path() -> String {
+    request::path()
+}
+pub(crate) fn set_path(p: &str) -> Result<(), HostError> {
+    request::set_path(p).map_err(err)
+}
+pub(crate) fn authority() -> Option<String> {
+    request::authority()
+}
+pub(crate) fn set_authority(a: &str) -> Result<(), HostError> {
+    request::set_authority(a).map_err(err)
+}
+pub(crate) fn scheme() -> String {
+    request::scheme()
+}
+pub(crate) fn set_scheme(s: &str) -> Result<(), HostError> {
+    request::set_scheme(s).map_err(err)
+}
+pub(crate) fn client_address() -> String {
+    request::client_address()
+}
+pub(crate) fn cluster() -> String {
+    request::cluster()
+}
+pub(crate) fn set_cluster(c: &str) -> Result<(), HostError> {
+    request::set_cluster(c).map_err(err)
+}
+pub(crate) fn status() -> u16 {
+    response::status()
+}
+pub(crate) fn set_status(s: u16) -> Result<(), HostError> {
+    response::set_status(s).map_err(err)
+}
+
+pub(crate) fn header(m: Message, name: &str) -> Option<Vec<u8>> {
+    match m {
+        Message::Request => request::header(name),
+        Message::Response => response::header(name),
+    }
+}
+pub(crate) fn header_all(m: Message, name: &str) -> Vec<Vec<u8>> {
+    match m {
+        Message::Request => request::header_all(name),
+        Message::Response => response::header_all(name),
+    }
+}
+pub(crate) fn headers(m: Message) -> Vec<(String, Vec<u8>)> {
+    let lines = match m {
+        Message::Request => request::headers(),
+        Message::Response => response::headers(),
+    };
+    lines.into_iter().map(|h| (h.name, h.value)).collect()
+}
+pub(crate) fn set_header(m: Message, name: &str, value: &[u8]) -> Result<(), HostError> {
+    match m {
+        Message::Request => request::set_header(name, value),
+        Message::Response => response::set_header(name, value),
+    }
+    .map_err(err)
+}
+pub(crate) fn append_header(m: Message, name: &str, value: &[u8]) -> Result<(), HostError> {
+    match m {
+        Message::Request => request::append_header(name, value),
+        Message::Response => response::append_header(name, value),
+    }
+    .map_err(err)
+}
+pub(crate) fn remove_header(m: Message, name: &str) -> Result<(), HostError> {
+    match m {
+        Message::Request => request::remove_header(name),
+        Message::Response => response::remove_header(name),
+    }
+    .map_err(err)
+}
+
+pub(crate) fn context_get(key: &str) -> Option<String> {
+    context::get(key)
+}
+pub(crate) fn context_set(key: &str, value: &str) -> Result<(), HostError> {
+    context::set(key, value).map_err(err)
+}
+pub(crate) fn context_remove(key: &str) {
+    context::remove(key)
+}
+pub(crate) fn context_keys() -> Vec<String> {
+    context::keys()
+}
+
+pub(crate) fn shared_get(key: &str) -> Option<Vec<u8>> {
+    shared_state::get(key)
+}
+pub(crate) fn shared_set(key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), HostError> {
+    shared_state::set(key, value, ttl_ms).map_err(err)
+}
+pub(crate) fn shared_delete(key: &str) -> bool {
+    shared_state::delete(key)
+}
+pub(crate) fn shared_increment(key: &str, delta: i64, ttl_ms: Option<u64>) -> Result<i64, HostError> {
+    shared_state::increment(key, delta, ttl_ms).map_err(err)
+}
+pub(crate) fn shared_compare_and_swap(
+    key: &str,
+    expected: Option<&[u8]>,
+    new: &[u8],
+    ttl_ms: Option<u64>,
+) -> Result<bool, HostError> {
+    shared_state::compare_and_swap(key, expected, new, ttl_ms).map_err(err)
+}
+
+pub(crate) fn log(l: LogLevel, message: &str) {
+    log::log(level(l), message)
+}
+pub(crate) fn log_enabled(l: LogLevel) -> bool {
+    log::enabled(level(l))
+}
+
+pub(crate) fn now_unix_nanos() -> u64 {
+    clock::now_unix_nanos()
+}
+pub(crate) fn monotonic_nanos() -> u64 {
+    clock::monotonic_nanos()
+}
+
+pub(crate) fn random_u64() -> u64 {
+    random::next_u64()
+}
+pub(crate) fn random_bytes(len: u32) -> Vec<u8> {
+    random::bytes(len)
+}

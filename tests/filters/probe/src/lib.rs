@@ -1,0 +1,138 @@
+//! `probe`: a test filter driven by its route configuration, so one
+//! component can play every part the end-to-end tests need: add headers,
+//! answer locally, write and read request context, pick a cluster.
+
+use serde::Deserialize;
+use sluice_sdk::{Action, Config, Filter, LocalResponse, Request, Response, context};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Request headers to set.
+    #[serde(default)]
+    request_headers: BTreeMap<String, String>,
+    /// Response headers to set.
+    #[serde(default)]
+    response_headers: BTreeMap<String, String>,
+    /// Context values to set in the request phase.
+    #[serde(default)]
+    set_context: BTreeMap<String, String>,
+    /// Copy context values (key → request header name) in the request phase.
+    #[serde(default)]
+    context_to_header: BTreeMap<String, String>,
+    /// Answer every request locally.
+    respond: Option<Respond>,
+    /// Send the request to this cluster.
+    cluster: Option<String>,
+    /// Echo the configuration's `tag` as `x-probe-tag` on the response.
+    tag: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Respond {
+    status: u16,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+pub struct Probe {
+    settings: Settings,
+}
+
+impl Filter for Probe {
+    fn create(config: &Config) -> Result<Self, String> {
+        let settings: Settings = config.parse()?;
+        if let Some(r) = &settings.respond
+            && !(200..=599).contains(&r.status)
+        {
+            return Err(format!("respond.status: {} is not in 200..=599", r.status));
+        }
+        Ok(Probe { settings })
+    }
+
+    fn on_request_headers(&mut self, req: &mut Request) -> Action {
+        let s = &self.settings;
+        for (k, v) in &s.set_context {
+            if context::set(k, v).is_err() {
+                return Action::respond(500, "context refused");
+            }
+        }
+        for (key, header) in &s.context_to_header {
+            if let Some(v) = context::get(key) {
+                let _ = req.set_header(header, v);
+            }
+        }
+        for (k, v) in &s.request_headers {
+            if let Err(e) = req.set_header(k, v) {
+                return Action::respond(500, format!("set_header {k}: {e}"));
+            }
+        }
+        if let Some(c) = &s.cluster
+            && let Err(e) = req.set_cluster(c)
+        {
+            return Action::respond(500, format!("set_cluster {c}: {e}"));
+        }
+        if let Some(r) = &s.respond {
+            let mut local = LocalResponse::new(r.status).body(r.body.as_bytes());
+            for (k, v) in &r.headers {
+                local = local.header(k, v);
+            }
+            return Action::Respond(local);
+        }
+        Action::Continue
+    }
+
+    fn on_response_headers(&mut self, resp: &mut Response) -> Action {
+        for (k, v) in &self.settings.response_headers {
+            let _ = resp.set_header(k, v);
+        }
+        if let Some(tag) = &self.settings.tag {
+            let _ = resp.append_header("x-probe-tag", tag);
+        }
+        Action::Continue
+    }
+}
+
+sluice_sdk::export_filter!(Probe);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_sdk::mock::MockHost;
+
+    #[test]
+    fn sets_headers_and_context() {
+        let host = MockHost::new().config_toml(
+            r#"
+            request_headers = { "x-a" = "1" }
+            response_headers = { "x-b" = "2" }
+            set_context = { user = "alice" }
+            context_to_header = { user = "x-user" }
+            "#,
+        );
+        let mut p: Probe = host.create().unwrap();
+        assert_eq!(host.on_request_headers(&mut p), Action::Continue);
+        assert_eq!(host.get_request_header("x-a").as_deref(), Some("1"));
+        assert_eq!(host.get_request_header("x-user").as_deref(), Some("alice"));
+        host.on_response_headers(&mut p);
+        assert_eq!(host.get_response_header("x-b").as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_by_name() {
+        let host = MockHost::new().config_toml("bogus = 1");
+        let err = host.create::<Probe>().err().unwrap();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_status_and_names_key() {
+        let host = MockHost::new().config_toml("respond = { status = 42 }");
+        let err = host.create::<Probe>().err().unwrap();
+        assert!(err.starts_with("respond.status"), "{err}");
+    }
+}
