@@ -62,6 +62,9 @@ pub enum HostError {
     InvalidName,
     /// The header value contains forbidden bytes (NUL, CR, LF).
     InvalidValue,
+    /// The header is managed by the host (framing and connection headers,
+    /// and `host`: use `Request::set_authority`).
+    ReservedHeader,
     /// The method, path, authority, scheme or status is not valid.
     InvalidArgument,
     /// A size or count limit would be exceeded.
@@ -77,6 +80,7 @@ impl std::fmt::Display for HostError {
         f.write_str(match self {
             HostError::InvalidName => "invalid header name",
             HostError::InvalidValue => "invalid header value",
+            HostError::ReservedHeader => "header is managed by the host",
             HostError::InvalidArgument => "invalid argument",
             HostError::LimitExceeded => "limit exceeded",
             HostError::WrongPhase => "not available in this phase",

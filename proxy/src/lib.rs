@@ -1,1 +1,33 @@
+//! # sluice — an HTTP proxy whose request path runs sandboxed Wasm filters
+//!
+//! ```text
+//! listener (tcp accept, h1/h2)  →  router (host + path → route)
+//!   →  filter chain (Wasm components, request phase)
+//!   →  upstream (cluster, round robin, pooled keep-alive, timeouts)
+//!   →  filter chain (response phase, reverse order)  →  client
+//! ```
+//!
+//! Modules follow that path: [`listener`], [`router`], [`filter_chain`]
+//! (over the [`wasm`] host), [`upstream`]; [`proxy`] strings them together.
+//! Around them: [`config`] (parsed and validated once), [`generation`] (one
+//! immutable serving state), [`admin`], and [`server`] which starts it all.
 
+#![deny(unsafe_code)]
+
+pub mod admin;
+pub mod body;
+mod builtin;
+pub mod config;
+pub mod demo_upstream;
+pub mod error;
+pub mod filter_chain;
+pub mod forwarding;
+pub mod generation;
+pub mod limits;
+pub mod listener;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod shared_state;
+pub mod upstream;
+pub mod wasm;

@@ -1,1 +1,114 @@
-fn main() {}
+//! The `sluice` command: run the proxy, check a config, or serve a demo
+//! upstream.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "HTTP proxy with a chain of sandboxed WebAssembly filters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configuration.
+    Run {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also serve the echo demo upstream on this address.
+        #[arg(long, value_name = "ADDR")]
+        demo_upstream: Option<SocketAddr>,
+    },
+    /// Validate a configuration and load every plugin it uses, then exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Serve only the echo demo upstream.
+    DemoUpstream {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Check { config } => match sluice::server::check(&config).await {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::DemoUpstream { listen } => match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => {
+                tracing::info!(address = %listen, "demo upstream listening");
+                sluice::demo_upstream::serve(l, "demo".into()).await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot listen on {listen}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config, demo_upstream } => {
+            if let Some(addr) = demo_upstream {
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => {
+                        tracing::info!(address = %addr, "demo upstream listening");
+                        tokio::spawn(sluice::demo_upstream::serve(l, "demo".into()));
+                    }
+                    Err(e) => {
+                        eprintln!("error: cannot listen on {addr} for the demo upstream: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            let loaded = match sluice::config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match sluice::server::start(loaded).await {
+                Ok(running) => {
+                    tokio::select! {
+                        _ = running.wait() => {}
+                        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -76,6 +76,19 @@ pub(crate) fn valid_name(name: &str) -> bool {
         })
 }
 
+/// Headers only the host may change (see `host-error.reserved-header`).
+pub(crate) const RESERVED: [&str; 9] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+    "host",
+];
+
 pub(crate) fn valid_value(value: &[u8]) -> bool {
     !value.iter().any(|b| matches!(b, 0 | b'\r' | b'\n'))
 }
@@ -203,6 +216,9 @@ fn edit(
         return Err(HostError::InvalidValue);
     }
     let name = name.to_ascii_lowercase();
+    if RESERVED.contains(&name.as_str()) {
+        return Err(HostError::ReservedHeader);
+    }
     with(|s| {
         let l = lines(s, m).ok_or(HostError::WrongPhase)?;
         if replace {

@@ -11,6 +11,7 @@ fn err(e: wit::HostError) -> HostError {
     match e {
         wit::HostError::InvalidName => HostError::InvalidName,
         wit::HostError::InvalidValue => HostError::InvalidValue,
+        wit::HostError::ReservedHeader => HostError::ReservedHeader,
         wit::HostError::InvalidArgument => HostError::InvalidArgument,
         wit::HostError::LimitExceeded => HostError::LimitExceeded,
         wit::HostError::WrongPhase => HostError::WrongPhase,

@@ -1,0 +1,149 @@
+//! Configuration: the TOML file parsed and validated once into plain data.
+//! Every error names the file, the line and the key. I/O code receives a
+//! [`Config`] and never parses policy itself.
+
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default whole-request timeout (until the upstream's response headers).
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default upstream connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub source: PathBuf,
+    /// Directory scanned for `*.wasm` plugins (relative paths resolved
+    /// against the config file's directory).
+    pub plugins_dir: PathBuf,
+    /// Where compiled plugins are cached; `None` disables the disk cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Admin listener address.
+    pub admin: Option<SocketAddr>,
+    pub listeners: Vec<ListenerConfig>,
+    pub clusters: Vec<ClusterConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub address: SocketAddr,
+}
+
+/// How sluice speaks to a cluster's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge (h2c).
+    Http2,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    /// `host:port` of each endpoint.
+    pub endpoints: Vec<String>,
+    pub protocol: UpstreamProtocol,
+    pub connect_timeout: Duration,
+}
+
+/// How a route matches the request's host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// `api.example.com` (compared case-insensitively, port ignored).
+    Exact(String),
+    /// `*.example.com`: any host ending in `.example.com`. Stored as the
+    /// suffix including its leading dot.
+    Suffix(String),
+}
+
+/// How a route matches the request's path (query excluded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// Paths starting with this prefix, on a segment boundary or not
+    /// (`/api` matches `/api`, `/api/x` and `/apix`).
+    Prefix(String),
+    /// Exactly this path.
+    Exact(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Empty means any host.
+    pub hosts: Vec<HostMatch>,
+    pub path: PathMatch,
+    pub cluster: String,
+    /// Time allowed from sending the request upstream to its response headers.
+    pub timeout: Duration,
+    /// Overrides the cluster's connect timeout for this route.
+    pub connect_timeout: Option<Duration>,
+    pub filters: Vec<FilterConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FilterConfig {
+    /// Plugin name: a `.wasm` file stem in the plugins directory or a built-in.
+    pub plugin: String,
+    /// The filter's table as JSON, as handed to the filter's `init`.
+    pub config_json: String,
+    /// Line of the filter entry, for errors found when loading the plugin.
+    pub line: usize,
+}
+
+/// A configuration error, located in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted key path, e.g. `routes[0].cluster`.
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parse and validate config text that came from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        validate::parse(path, text)
+    }
+
+    /// The cluster with this name.
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}

@@ -1,0 +1,72 @@
+//! The TOML file as serde reads it: every field the user writes, with the
+//! spans validation needs to point at a line. Nothing here is used past
+//! validation; the rest of the proxy sees only `config::Config`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub plugins_dir: Option<Spanned<String>>,
+    pub cache_dir: Option<Spanned<String>>,
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub clusters: Vec<RawCluster>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub name: Option<Spanned<String>>,
+    pub address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawProtocol {
+    Http1,
+    Http2,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub name: Spanned<String>,
+    pub endpoints: Spanned<Vec<Spanned<String>>>,
+    pub protocol: Option<RawProtocol>,
+    pub connect_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+    pub path_prefix: Option<Spanned<String>>,
+    pub path_exact: Option<Spanned<String>>,
+    pub cluster: Spanned<String>,
+    pub timeout: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub filters: Vec<RawFilter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFilter {
+    pub plugin: Spanned<String>,
+    pub config: Option<Spanned<BTreeMap<String, toml::Value>>>,
+}

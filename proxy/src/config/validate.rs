@@ -1,0 +1,314 @@
+//! Turns the raw TOML into a [`Config`], checking every cross-reference and
+//! value once. Each check reports the file, line and key it is about.
+
+use super::raw::{RawConfig, RawProtocol};
+use super::*;
+use std::collections::HashSet;
+use toml::Spanned;
+
+/// Builds located errors for one file.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+    }
+
+    fn err<T>(&self, span: Option<std::ops::Range<usize>>, key: String, message: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            file: self.file.to_path_buf(),
+            line: span.map(|s| self.line(s.start)),
+            key,
+            message: message.into(),
+        })
+    }
+
+    fn at<T, V>(&self, value: &Spanned<V>, key: String, message: impl Into<String>) -> Result<T, ConfigError> {
+        self.err(Some(value.span()), key, message)
+    }
+
+    fn duration(&self, value: &Spanned<String>, key: String) -> Result<Duration, ConfigError> {
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => self.at(value, key, "must be greater than zero"),
+            Err(e) => self.at(value, key, format!("`{}` is not a duration like `500ms` or `10s` ({e})", value.get_ref())),
+        }
+    }
+
+    fn socket_addr(&self, value: &Spanned<String>, key: String) -> Result<SocketAddr, ConfigError> {
+        value
+            .get_ref()
+            .parse()
+            .or_else(|_| self.at(value, key, format!("`{}` is not an address like `127.0.0.1:8080`", value.get_ref())))
+    }
+}
+
+pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let loc = Locator { file: path, text };
+    let raw: RawConfig = match toml::Deserializer::parse(text) {
+        Err(e) => return loc.err(e.span(), String::new(), e.message().to_string()),
+        Ok(de) => match serde_path_to_error::deserialize(de) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let key = e.path().to_string();
+                let key = if key == "." { String::new() } else { key };
+                let inner = e.into_inner();
+                return loc.err(inner.span(), key, inner.message().to_string());
+            }
+        },
+    };
+    build(&loc, raw)
+}
+
+fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
+    let base = loc.file.parent().unwrap_or(Path::new("."));
+    let plugins_dir = match &raw.plugins_dir {
+        Some(dir) => base.join(dir.get_ref()),
+        None => base.join("plugins"),
+    };
+    let cache_dir = match &raw.cache_dir {
+        Some(dir) if dir.get_ref().is_empty() => None,
+        Some(dir) => Some(base.join(dir.get_ref())),
+        None => default_cache_dir(),
+    };
+    let admin = match &raw.admin {
+        Some(a) => Some(loc.socket_addr(&a.address, "admin.address".into())?),
+        None => None,
+    };
+
+    if raw.listeners.is_empty() {
+        return loc.err(None, "listeners".into(), "at least one [[listeners]] entry is required");
+    }
+    let mut listeners = Vec::new();
+    let mut names = HashSet::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let address = loc.socket_addr(&l.address, format!("listeners[{i}].address"))?;
+        let name = match &l.name {
+            Some(n) => n.get_ref().clone(),
+            None => format!("listener-{i}"),
+        };
+        if !names.insert(name.clone()) {
+            return loc.at(&l.address, format!("listeners[{i}].name"), format!("duplicate listener name `{name}`"));
+        }
+        listeners.push(ListenerConfig { name, address });
+    }
+
+    let mut clusters = Vec::new();
+    let mut names = HashSet::new();
+    for (i, c) in raw.clusters.iter().enumerate() {
+        let name = c.name.get_ref().clone();
+        if name.is_empty() {
+            return loc.at(&c.name, format!("clusters[{i}].name"), "must not be empty");
+        }
+        if !names.insert(name.clone()) {
+            return loc.at(&c.name, format!("clusters[{i}].name"), format!("duplicate cluster name `{name}`"));
+        }
+        if c.endpoints.get_ref().is_empty() {
+            return loc.at(&c.endpoints, format!("clusters[{i}].endpoints"), "at least one endpoint is required");
+        }
+        let mut endpoints = Vec::new();
+        for (j, ep) in c.endpoints.get_ref().iter().enumerate() {
+            let key = format!("clusters[{i}].endpoints[{j}]");
+            let text = ep.get_ref();
+            let authority: Option<http::uri::Authority> = text.parse().ok();
+            match authority {
+                Some(a) if a.port_u16().is_some() && !text.contains('@') => endpoints.push(text.clone()),
+                _ => return loc.at(ep, key, format!("`{text}` is not an endpoint like `10.0.0.5:8080`")),
+            }
+        }
+        let connect_timeout = match &c.connect_timeout {
+            Some(t) => loc.duration(t, format!("clusters[{i}].connect_timeout"))?,
+            None => DEFAULT_CONNECT_TIMEOUT,
+        };
+        let protocol = match c.protocol.unwrap_or(RawProtocol::Http1) {
+            RawProtocol::Http1 => UpstreamProtocol::Http1,
+            RawProtocol::Http2 => UpstreamProtocol::Http2,
+        };
+        clusters.push(ClusterConfig { name, endpoints, protocol, connect_timeout });
+    }
+
+    let mut routes = Vec::new();
+    let mut names = HashSet::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        let name = match &r.name {
+            Some(n) if n.get_ref().is_empty() => return loc.at(n, key("name"), "must not be empty"),
+            Some(n) => n.get_ref().clone(),
+            None => format!("route-{i}"),
+        };
+        if !names.insert(name.clone()) {
+            return loc.at(&r.cluster, key("name"), format!("duplicate route name `{name}`"));
+        }
+        if !clusters.iter().any(|c| c.name == *r.cluster.get_ref()) {
+            let known: Vec<_> = clusters.iter().map(|c| c.name.as_str()).collect();
+            return loc.at(
+                &r.cluster,
+                key("cluster"),
+                format!("unknown cluster `{}` (defined: {})", r.cluster.get_ref(), list(&known)),
+            );
+        }
+        let mut hosts = Vec::new();
+        for (j, h) in r.hosts.iter().enumerate() {
+            hosts.push(host_match(loc, h, format!("routes[{i}].hosts[{j}]"))?);
+        }
+        let path = match (&r.path_prefix, &r.path_exact) {
+            (Some(_), Some(e)) => {
+                return loc.at(e, key("path_exact"), "give either `path_prefix` or `path_exact`, not both");
+            }
+            (Some(p), None) => PathMatch::Prefix(path_value(loc, p, key("path_prefix"))?),
+            (None, Some(e)) => PathMatch::Exact(path_value(loc, e, key("path_exact"))?),
+            (None, None) => PathMatch::Prefix("/".into()),
+        };
+        let timeout = match &r.timeout {
+            Some(t) => loc.duration(t, key("timeout"))?,
+            None => DEFAULT_ROUTE_TIMEOUT,
+        };
+        let connect_timeout = match &r.connect_timeout {
+            Some(t) => Some(loc.duration(t, key("connect_timeout"))?),
+            None => None,
+        };
+        let mut filters = Vec::new();
+        for (j, f) in r.filters.iter().enumerate() {
+            let plugin = f.plugin.get_ref();
+            if plugin.is_empty() || !plugin.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                return loc.at(&f.plugin, format!("routes[{i}].filters[{j}].plugin"), format!("`{plugin}` is not a plugin name (letters, digits, `-`, `_`, `.`)"));
+            }
+            let config_json = match &f.config {
+                Some(table) => serde_json::to_string(table.get_ref()).or_else(|e| {
+                    loc.at(table, format!("routes[{i}].filters[{j}].config"), format!("cannot be passed to the filter: {e}"))
+                })?,
+                None => "{}".to_string(),
+            };
+            filters.push(FilterConfig {
+                plugin: plugin.clone(),
+                config_json,
+                line: loc.line(f.plugin.span().start),
+            });
+        }
+        routes.push(RouteConfig {
+            name,
+            hosts,
+            path,
+            cluster: r.cluster.get_ref().clone(),
+            timeout,
+            connect_timeout,
+            filters,
+        });
+    }
+
+    Ok(Config {
+        source: loc.file.to_path_buf(),
+        plugins_dir,
+        cache_dir,
+        admin,
+        listeners,
+        clusters,
+        routes,
+    })
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn host_match(loc: &Locator<'_>, h: &Spanned<String>, key: String) -> Result<HostMatch, ConfigError> {
+    let text = h.get_ref().to_ascii_lowercase();
+    let valid_label = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+    if let Some(suffix) = text.strip_prefix("*.") {
+        if valid_label(suffix) {
+            return Ok(HostMatch::Suffix(format!(".{suffix}")));
+        }
+    } else if valid_label(&text) {
+        return Ok(HostMatch::Exact(text));
+    }
+    loc.at(h, key, format!("`{}` is not a host like `api.example.com` or `*.example.com`", h.get_ref()))
+}
+
+fn path_value(loc: &Locator<'_>, p: &Spanned<String>, key: String) -> Result<String, ConfigError> {
+    let text = p.get_ref();
+    if !text.starts_with('/') || text.contains(['?', '#']) || text.bytes().any(|b| b <= b' ') {
+        return loc.at(p, key, format!("`{text}` must be a path starting with `/`, without query or spaces"));
+    }
+    Ok(text.clone())
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    Some(base.join("sluice"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(text: &str) -> ConfigError {
+        Config::parse(Path::new("gw.toml"), text).unwrap_err()
+    }
+
+    const BASE: &str = r#"
+[[listeners]]
+address = "127.0.0.1:8080"
+
+[[clusters]]
+name = "app"
+endpoints = ["127.0.0.1:9000"]
+"#;
+
+    #[test]
+    fn valid_config_parses() {
+        let text = format!("{BASE}\n[[routes]]\nname = \"api\"\npath_prefix = \"/api\"\ncluster = \"app\"\ntimeout = \"2s\"\nhosts = [\"*.Example.com\"]\n[[routes.filters]]\nplugin = \"probe\"\nconfig = {{ tag = \"a\", n = 3 }}\n");
+        let c = Config::parse(Path::new("/etc/sluice/gw.toml"), &text).unwrap();
+        assert_eq!(c.routes[0].hosts, vec![HostMatch::Suffix(".example.com".into())]);
+        assert_eq!(c.routes[0].timeout, Duration::from_secs(2));
+        assert_eq!(c.routes[0].filters[0].config_json, r#"{"n":3,"tag":"a"}"#);
+        assert_eq!(c.plugins_dir, Path::new("/etc/sluice/plugins"));
+    }
+
+    #[test]
+    fn unknown_cluster_names_line_and_key() {
+        let text = format!("{BASE}\n[[routes]]\ncluster = \"nope\"\n");
+        let e = parse_err(&text);
+        assert_eq!(e.key, "routes[0].cluster");
+        assert_eq!(e.line, Some(11));
+        assert!(e.message.contains("unknown cluster `nope`"), "{e}");
+        assert!(e.to_string().starts_with("gw.toml:11: routes[0].cluster:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_and_bad_types_are_located() {
+        let e = parse_err(&format!("{BASE}\n[[routes]]\ncluster = \"app\"\npath_prefixx = \"/\"\n"));
+        assert_eq!(e.line, Some(12), "{e}");
+        assert!(e.message.contains("path_prefixx"), "{e}");
+        let e = parse_err(&format!("{BASE}\n[[routes]]\ncluster = \"app\"\ntimeout = \"soon\"\n"));
+        assert_eq!((e.key.as_str(), e.line), ("routes[0].timeout", Some(12)), "{e}");
+        let e = parse_err("[[listeners]]\naddress = 8080\n");
+        assert_eq!(e.key, "listeners[0].address", "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let e = parse_err("[[listeners]\naddress = \"x\"\n");
+        assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn bad_endpoint_and_protocol() {
+        let e = parse_err("[[listeners]]\naddress = \"127.0.0.1:1\"\n[[clusters]]\nname = \"a\"\nendpoints = [\"no-port\"]\n");
+        assert_eq!(e.key, "clusters[0].endpoints[0]", "{e}");
+        let e = parse_err("[[listeners]]\naddress = \"127.0.0.1:1\"\n[[clusters]]\nname = \"a\"\nendpoints = [\"h:1\"]\nprotocol = \"http3\"\n");
+        assert_eq!(e.key, "clusters[0].protocol", "{e}");
+        assert_eq!(e.line, Some(6), "{e}");
+    }
+}

@@ -1,0 +1,75 @@
+//! Errors on the request path and the one place they become HTTP responses.
+
+use crate::body::{self, ProxyBody};
+use http::{Response, StatusCode, header};
+
+/// Why a request could not be proxied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches host {host:?} and path {path:?}")]
+    NoRoute { host: String, path: String },
+    #[error("request has no valid host")]
+    BadRequest(&'static str),
+    #[error("cluster {0} has no endpoints")]
+    NoEndpoint(String),
+    #[error("upstream {endpoint} unreachable: {source}")]
+    UpstreamUnreachable {
+        endpoint: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("upstream {endpoint} connect timed out")]
+    UpstreamConnectTimeout { endpoint: String },
+    #[error("upstream {endpoint} did not answer within {timeout:?}")]
+    UpstreamTimeout {
+        endpoint: String,
+        timeout: std::time::Duration,
+    },
+    #[error("filter {plugin} failed: {reason}")]
+    FilterFailed { plugin: String, reason: String },
+    #[error("filter {plugin} has no free instance: {reason}")]
+    FilterUnavailable { plugin: String, reason: String },
+}
+
+impl ProxyError {
+    /// The status a client sees for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoEndpoint(_) | ProxyError::FilterUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProxyError::FilterFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The short body a client sees: what happened, without internal detail.
+    fn body(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute { .. } => "no route for this host and path\n",
+            ProxyError::BadRequest(why) => why,
+            ProxyError::NoEndpoint(_) => "no upstream endpoint available\n",
+            ProxyError::UpstreamUnreachable { .. } => "upstream unreachable\n",
+            ProxyError::UpstreamConnectTimeout { .. } => "upstream connect timeout\n",
+            ProxyError::UpstreamTimeout { .. } => "upstream timeout\n",
+            ProxyError::FilterFailed { .. } => "filter failed\n",
+            ProxyError::FilterUnavailable { .. } => "filter overloaded\n",
+        }
+    }
+
+    /// The response sent to the client.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let mut resp = Response::new(body::full(self.body()));
+        *resp.status_mut() = self.status();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp
+    }
+}

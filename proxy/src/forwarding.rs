@@ -1,0 +1,124 @@
+//! What a proxy must change on a message it forwards: hop-by-hop headers
+//! out (RFC 9110 §7.6.1), `X-Forwarded-For`, `X-Forwarded-Proto`,
+//! `Forwarded` (RFC 7239) and `Via` (RFC 9110 §7.6.3) in.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
+use std::net::SocketAddr;
+
+/// Headers that describe one connection, never the message.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// Remove hop-by-hop headers: the fixed list, `Transfer-Encoding` (hyper
+/// frames the body itself) and every header the `Connection` header names.
+/// `TE: trailers` survives, as gRPC over HTTP/2 needs it.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers")));
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// The `Via` entry for a message received with `version`.
+fn via_entry(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_10 => "1.0 sluice",
+        Version::HTTP_2 => "2 sluice",
+        Version::HTTP_3 => "3 sluice",
+        _ => "1.1 sluice",
+    }
+}
+
+/// Append this hop to `Via`.
+pub fn append_via(headers: &mut HeaderMap, received: Version) {
+    headers.append(header::VIA, HeaderValue::from_static(via_entry(received)));
+}
+
+/// Add the forwarding headers to a request about to go upstream.
+/// `proto` is `http` or `https`; `host` the authority the client asked for.
+pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, proto: &str, host: Option<&str>) {
+    let ip = client.ip().to_string();
+    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
+        _ => ip.clone(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(proto) {
+        headers.insert(X_FORWARDED_PROTO, v);
+    }
+    // RFC 7239: IPv6 addresses are quoted and bracketed.
+    let node = if client.is_ipv6() { format!("\"[{ip}]\"") } else { ip };
+    let mut element = format!("for={node};proto={proto}");
+    if let Some(host) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
+        element.push_str(";host=\"");
+        element.push_str(host);
+        element.push('"');
+    }
+    if let Ok(v) = HeaderValue::from_str(&element) {
+        headers.append(header::FORWARDED, v);
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_listed_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("te", HeaderValue::from_static("trailers, deflate"));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-keep", "te"]);
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn forwarded_headers_append() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        add_forwarded(&mut h, "[2001:db8::1]:5000".parse().unwrap(), "http", Some("api.example.com"));
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=http;host=\"api.example.com\"");
+        append_via(&mut h, Version::HTTP_2);
+        assert_eq!(h["via"], "2 sluice");
+    }
+}

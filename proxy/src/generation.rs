@@ -1,0 +1,96 @@
+//! A generation: one configuration with its compiled plugins, configured
+//! filter chains, router and upstream clients, built off the request path
+//! and then shared read-only. A request holds the generation it started
+//! with until it ends.
+
+use crate::config::{Config, ConfigError};
+use crate::filter_chain::FilterChain;
+use crate::router::Router;
+use crate::upstream::Upstreams;
+use crate::wasm::{FilterSlot, PluginSet, WasmRuntime};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a request needs from its route.
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub cluster: Arc<str>,
+    pub timeout: Duration,
+    pub connect_timeout: Option<Duration>,
+    pub chain: FilterChain,
+}
+
+/// An immutable, complete serving state.
+#[derive(Debug)]
+pub struct Generation {
+    pub id: u64,
+    pub config: Arc<Config>,
+    pub router: Router<Route>,
+    pub upstreams: Upstreams,
+    pub plugins: PluginSet,
+}
+
+impl Generation {
+    /// Load plugins, configure every route's filters (each filter validates
+    /// its configuration in `init`) and build router and upstreams. Any
+    /// failure rejects the whole generation with a located error.
+    pub async fn build(runtime: Arc<WasmRuntime>, config: Arc<Config>, id: u64) -> Result<Generation, ConfigError> {
+        let wanted: Vec<String> = config.routes.iter().flat_map(|r| r.filters.iter().map(|f| f.plugin.clone())).collect();
+        let plugins = {
+            let (runtime, dir) = (runtime.clone(), config.plugins_dir.clone());
+            tokio::task::spawn_blocking(move || {
+                let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+                PluginSet::load(&runtime, &dir, &wanted)
+            })
+            .await
+            .map_err(|e| located(&config, None, String::new(), format!("plugin loading panicked: {e}")))?
+        };
+
+        let upstreams = Upstreams::new(&config);
+        let clusters: Arc<HashSet<Arc<str>>> = Arc::new(config.clusters.iter().map(|c| Arc::from(c.name.as_str())).collect());
+        let mut routes = Vec::new();
+        for (i, rc) in config.routes.iter().enumerate() {
+            let mut chain = FilterChain::default();
+            for (j, fc) in rc.filters.iter().enumerate() {
+                let key = format!("routes[{i}].filters[{j}].plugin");
+                let plugin = match plugins.get(&fc.plugin) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let message = match plugins.failed.get(&fc.plugin) {
+                            Some((path, e)) => format!("plugin `{}` ({}) failed to load: {e}", fc.plugin, path.display()),
+                            None => format!(
+                                "unknown plugin `{}`: no {}.wasm in {} and no built-in of that name (available: {})",
+                                fc.plugin,
+                                fc.plugin,
+                                plugins.dir.display(),
+                                plugins.available().join(", ")
+                            ),
+                        };
+                        return Err(located(&config, Some(fc.line), key, message));
+                    }
+                };
+                let slot = FilterSlot::new(runtime.clone(), plugin, fc.config_json.clone(), clusters.clone())
+                    .await
+                    .map_err(|e| {
+                        located(&config, Some(fc.line), format!("routes[{i}].filters[{j}].config"), format!("route `{}`, plugin `{}` rejected its config: {e}", rc.name, fc.plugin))
+                    })?;
+                chain.slots.push(slot);
+            }
+            let route = Route {
+                name: rc.name.as_str().into(),
+                cluster: rc.cluster.as_str().into(),
+                timeout: rc.timeout,
+                connect_timeout: rc.connect_timeout,
+                chain,
+            };
+            routes.push((rc.hosts.clone(), rc.path.clone(), Arc::new(route)));
+        }
+        Ok(Generation { id, router: Router::new(routes), upstreams, plugins, config })
+    }
+}
+
+fn located(config: &Config, line: Option<usize>, key: String, message: String) -> ConfigError {
+    ConfigError { file: config.source.clone(), line, key, message }
+}

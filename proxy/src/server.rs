@@ -1,0 +1,121 @@
+//! Starting sluice: build the first generation, bind the listeners and the
+//! admin address, and serve. Also `check`, which does everything but serve.
+
+use crate::config::{Config, ConfigError};
+use crate::generation::Generation;
+use crate::listener::{self, Current};
+use crate::wasm::{PluginSource, WasmRuntime};
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Why sluice could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot start the Wasm engine: {0}")]
+    Engine(String),
+    #[error("cannot listen on {address} ({name}): {source}")]
+    Bind {
+        name: String,
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running sluice: its bound addresses and serving tasks.
+pub struct Running {
+    /// `(listener name, bound address)`, in config order.
+    pub listeners: Vec<(String, SocketAddr)>,
+    pub admin: Option<SocketAddr>,
+    pub current: Current,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Serve until the process is stopped.
+    pub async fn wait(mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Load `config`, build the first generation and start serving.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let runtime = WasmRuntime::new(config.cache_dir.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+    let config = Arc::new(config);
+    let generation = Generation::build(runtime, config.clone(), 1).await?;
+    let current: Current = Arc::new(ArcSwap::from_pointee(generation));
+
+    let mut tasks = Vec::new();
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let socket = TcpListener::bind(l.address)
+            .await
+            .map_err(|source| StartError::Bind { name: l.name.clone(), address: l.address, source })?;
+        let bound = socket.local_addr().unwrap_or(l.address);
+        tracing::info!(listener = %l.name, address = %bound, "listening");
+        listeners.push((l.name.clone(), bound));
+        tasks.push(tokio::spawn(listener::serve(socket, current.clone())));
+    }
+    let admin = match config.admin {
+        Some(address) => {
+            let socket = TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind { name: "admin".into(), address, source })?;
+            let bound = socket.local_addr().unwrap_or(address);
+            tracing::info!(address = %bound, "admin listening");
+            tasks.push(tokio::spawn(crate::admin::serve(socket, current.clone())));
+            Some(bound)
+        }
+        None => None,
+    };
+    Ok(Running { listeners, admin, current, tasks })
+}
+
+/// Validate `path` and load every plugin it references with its config,
+/// without serving. Returns a human-readable report.
+pub async fn check(path: &Path) -> Result<String, StartError> {
+    let config = Config::load(path)?;
+    let runtime = WasmRuntime::new(config.cache_dir.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+    let config = Arc::new(config);
+    let generation = Generation::build(runtime, config.clone(), 0).await?;
+    let mut out = format!("{}: OK\n", path.display());
+    out += &format!("plugins directory: {}\n", config.plugins_dir.display());
+    for p in generation.plugins.iter() {
+        let source = match &p.source {
+            PluginSource::Builtin => "built-in".to_string(),
+            PluginSource::File(f) => f.display().to_string(),
+        };
+        out += &format!("  plugin {:<20} sha256:{}  {} KiB  {}\n", p.name, &p.hash[..16], p.size / 1024, source);
+    }
+    for (name, (path, e)) in &generation.plugins.failed {
+        out += &format!("  plugin {name:<20} NOT LOADED ({}): {e}\n", path.display());
+    }
+    for l in &config.listeners {
+        out += &format!("listener {} on {}\n", l.name, l.address);
+    }
+    for c in &config.clusters {
+        out += &format!("cluster {} ({:?}): {}\n", c.name, c.protocol, c.endpoints.join(", "));
+    }
+    for r in &config.routes {
+        let hosts = if r.hosts.is_empty() { "*".to_string() } else { format!("{:?}", r.hosts) };
+        let filters: Vec<&str> = r.filters.iter().map(|f| f.plugin.as_str()).collect();
+        out += &format!("route {}: hosts {hosts}, {:?} → cluster {} via [{}]\n", r.name, r.path, r.cluster, filters.join(" → "));
+    }
+    Ok(out)
+}

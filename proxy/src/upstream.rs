@@ -1,0 +1,163 @@
+//! Upstream: clusters of endpoints, round-robin balancing, pooled keep-alive
+//! clients (HTTP/1.1 or h2c), connect and response timeouts.
+
+use crate::config::{Config, UpstreamProtocol};
+use crate::error::ProxyError;
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+type HttpClient = Client<HttpConnector, Incoming>;
+
+/// How long an idle upstream connection is kept for reuse.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// One cluster: its endpoints and the clients that reach them.
+pub struct Cluster {
+    pub name: Arc<str>,
+    endpoints: Vec<Authority>,
+    next: AtomicUsize,
+    protocol: UpstreamProtocol,
+    default_connect_timeout: Duration,
+    /// One pooled client per distinct connect timeout in use.
+    clients: Vec<(Duration, HttpClient)>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("name", &self.name).field("endpoints", &self.endpoints).finish()
+    }
+}
+
+/// Every cluster of a configuration.
+#[derive(Debug, Default)]
+pub struct Upstreams {
+    clusters: HashMap<Arc<str>, Arc<Cluster>>,
+}
+
+impl Upstreams {
+    /// Build clients for every cluster; pools start empty.
+    pub fn new(config: &Config) -> Upstreams {
+        let mut overrides: Vec<Duration> = config.routes.iter().filter_map(|r| r.connect_timeout).collect();
+        overrides.sort();
+        overrides.dedup();
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|c| {
+                let mut timeouts = overrides.clone();
+                timeouts.push(c.connect_timeout);
+                timeouts.sort();
+                timeouts.dedup();
+                let clients = timeouts.into_iter().map(|t| (t, build_client(c.protocol, t))).collect();
+                let endpoints = c.endpoints.iter().filter_map(|e| e.parse().ok()).collect();
+                let name: Arc<str> = c.name.as_str().into();
+                let cluster = Cluster {
+                    name: name.clone(),
+                    endpoints,
+                    next: AtomicUsize::new(0),
+                    protocol: c.protocol,
+                    default_connect_timeout: c.connect_timeout,
+                    clients,
+                };
+                (name, Arc::new(cluster))
+            })
+            .collect();
+        Upstreams { clusters }
+    }
+
+    /// The cluster with this name.
+    pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.get(name)
+    }
+
+    /// Whether a cluster of this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.clusters.contains_key(name)
+    }
+}
+
+fn build_client(protocol: UpstreamProtocol, connect_timeout: Duration) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new());
+    if protocol == UpstreamProtocol::Http2 {
+        builder
+            .http2_only(true)
+            .http2_keep_alive_interval(Some(Duration::from_secs(30)))
+            .http2_adaptive_window(true);
+    }
+    builder.build(connector)
+}
+
+impl Cluster {
+    /// The next endpoint, round robin.
+    fn pick(&self) -> Option<&Authority> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        self.endpoints.get(i)
+    }
+
+    fn client(&self, connect_timeout: Option<Duration>) -> Option<&HttpClient> {
+        let wanted = connect_timeout.unwrap_or(self.default_connect_timeout);
+        self.clients.iter().find(|(t, _)| *t == wanted).map(|(_, c)| c)
+    }
+
+    /// Send `req` to one endpoint and wait up to `timeout` for the response
+    /// headers. The body streams in both directions.
+    pub async fn send(
+        &self,
+        mut req: Request<Incoming>,
+        connect_timeout: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<(Response<Incoming>, String), ProxyError> {
+        let endpoint = self.pick().ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
+        let client = self.client(connect_timeout).ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
+        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(endpoint.clone());
+        parts.path_and_query = Some(path);
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target\n"))?;
+        *req.version_mut() = match self.protocol {
+            UpstreamProtocol::Http1 => Version::HTTP_11,
+            UpstreamProtocol::Http2 => Version::HTTP_2,
+        };
+        let endpoint = endpoint.to_string();
+        match tokio::time::timeout(timeout, client.request(req)).await {
+            Err(_) => Err(ProxyError::UpstreamTimeout { endpoint, timeout }),
+            Ok(Ok(resp)) => Ok((resp, endpoint)),
+            Ok(Err(e)) if is_timeout(&e) => Err(ProxyError::UpstreamConnectTimeout { endpoint }),
+            Ok(Err(source)) => Err(ProxyError::UpstreamUnreachable { endpoint, source }),
+        }
+    }
+}
+
+/// Whether a client error was a connect timeout.
+fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}

@@ -1,0 +1,10 @@
+//! Host bindings generated from `wit/filter.wit`. Generated types stay in
+//! the `wasm` module; the rest of the proxy speaks its own types.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "filter",
+    exports: { default: async },
+});
+
+pub use sluice::filter::types::{Action, HeaderLine, HostError, LogLevel, Phases};

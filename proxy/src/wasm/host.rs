@@ -1,0 +1,446 @@
+//! The host side of the WIT imports: what a filter's calls do to the
+//! request, response, context and shared state of the call in progress.
+//! Every argument from the guest is validated here; a bad one is refused
+//! with a `host-error`, never a panic or an invalid message.
+
+use super::bindings::sluice::filter::{clock, context, log, random, request, response, shared_state, types};
+use super::bindings::{HeaderLine, HostError, LogLevel};
+use crate::limits;
+use crate::shared_state::SharedState;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
+use http::{Method, StatusCode};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// One origin for `monotonic-nanos`, so values from different instances compare.
+static MONOTONIC_ORIGIN: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// Per-request values every filter of the chain sees.
+pub type Context = HashMap<String, String>;
+
+/// The request as the chain sees it, before it goes upstream.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub parts: http::request::Parts,
+    pub client: SocketAddr,
+    /// `http` or `https`, as recorded for the upstream's forwarding headers.
+    pub scheme: &'static str,
+    /// The cluster the request will be sent to.
+    pub cluster: Arc<str>,
+}
+
+/// What one request carries through its filter chain. Moved into a filter's
+/// store for the length of one call and taken back after it.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    /// Present in the request phase.
+    pub request: Option<RequestHead>,
+    /// Present in the response phase.
+    pub response: Option<http::response::Parts>,
+    pub context: Context,
+}
+
+/// The data of one filter instance's store.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limits: StoreLimits,
+    plugin: Arc<str>,
+    shared: Arc<SharedState>,
+    clusters: Arc<HashSet<Arc<str>>>,
+    pub(super) exchange: Exchange,
+}
+
+impl HostState {
+    pub fn new(plugin: Arc<str>, shared: Arc<SharedState>, clusters: Arc<HashSet<Arc<str>>>, memory_limit: usize) -> Self {
+        HostState {
+            // No preopens, no environment, no stdio: Rust's std links WASI, and
+            // it gets nothing through it.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().memory_size(memory_limit).trap_on_grow_failure(true).build(),
+            plugin,
+            shared,
+            clusters,
+            exchange: Exchange::default(),
+        }
+    }
+
+    fn request(&mut self) -> Result<&mut RequestHead, HostError> {
+        self.exchange.request.as_mut().ok_or(HostError::WrongPhase)
+    }
+
+    fn response(&mut self) -> Result<&mut http::response::Parts, HostError> {
+        self.exchange.response.as_mut().ok_or(HostError::WrongPhase)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Headers only the host may change.
+const RESERVED: [&str; 9] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+    "host",
+];
+
+fn header_name(name: &str) -> Result<HeaderName, HostError> {
+    if name.len() > limits::MAX_HEADER_BYTES {
+        return Err(HostError::LimitExceeded);
+    }
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| HostError::InvalidName)
+}
+
+fn writable_name(name: &str) -> Result<HeaderName, HostError> {
+    let name = header_name(name)?;
+    if RESERVED.contains(&name.as_str()) {
+        return Err(HostError::ReservedHeader);
+    }
+    Ok(name)
+}
+
+fn header_value(value: &[u8]) -> Result<HeaderValue, HostError> {
+    if value.len() > limits::MAX_HEADER_BYTES {
+        return Err(HostError::LimitExceeded);
+    }
+    HeaderValue::from_bytes(value).map_err(|_| HostError::InvalidValue)
+}
+
+/// Header operations shared by the request and the response.
+mod headers {
+    use super::*;
+
+    pub fn get(map: &HeaderMap, name: &str) -> Option<Vec<u8>> {
+        let name = header_name(name).ok()?;
+        map.get(name).map(|v| v.as_bytes().to_vec())
+    }
+
+    pub fn get_all(map: &HeaderMap, name: &str) -> Vec<Vec<u8>> {
+        match header_name(name) {
+            Ok(name) => map.get_all(name).iter().map(|v| v.as_bytes().to_vec()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub fn lines(map: &HeaderMap) -> Vec<HeaderLine> {
+        map.iter()
+            .map(|(n, v)| HeaderLine { name: n.as_str().to_string(), value: v.as_bytes().to_vec() })
+            .collect()
+    }
+
+    pub fn set(map: &mut HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        let name = writable_name(name)?;
+        let value = header_value(value)?;
+        let existing = map.get_all(&name).iter().count();
+        if map.len() - existing + 1 > limits::MAX_HEADER_COUNT {
+            return Err(HostError::LimitExceeded);
+        }
+        map.insert(name, value);
+        Ok(())
+    }
+
+    pub fn append(map: &mut HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+        let name = writable_name(name)?;
+        let value = header_value(value)?;
+        if map.len() + 1 > limits::MAX_HEADER_COUNT {
+            return Err(HostError::LimitExceeded);
+        }
+        map.append(name, value);
+        Ok(())
+    }
+
+    pub fn remove(map: &mut HeaderMap, name: &str) -> Result<(), HostError> {
+        let name = writable_name(name)?;
+        map.remove(name);
+        Ok(())
+    }
+}
+
+impl types::Host for HostState {}
+
+impl request::Host for HostState {
+    fn method(&mut self) -> String {
+        self.request().map(|r| r.parts.method.as_str().to_string()).unwrap_or_default()
+    }
+
+    fn set_method(&mut self, method: String) -> Result<(), HostError> {
+        let req = self.request()?;
+        req.parts.method = Method::from_bytes(method.as_bytes()).map_err(|_| HostError::InvalidArgument)?;
+        Ok(())
+    }
+
+    fn path(&mut self) -> String {
+        self.request()
+            .map(|r| r.parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string())
+            .unwrap_or_default()
+    }
+
+    fn set_path(&mut self, path: String) -> Result<(), HostError> {
+        let req = self.request()?;
+        if !path.starts_with('/') || path.len() > limits::MAX_HEADER_BYTES {
+            return Err(HostError::InvalidArgument);
+        }
+        let pq = PathAndQuery::try_from(path).map_err(|_| HostError::InvalidArgument)?;
+        let mut parts = std::mem::take(&mut req.parts.uri).into_parts();
+        parts.path_and_query = Some(pq);
+        req.parts.uri = http::Uri::from_parts(parts).map_err(|_| HostError::InvalidArgument)?;
+        Ok(())
+    }
+
+    fn authority(&mut self) -> Option<String> {
+        let req = self.request().ok()?;
+        let host = req.parts.headers.get(http::header::HOST)?;
+        host.to_str().ok().map(str::to_string)
+    }
+
+    fn set_authority(&mut self, authority: String) -> Result<(), HostError> {
+        let req = self.request()?;
+        let parsed = Authority::try_from(authority.as_str()).map_err(|_| HostError::InvalidArgument)?;
+        if authority.contains('@') {
+            return Err(HostError::InvalidArgument);
+        }
+        let value = HeaderValue::from_str(parsed.as_str()).map_err(|_| HostError::InvalidArgument)?;
+        req.parts.headers.insert(http::header::HOST, value);
+        Ok(())
+    }
+
+    fn scheme(&mut self) -> String {
+        self.request().map(|r| r.scheme.to_string()).unwrap_or_default()
+    }
+
+    fn set_scheme(&mut self, scheme: String) -> Result<(), HostError> {
+        let req = self.request()?;
+        req.scheme = match scheme.as_str() {
+            "http" => "http",
+            "https" => "https",
+            _ => return Err(HostError::InvalidArgument),
+        };
+        Ok(())
+    }
+
+    fn client_address(&mut self) -> String {
+        self.request().map(|r| r.client.to_string()).unwrap_or_default()
+    }
+
+    fn header(&mut self, name: String) -> Option<Vec<u8>> {
+        headers::get(&self.request().ok()?.parts.headers, &name)
+    }
+
+    fn header_all(&mut self, name: String) -> Vec<Vec<u8>> {
+        self.request().map(|r| headers::get_all(&r.parts.headers, &name)).unwrap_or_default()
+    }
+
+    fn headers(&mut self) -> Vec<HeaderLine> {
+        self.request().map(|r| headers::lines(&r.parts.headers)).unwrap_or_default()
+    }
+
+    fn set_header(&mut self, name: String, value: Vec<u8>) -> Result<(), HostError> {
+        headers::set(&mut self.request()?.parts.headers, &name, &value)
+    }
+
+    fn append_header(&mut self, name: String, value: Vec<u8>) -> Result<(), HostError> {
+        headers::append(&mut self.request()?.parts.headers, &name, &value)
+    }
+
+    fn remove_header(&mut self, name: String) -> Result<(), HostError> {
+        headers::remove(&mut self.request()?.parts.headers, &name)
+    }
+
+    fn cluster(&mut self) -> String {
+        self.request().map(|r| r.cluster.to_string()).unwrap_or_default()
+    }
+
+    fn set_cluster(&mut self, name: String) -> Result<(), HostError> {
+        let cluster = self.clusters.get(name.as_str()).cloned().ok_or(HostError::UnknownCluster)?;
+        self.request()?.cluster = cluster;
+        Ok(())
+    }
+}
+
+impl response::Host for HostState {
+    fn status(&mut self) -> u16 {
+        self.response().map(|r| r.status.as_u16()).unwrap_or(0)
+    }
+
+    fn set_status(&mut self, status: u16) -> Result<(), HostError> {
+        let resp = self.response()?;
+        if !(100..=599).contains(&status) {
+            return Err(HostError::InvalidArgument);
+        }
+        resp.status = StatusCode::from_u16(status).map_err(|_| HostError::InvalidArgument)?;
+        Ok(())
+    }
+
+    fn header(&mut self, name: String) -> Option<Vec<u8>> {
+        headers::get(&self.response().ok()?.headers, &name)
+    }
+
+    fn header_all(&mut self, name: String) -> Vec<Vec<u8>> {
+        self.response().map(|r| headers::get_all(&r.headers, &name)).unwrap_or_default()
+    }
+
+    fn headers(&mut self) -> Vec<HeaderLine> {
+        self.response().map(|r| headers::lines(&r.headers)).unwrap_or_default()
+    }
+
+    fn set_header(&mut self, name: String, value: Vec<u8>) -> Result<(), HostError> {
+        headers::set(&mut self.response()?.headers, &name, &value)
+    }
+
+    fn append_header(&mut self, name: String, value: Vec<u8>) -> Result<(), HostError> {
+        headers::append(&mut self.response()?.headers, &name, &value)
+    }
+
+    fn remove_header(&mut self, name: String) -> Result<(), HostError> {
+        headers::remove(&mut self.response()?.headers, &name)
+    }
+}
+
+impl context::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.exchange.context.get(&key).cloned()
+    }
+
+    fn set(&mut self, key: String, value: String) -> Result<(), HostError> {
+        let ctx = &mut self.exchange.context;
+        if key.len() > limits::MAX_CONTEXT_BYTES || value.len() > limits::MAX_CONTEXT_BYTES {
+            return Err(HostError::LimitExceeded);
+        }
+        if !ctx.contains_key(&key) && ctx.len() >= limits::MAX_CONTEXT_ENTRIES {
+            return Err(HostError::LimitExceeded);
+        }
+        ctx.insert(key, value);
+        Ok(())
+    }
+
+    fn remove(&mut self, key: String) {
+        self.exchange.context.remove(&key);
+    }
+
+    fn keys(&mut self) -> Vec<String> {
+        self.exchange.context.keys().cloned().collect()
+    }
+}
+
+fn shared_key(key: &str) -> Result<&[u8], HostError> {
+    if key.len() > limits::MAX_SHARED_KEY_BYTES {
+        return Err(HostError::LimitExceeded);
+    }
+    Ok(key.as_bytes())
+}
+
+fn shared_value(value: &[u8]) -> Result<(), HostError> {
+    if value.len() > limits::MAX_SHARED_VALUE_BYTES {
+        return Err(HostError::LimitExceeded);
+    }
+    Ok(())
+}
+
+impl shared_state::Host for HostState {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.shared.get(&self.plugin, shared_key(&key).ok()?)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), HostError> {
+        shared_value(&value)?;
+        self.shared.set(&self.plugin, shared_key(&key)?, value, ttl_ms);
+        Ok(())
+    }
+
+    fn delete(&mut self, key: String) -> bool {
+        shared_key(&key).is_ok_and(|k| self.shared.delete(&self.plugin, k))
+    }
+
+    fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<i64, HostError> {
+        self.shared
+            .increment(&self.plugin, shared_key(&key)?, delta, ttl_ms)
+            .map_err(|_| HostError::InvalidArgument)
+    }
+
+    fn compare_and_swap(&mut self, key: String, expected: Option<Vec<u8>>, new: Vec<u8>, ttl_ms: Option<u64>) -> Result<bool, HostError> {
+        shared_value(&new)?;
+        Ok(self.shared.compare_and_swap(&self.plugin, shared_key(&key)?, expected.as_deref(), new, ttl_ms))
+    }
+}
+
+fn tracing_level(level: LogLevel) -> tracing::Level {
+    match level {
+        LogLevel::Trace => tracing::Level::TRACE,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Error => tracing::Level::ERROR,
+    }
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: LogLevel, mut message: String) {
+        if message.len() > limits::MAX_LOG_BYTES {
+            let mut cut = limits::MAX_LOG_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let plugin = &*self.plugin;
+        match tracing_level(level) {
+            tracing::Level::TRACE => tracing::trace!(target: "sluice::filter", plugin, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "sluice::filter", plugin, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "sluice::filter", plugin, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "sluice::filter", plugin, "{message}"),
+            _ => tracing::error!(target: "sluice::filter", plugin, "{message}"),
+        }
+    }
+
+    fn enabled(&mut self, level: LogLevel) -> bool {
+        match tracing_level(level) {
+            tracing::Level::TRACE => tracing::enabled!(target: "sluice::filter", tracing::Level::TRACE),
+            tracing::Level::DEBUG => tracing::enabled!(target: "sluice::filter", tracing::Level::DEBUG),
+            tracing::Level::INFO => tracing::enabled!(target: "sluice::filter", tracing::Level::INFO),
+            tracing::Level::WARN => tracing::enabled!(target: "sluice::filter", tracing::Level::WARN),
+            _ => tracing::enabled!(target: "sluice::filter", tracing::Level::ERROR),
+        }
+    }
+}
+
+impl clock::Host for HostState {
+    fn now_unix_nanos(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+
+    fn monotonic_nanos(&mut self) -> u64 {
+        u64::try_from(MONOTONIC_ORIGIN.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl random::Host for HostState {
+    fn next_u64(&mut self) -> u64 {
+        rand::random()
+    }
+
+    fn bytes(&mut self, len: u32) -> Vec<u8> {
+        let mut out = vec![0u8; len.min(limits::MAX_RANDOM_BYTES) as usize];
+        rand::fill(&mut out[..]);
+        out
+    }
+}

@@ -1,0 +1,109 @@
+//! The Wasm host: one wasmtime engine with the pooling allocator and
+//! copy-on-write memory images, an epoch ticker that enforces per-call
+//! deadlines, the on-disk cache of compiled components, and the linker that
+//! offers filters the WIT host API (plus an empty WASI, which Rust's std
+//! imports even when unused).
+
+mod bindings;
+mod cache;
+mod host;
+mod plugin;
+pub(crate) mod pool;
+
+pub use host::{Context, Exchange, RequestHead};
+pub use plugin::{Plugin, PluginSet, PluginSource};
+pub use pool::{CallError, FilterSlot, LocalResponse, PhaseOutcome};
+
+use crate::shared_state::SharedState;
+use bindings::FilterPre;
+use host::HostState;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; deadlines are whole ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Default CPU deadline of one filter call.
+pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_millis(10);
+/// Default linear-memory cap of one instance.
+pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
+/// Largest memory any instance may have (the pool's per-slot reservation).
+const MAX_MEMORY: u64 = 64 << 20;
+/// Instances alive at once, across all plugins.
+const MAX_INSTANCES: u32 = 1000;
+
+/// The engine and everything shared by all plugins and generations.
+pub struct WasmRuntime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    shared: Arc<SharedState>,
+    /// Dropping it stops the epoch ticker thread.
+    _ticker: std::sync::mpsc::Sender<()>,
+}
+
+impl WasmRuntime {
+    /// Build the engine. `cache_dir` holds compiled `.cwasm` files; `None`
+    /// compiles every plugin on load.
+    pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Arc<WasmRuntime>> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(MAX_INSTANCES)
+            .total_memories(MAX_INSTANCES)
+            .total_tables(MAX_INSTANCES * 2)
+            .total_core_instances(MAX_INSTANCES * 8)
+            .total_stacks(MAX_INSTANCES)
+            .max_memory_size(MAX_MEMORY as usize)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_core_instances_per_component(16);
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_reservation(MAX_MEMORY)
+            .memory_guard_size(32 << 20)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+
+        let (stop, ticks) = std::sync::mpsc::channel::<()>();
+        let ticking = engine.clone();
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = ticks.recv_timeout(EPOCH_TICK) {
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| wasmtime::Error::msg(format!("cannot start epoch thread: {e}")))?;
+
+        Ok(Arc::new(WasmRuntime {
+            engine,
+            linker,
+            cache_dir,
+            shared: Arc::new(SharedState::default()),
+            _ticker: stop,
+        }))
+    }
+
+    /// The shared-state store filters use.
+    pub fn shared_state(&self) -> &Arc<SharedState> {
+        &self.shared
+    }
+
+    /// Link a compiled component against the host API.
+    fn prepare(&self, component: &Component) -> wasmtime::Result<FilterPre<HostState>> {
+        FilterPre::new(self.linker.instantiate_pre(component)?)
+    }
+}
+
+/// Epoch ticks for a deadline, at least one.
+fn deadline_ticks(deadline: Duration) -> u64 {
+    (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
+}

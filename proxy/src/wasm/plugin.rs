@@ -1,0 +1,154 @@
+//! Plugins: components found as `*.wasm` in the plugins directory (named by
+//! file stem) or built into the binary, compiled once (or loaded from the
+//! cache) and linked against the host API, ready to instantiate.
+
+use super::bindings::FilterPre;
+use super::cache::{self, Origin};
+use super::host::HostState;
+use super::WasmRuntime;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// Compiled into the `sluice` binary from `plugins/`.
+    Builtin,
+    /// A file in the plugins directory.
+    File(PathBuf),
+}
+
+/// A compiled, linked plugin.
+pub struct Plugin {
+    pub name: Arc<str>,
+    /// Hex SHA-256 of the component bytes.
+    pub hash: String,
+    pub source: PluginSource,
+    pub size: usize,
+    /// Compiled now, or loaded from the disk cache.
+    pub cached: bool,
+    /// Time to compile or deserialize and link.
+    pub load_time: Duration,
+    pub loaded_at: SystemTime,
+    pub(super) pre: FilterPre<HostState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("hash", &self.hash)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Compile (or load from cache) and link one component.
+    pub fn load(runtime: &WasmRuntime, name: &str, source: PluginSource, bytes: &[u8]) -> Result<Plugin, String> {
+        let started = Instant::now();
+        let hash = cache::content_hash(bytes);
+        let (component, origin) =
+            cache::load_component(&runtime.engine, runtime.cache_dir.as_deref(), &hash, bytes).map_err(|e| format!("not a valid component: {e:#}"))?;
+        let pre = runtime
+            .prepare(&component)
+            .map_err(|e| format!("does not fit the sluice:filter@0.1.0 world: {e:#}"))?;
+        Ok(Plugin {
+            name: name.into(),
+            hash,
+            source,
+            size: bytes.len(),
+            cached: origin == Origin::Cached,
+            load_time: started.elapsed(),
+            loaded_at: SystemTime::now(),
+            pre,
+        })
+    }
+}
+
+/// The plugins available to one generation.
+#[derive(Debug, Default)]
+pub struct PluginSet {
+    pub dir: PathBuf,
+    plugins: BTreeMap<String, Arc<Plugin>>,
+    /// Files in the directory that failed to load, with the reason.
+    pub failed: BTreeMap<String, (PathBuf, String)>,
+}
+
+impl PluginSet {
+    /// Load every `*.wasm` in `dir`, plus the built-ins named in `wanted`
+    /// that no file shadows. A missing directory is empty, not an error.
+    /// This compiles: call it off the async runtime's worker threads.
+    pub fn load(runtime: &WasmRuntime, dir: &Path, wanted: &[&str]) -> PluginSet {
+        let mut set = PluginSet { dir: dir.to_path_buf(), ..Default::default() };
+        for (name, path) in wasm_files(dir) {
+            let loaded = std::fs::read(&path)
+                .map_err(|e| format!("cannot read: {e}"))
+                .and_then(|bytes| Plugin::load(runtime, &name, PluginSource::File(path.clone()), &bytes));
+            match loaded {
+                Ok(p) => {
+                    tracing::info!(plugin = %name, hash = %&p.hash[..12], cached = p.cached, load_ms = p.load_time.as_secs_f64() * 1e3, "plugin loaded");
+                    set.plugins.insert(name, Arc::new(p));
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %name, path = %path.display(), error = %e, "plugin failed to load");
+                    set.failed.insert(name, (path, e));
+                }
+            }
+        }
+        for name in wanted {
+            if set.plugins.contains_key(*name) || set.failed.contains_key(*name) {
+                continue;
+            }
+            if let Some(bytes) = crate::builtin::get(name) {
+                match Plugin::load(runtime, name, PluginSource::Builtin, bytes) {
+                    Ok(p) => {
+                        set.plugins.insert(name.to_string(), Arc::new(p));
+                    }
+                    Err(e) => {
+                        set.failed.insert(name.to_string(), (PathBuf::from("<built-in>"), e));
+                    }
+                }
+            }
+        }
+        set
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.plugins.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.plugins.values()
+    }
+
+    /// Names a route may use: loaded files and every built-in.
+    pub fn available(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.plugins.keys().cloned().collect();
+        names.extend(crate::builtin::names().map(str::to_string));
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// `(stem, path)` of every `*.wasm` file (or symlink to one) in `dir`,
+/// sorted by name. Hidden files are skipped.
+fn wasm_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(String, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .filter_map(|p| {
+            let stem = p.file_stem()?.to_str()?.to_string();
+            (!stem.starts_with('.')).then_some((stem, p))
+        })
+        .collect();
+    files.sort();
+    files
+}

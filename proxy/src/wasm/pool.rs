@@ -1,0 +1,204 @@
+//! One filter slot of one route: a plugin with its route configuration and
+//! a pool of ready, configured instances reused across requests. A call
+//! takes an instance, moves the request's [`Exchange`] into its store, runs
+//! one phase under the CPU deadline, and takes the exchange back. An
+//! instance whose call failed is dropped, never reused.
+
+use super::bindings::{self, Filter, Phases};
+use super::host::{Exchange, HostState};
+use super::plugin::Plugin;
+use super::{DEFAULT_CALL_DEADLINE, DEFAULT_MEMORY_LIMIT, WasmRuntime, deadline_ticks};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use wasmtime::Store;
+
+/// Ready instances kept per slot; more are created under load and dropped
+/// after use.
+const MAX_IDLE: usize = 16;
+
+/// A response a filter produced instead of the upstream's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// What a phase asked for.
+#[derive(Debug)]
+pub enum PhaseOutcome {
+    Continue,
+    Respond(LocalResponse),
+}
+
+/// Why a filter call did not produce an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("cannot create an instance: {0}")]
+    Instantiate(String),
+    #[error("exceeded its CPU deadline")]
+    Deadline,
+    #[error("trapped: {0}")]
+    Trap(String),
+}
+
+/// Which phase to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    RequestHeaders,
+    ResponseHeaders,
+}
+
+struct Instance {
+    store: Store<HostState>,
+    filter: Filter,
+}
+
+/// A plugin configured for one route, with its instance pool.
+pub struct FilterSlot {
+    runtime: Arc<WasmRuntime>,
+    pub plugin: Arc<Plugin>,
+    config_json: String,
+    clusters: Arc<HashSet<Arc<str>>>,
+    memory_limit: usize,
+    deadline_ticks: u64,
+    wants_request: bool,
+    wants_response: bool,
+    idle: Mutex<Vec<Instance>>,
+}
+
+impl std::fmt::Debug for FilterSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilterSlot").field("plugin", &self.plugin.name).finish_non_exhaustive()
+    }
+}
+
+impl FilterSlot {
+    /// Create the slot and its first instance, handing the filter its
+    /// configuration. `Err` carries the filter's own rejection message or
+    /// the instantiation failure.
+    pub async fn new(
+        runtime: Arc<WasmRuntime>,
+        plugin: Arc<Plugin>,
+        config_json: String,
+        clusters: Arc<HashSet<Arc<str>>>,
+    ) -> Result<FilterSlot, String> {
+        let mut slot = FilterSlot {
+            runtime,
+            plugin,
+            config_json,
+            clusters,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            deadline_ticks: deadline_ticks(DEFAULT_CALL_DEADLINE),
+            wants_request: true,
+            wants_response: true,
+            idle: Mutex::new(Vec::new()),
+        };
+        let (instance, phases) = slot.instantiate().await.map_err(|e| match e {
+            InitError::Rejected(msg) => msg,
+            InitError::Call(e) => e.to_string(),
+        })?;
+        slot.wants_request = phases.contains(Phases::REQUEST_HEADERS);
+        slot.wants_response = phases.contains(Phases::RESPONSE_HEADERS);
+        slot.release(instance);
+        Ok(slot)
+    }
+
+    /// Whether the filter asked for this phase.
+    pub fn wants(&self, phase: Phase) -> bool {
+        match phase {
+            Phase::RequestHeaders => self.wants_request,
+            Phase::ResponseHeaders => self.wants_response,
+        }
+    }
+
+    /// Instances waiting in the pool.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    async fn instantiate(&self) -> Result<(Instance, Phases), InitError> {
+        let state = HostState::new(
+            self.plugin.name.clone(),
+            self.runtime.shared.clone(),
+            self.clusters.clone(),
+            self.memory_limit,
+        );
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.deadline_ticks);
+        let filter = self
+            .plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| InitError::Call(CallError::Instantiate(format!("{e:#}"))))?;
+        store.set_epoch_deadline(self.deadline_ticks);
+        let phases = filter
+            .sluice_filter_handler()
+            .call_init(&mut store, &self.config_json)
+            .await
+            .map_err(|e| InitError::Call(classify(e)))?
+            .map_err(InitError::Rejected)?;
+        Ok((Instance { store, filter }, phases))
+    }
+
+    fn release(&self, instance: Instance) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(instance);
+        }
+    }
+
+    /// Run one phase on a pooled instance.
+    pub async fn call(&self, phase: Phase, exchange: &mut Exchange) -> Result<PhaseOutcome, CallError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut instance = match pooled {
+            Some(i) => i,
+            None => match self.instantiate().await {
+                Ok((i, _)) => i,
+                Err(InitError::Call(e)) => return Err(e),
+                Err(InitError::Rejected(msg)) => return Err(CallError::Instantiate(format!("config rejected: {msg}"))),
+            },
+        };
+        let Instance { store, filter } = &mut instance;
+        store.data_mut().exchange = std::mem::take(exchange);
+        store.set_epoch_deadline(self.deadline_ticks);
+        let handler = filter.sluice_filter_handler();
+        let result = match phase {
+            Phase::RequestHeaders => handler.call_on_request_headers(&mut *store).await,
+            Phase::ResponseHeaders => handler.call_on_response_headers(&mut *store).await,
+        };
+        *exchange = std::mem::take(&mut store.data_mut().exchange);
+        match result {
+            Ok(action) => {
+                self.release(instance);
+                Ok(outcome(action))
+            }
+            Err(e) => Err(classify(e)),
+        }
+    }
+}
+
+enum InitError {
+    Call(CallError),
+    Rejected(String),
+}
+
+fn outcome(action: bindings::Action) -> PhaseOutcome {
+    match action {
+        bindings::Action::Continue => PhaseOutcome::Continue,
+        bindings::Action::Respond(r) => PhaseOutcome::Respond(LocalResponse {
+            status: r.status,
+            headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: r.body,
+        }),
+    }
+}
+
+fn classify(e: wasmtime::Error) -> CallError {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => CallError::Deadline,
+        _ => CallError::Trap(format!("{e:#}")),
+    }
+}
