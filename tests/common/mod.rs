@@ -1,0 +1,158 @@
+//! Shared harness for the end-to-end tests: start sluice in-process (or as
+//! the real binary) on ephemeral loopback ports with a config written to a
+//! temporary directory, and real HTTP clients to talk to it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use sluice_test_support::test_filter;
+pub use sluice_test_support::upstream::Upstream;
+
+/// A compiled-component cache shared by the tests, so each test process
+/// compiles a plugin once.
+pub fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join("sluice-test-cache")
+}
+
+/// A temporary directory with `config.toml` and `plugins/`.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    /// Write `body` (clusters and routes) after a generated header with a
+    /// listener on port 0, the plugins dir and the shared cache; copy the
+    /// named test filters into `plugins/` (as `<file stem>.wasm`).
+    pub fn new(body: &str, filters: &[(&str, &str)]) -> Workdir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).expect("plugins dir");
+        for (crate_name, stem) in filters {
+            std::fs::copy(test_filter(crate_name), plugins.join(format!("{stem}.wasm"))).expect("copy filter");
+        }
+        let header = format!(
+            "plugins_dir = \"plugins\"\ncache_dir = {:?}\n\n[[listeners]]\nname = \"test\"\naddress = \"127.0.0.1:0\"\n\n",
+            cache_dir().display().to_string()
+        );
+        std::fs::write(dir.path().join("config.toml"), header + body).expect("write config");
+        Workdir { dir }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+}
+
+/// sluice running in this process.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub running: sluice::server::Running,
+    pub work: Workdir,
+}
+
+impl TestProxy {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Start sluice in-process on `body` (clusters + routes).
+pub async fn start(body: &str, filters: &[(&str, &str)]) -> TestProxy {
+    let work = Workdir::new(body, filters);
+    let config = sluice::config::Config::load(&work.config_path()).unwrap_or_else(|e| panic!("{e}"));
+    let running = sluice::server::start(config).await.unwrap_or_else(|e| panic!("{e}"));
+    let addr = running.listeners[0].1;
+    TestProxy { addr, running, work }
+}
+
+/// An HTTP/1.1 client.
+pub fn h1() -> reqwest::Client {
+    reqwest::Client::builder().http1_only().no_proxy().build().expect("client")
+}
+
+/// An HTTP/2 client with prior knowledge (h2c).
+pub fn h2() -> reqwest::Client {
+    reqwest::Client::builder().http2_prior_knowledge().no_proxy().build().expect("client")
+}
+
+/// The echo JSON's header values for `name`, in order.
+pub fn echoed(echo: &serde_json::Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .map(|hs| {
+            hs.iter()
+                .filter(|h| h[0] == name)
+                .filter_map(|h| h[1].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The real `sluice` binary serving `config`; killed when dropped.
+pub struct BinaryProxy {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub work: Workdir,
+}
+
+impl Drop for BinaryProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// Start the binary and wait for its "listening" log line.
+pub fn start_binary(body: &str, filters: &[(&str, &str)]) -> BinaryProxy {
+    use std::io::{BufRead, BufReader};
+    let work = Workdir::new(body, filters);
+    let mut child = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(work.config_path())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening") && line.contains("listener=test") {
+                let addr = line.rsplit("address=").next().and_then(|a| a.trim().parse::<SocketAddr>().ok());
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr);
+                }
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
+            break addr;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("sluice exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "sluice did not start listening within 60s");
+    };
+    BinaryProxy { child, addr, work }
+}
+
+/// A field of /proc/PID/status in KiB (e.g. `VmRSS`, `VmHWM`).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}

@@ -1,0 +1,161 @@
+//! The core proxy without filters: what reaches the upstream is exactly
+//! what the client sent (plus the forwarding headers, minus hop-by-hop
+//! ones), over every combination of HTTP/1.1 and HTTP/2 on either side,
+//! and the error cases answer 404, 502 and 504 with short bodies.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn cluster(name: &str, addr: std::net::SocketAddr, protocol: &str) -> String {
+    format!("[[clusters]]\nname = \"{name}\"\nendpoints = [\"{addr}\"]\nprotocol = \"{protocol}\"\n\n")
+}
+
+async fn forwards_exactly(client: reqwest::Client, upstream_protocol: &str, expect_version: &str) {
+    let up = Upstream::start("app").await;
+    let body = format!(
+        "{}[[routes]]\nname = \"all\"\ncluster = \"app\"\n",
+        cluster("app", up.addr, upstream_protocol)
+    );
+    let proxy = start(&body, &[]).await;
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let resp = client
+        .request(reqwest::Method::PATCH, proxy.url("/a/b%20c/?q=1&q=2&empty=&x=%2F"))
+        .header("x-custom", "one")
+        .header("x-multi", "a")
+        .header("x-multi", "b")
+        .header("connection", "x-hop")
+        .header("x-hop", "must-not-pass")
+        .header("x-forwarded-for", "203.0.113.7")
+        .body(payload.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-upstream"], "app");
+    assert!(resp.headers().get_all("via").iter().any(|v| v.to_str().unwrap().ends_with("sluice")));
+    let echo: Value = resp.json().await.expect("json");
+    assert_eq!(echo["method"], "PATCH");
+    assert_eq!(echo["path"], "/a/b%20c/?q=1&q=2&empty=&x=%2F");
+    assert_eq!(echo["version"], expect_version);
+    assert_eq!(echoed(&echo, "x-custom"), ["one"]);
+    assert_eq!(echoed(&echo, "x-multi"), ["a", "b"]);
+    assert!(echoed(&echo, "x-hop").is_empty(), "Connection-named header forwarded");
+    assert!(echoed(&echo, "connection").is_empty());
+    assert_eq!(echoed(&echo, "x-forwarded-for"), ["203.0.113.7, 127.0.0.1"]);
+    assert_eq!(echoed(&echo, "x-forwarded-proto"), ["http"]);
+    assert_eq!(echoed(&echo, "forwarded"), [format!("for=127.0.0.1;proto=http;host=\"{}\"", proxy.addr)]);
+    assert_eq!(echoed(&echo, "host"), [proxy.addr.to_string()]);
+    assert_eq!(echoed(&echo, "via").len(), 1);
+    assert_eq!(echo["body_len"], payload.len());
+    let digest: String = Sha256::digest(&payload).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(echo["body_sha256"], digest);
+}
+
+#[tokio::test]
+async fn h1_client_to_h1_upstream() {
+    forwards_exactly(h1(), "http1", "HTTP/1.1").await;
+}
+
+#[tokio::test]
+async fn h2_client_to_h1_upstream() {
+    forwards_exactly(h2(), "http1", "HTTP/1.1").await;
+}
+
+#[tokio::test]
+async fn h1_client_to_h2_upstream() {
+    forwards_exactly(h1(), "http2", "HTTP/2.0").await;
+}
+
+#[tokio::test]
+async fn h2_client_to_h2_upstream() {
+    forwards_exactly(h2(), "http2", "HTTP/2.0").await;
+}
+
+#[tokio::test]
+async fn routes_by_host_and_path() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let c = Upstream::start("c").await;
+    let body = format!(
+        "{}{}{}\
+[[routes]]\nname = \"exact\"\nhosts = [\"api.example.com\"]\npath_exact = \"/v1/ping\"\ncluster = \"a\"\n\n\
+[[routes]]\nname = \"wild\"\nhosts = [\"*.example.com\"]\npath_prefix = \"/\"\ncluster = \"b\"\n\n\
+[[routes]]\nname = \"static\"\npath_prefix = \"/static/\"\ncluster = \"c\"\n",
+        cluster("a", a.addr, "http1"),
+        cluster("b", b.addr, "http1"),
+        cluster("c", c.addr, "http1"),
+    );
+    let proxy = start(&body, &[]).await;
+    let client = h1();
+    let get = |host: &'static str, path: &'static str| {
+        let client = client.clone();
+        let url = proxy.url(path);
+        async move {
+            let r = client.get(url).header("host", host).send().await.expect("request");
+            (r.status().as_u16(), r.headers().get("x-upstream").map(|v| v.to_str().unwrap().to_string()))
+        }
+    };
+    assert_eq!(get("api.example.com", "/v1/ping").await, (200, Some("a".into())));
+    assert_eq!(get("API.example.com:80", "/v1/ping").await, (200, Some("a".into())));
+    assert_eq!(get("api.example.com", "/v1/ping/more").await.0, 404, "exact host group has no prefix route");
+    assert_eq!(get("www.example.com", "/anything").await, (200, Some("b".into())));
+    assert_eq!(get("other.test", "/static/app.js").await, (200, Some("c".into())));
+    let resp = client.get(proxy.url("/nope")).header("host", "other.test").send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.text().await.unwrap(), "no route for this host and path\n");
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_502() {
+    // Bind and drop to get a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let body = format!("{}[[routes]]\ncluster = \"dead\"\n", cluster("dead", port, "http1"));
+    let proxy = start(&body, &[]).await;
+    for client in [h1(), h2()] {
+        let resp = client.get(proxy.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 502);
+        assert_eq!(resp.text().await.unwrap(), "upstream unreachable\n");
+    }
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504_after_route_timeout() {
+    let up = Upstream::start("slow").await;
+    let body = format!(
+        "{}[[routes]]\nname = \"fast\"\npath_prefix = \"/slow/\"\ncluster = \"slow\"\ntimeout = \"300ms\"\n",
+        cluster("slow", up.addr, "http1")
+    );
+    let proxy = start(&body, &[]).await;
+    let started = std::time::Instant::now();
+    let resp = h1().get(proxy.url("/slow/5000/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 504);
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "timeout not applied");
+    assert_eq!(resp.text().await.unwrap(), "upstream timeout\n");
+    // Within the timeout it answers.
+    let resp = h2().get(proxy.url("/slow/10/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn upstream_status_and_round_robin() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let body = format!(
+        "[[clusters]]\nname = \"pair\"\nendpoints = [\"{}\", \"{}\"]\n\n[[routes]]\ncluster = \"pair\"\n",
+        a.addr, b.addr
+    );
+    let proxy = start(&body, &[]).await;
+    let client = h1();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let r = client.get(proxy.url("/")).send().await.unwrap();
+        seen.push(r.headers()["x-upstream"].to_str().unwrap().to_string());
+    }
+    seen.sort();
+    assert_eq!(seen, ["a", "a", "b", "b"]);
+    let r = client.get(proxy.url("/status/418")).send().await.unwrap();
+    assert_eq!(r.status(), 418);
+}

@@ -1,0 +1,23 @@
+//! Compiles the test filters under `tests/filters/` to components; the
+//! library exposes their paths.
+
+#[path = "../../proxy/build_support/components.rs"]
+mod components;
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest.join("../..").canonicalize().expect("workspace root");
+    components::rerun_if_changed(&workspace, &["tests/filters", "plugin-sdk", "wit"]);
+    let names: Vec<String> = components::crates_in(&workspace.join("tests/filters")).into_iter().map(|(n, _)| n).collect();
+    let built = components::build(&workspace, &names);
+    let mut src = String::from("/// `(crate name, path to component)` of every test filter.\npub static TEST_FILTERS: &[(&str, &str)] = &[\n");
+    for (name, path) in built {
+        writeln!(src, "    ({name:?}, {:?}),", path.display().to_string()).expect("write to String");
+    }
+    src.push_str("];\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("test_filters.rs"), src).expect("write test_filters.rs");
+}

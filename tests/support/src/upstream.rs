@@ -1,0 +1,118 @@
+//! A real HTTP/1.1 + h2c upstream on an ephemeral loopback port. It answers
+//!
+//! - `/slow/<ms>/…`: waits `ms` milliseconds, then echoes;
+//! - `/download/<bytes>`: streams that many bytes (64 KiB chunks);
+//! - `/status/<code>`: an empty response with that status;
+//! - anything else: a JSON echo of method, path (with query), version,
+//!   headers (every value, in order), body length and body SHA-256. The
+//!   body is hashed as it streams in, never buffered.
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use sha2::{Digest, Sha256};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// A running upstream; stops when dropped.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    /// Start on `127.0.0.1:0`, naming itself `name` in echoes.
+    pub async fn start(name: &str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let name = name.to_string();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let name = name.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| respond(name.clone(), req));
+                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Upstream { addr, task }
+    }
+}
+
+async fn respond(name: String, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let mut segments = path.trim_start_matches('/').split('/');
+    match (segments.next(), segments.next()) {
+        (Some("slow"), Some(ms)) => {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+            echo(name, req).await
+        }
+        (Some("download"), Some(n)) => Ok(download(n.parse().unwrap_or(0))),
+        (Some("status"), Some(code)) => {
+            let mut resp = Response::new(Full::new(Bytes::new()).boxed());
+            *resp.status_mut() = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+            Ok(resp)
+        }
+        _ => echo(name, req).await,
+    }
+}
+
+fn download(total: usize) -> Response<Body> {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let frames = stream::iter((0..total.div_ceil(CHUNK)).map(move |i| {
+        let len = CHUNK.min(total - i * CHUNK);
+        Ok::<_, Infallible>(Frame::data(chunk.slice(..len)))
+    }));
+    let mut resp = Response::new(StreamBody::new(frames).boxed());
+    resp.headers_mut().insert("content-length", total.into());
+    resp
+}
+
+async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let (parts, mut body) = req.into_parts();
+    let mut hasher = Sha256::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            hasher.update(data);
+            len += data.len();
+        }
+    }
+    let mut headers: Vec<serde_json::Value> = Vec::new();
+    for (k, v) in parts.headers.iter() {
+        headers.push(serde_json::json!([k.as_str(), String::from_utf8_lossy(v.as_bytes())]));
+    }
+    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let reply = serde_json::json!({
+        "upstream": name,
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "version": format!("{:?}", parts.version),
+        "headers": headers,
+        "body_len": len,
+        "body_sha256": digest,
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(reply.to_string())).boxed());
+    resp.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
+    resp.headers_mut().insert("x-upstream", name.parse().unwrap_or_else(|_| "upstream".parse().expect("static header")));
+    Ok(resp)
+}
