@@ -27,6 +27,11 @@ struct Settings {
     cluster: Option<String>,
     /// Echo the configuration's `tag` as `x-probe-tag` on the response.
     tag: Option<String>,
+    /// Panic (a trap in Wasm) on requests whose path starts with this.
+    panic_on_path: Option<String>,
+    /// Count requests in shared state under this key and send the count
+    /// upstream as `x-probe-count`.
+    count_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +61,19 @@ impl Filter for Probe {
 
     fn on_request_headers(&mut self, req: &mut Request) -> Action {
         let s = &self.settings;
+        if let Some(prefix) = &s.panic_on_path
+            && req.path().starts_with(prefix.as_str())
+        {
+            panic!("probe asked to panic on {prefix}");
+        }
+        if let Some(key) = &s.count_key {
+            match sluice_sdk::shared::increment(key, 1, None) {
+                Ok(n) => {
+                    let _ = req.set_header("x-probe-count", n.to_string());
+                }
+                Err(e) => return Action::respond(500, format!("increment: {e}")),
+            }
+        }
         for (k, v) in &s.set_context {
             if context::set(k, v).is_err() {
                 return Action::respond(500, "context refused");
