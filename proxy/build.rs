@@ -17,7 +17,9 @@ fn main() {
     let names: Vec<String> = crates.into_iter().map(|(n, _)| n).collect();
     let built = components::build(&workspace, &names);
 
-    let mut src = String::from("/// `(plugin name, component bytes)` of every built-in plugin.\npub static BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n");
+    let mut src = String::from(
+        "/// `(plugin name, component bytes)` of every built-in plugin.\npub static BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
+    );
     for (name, path) in built {
         writeln!(src, "    ({name:?}, include_bytes!({:?})),", path.display().to_string()).expect("write to String");
     }

@@ -7,22 +7,38 @@ use common::*;
 use std::process::Command;
 
 fn check(work: &Workdir) -> (bool, String, String) {
-    let out = Command::new(binary()).args(["check", "--config"]).arg(work.config_path()).output().expect("run sluice check");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(work.config_path())
+        .output()
+        .expect("run sluice check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 const CLUSTER: &str = "[[clusters]]\nname = \"app\"\nendpoints = [\"127.0.0.1:9\"]\n\n";
 
 #[test]
 fn check_accepts_a_good_config_and_lists_what_it_loaded() {
-    let body = format!("{CLUSTER}[[routes]]\nname = \"main\"\ncluster = \"app\"\n[[routes.filters]]\nplugin = \"probe\"\nconfig = {{ tag = \"x\" }}\n[[routes.filters]]\nplugin = \"header-rewrite\"\nconfig.request.set = {{ a = \"b\" }}\n");
+    let body = format!(
+        "{CLUSTER}[[routes]]\nname = \"main\"\ncluster = \"app\"\n[[routes.filters]]\nplugin = \"probe\"\nconfig = {{ tag = \"x\" }}\n[[routes.filters]]\nplugin = \"header-rewrite\"\nconfig.request.set = {{ a = \"b\" }}\n"
+    );
     let work = Workdir::new(&body, &[("probe-filter", "probe")]);
     let (ok, stdout, stderr) = check(&work);
     assert!(ok, "check failed: {stderr}");
     assert!(stdout.contains(": OK"), "{stdout}");
     assert!(stdout.contains("plugin probe"), "{stdout}");
-    assert!(stdout.contains("plugin header-rewrite") && stdout.contains("built-in"), "{stdout}");
-    assert!(stdout.contains("route main") && stdout.contains("probe → header-rewrite"), "{stdout}");
+    assert!(
+        stdout.contains("plugin header-rewrite") && stdout.contains("built-in"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("route main") && stdout.contains("probe → header-rewrite"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -32,7 +48,10 @@ fn check_names_file_line_and_key_of_an_unknown_cluster() {
     let (ok, _, stderr) = check(&work);
     assert!(!ok);
     // The generated header is 8 lines, the cluster 4: the route's cluster is line 14.
-    let expected = format!("{}:14: routes[0].cluster: unknown cluster `missing` (defined: app)", work.config_path().display());
+    let expected = format!(
+        "{}:14: routes[0].cluster: unknown cluster `missing` (defined: app)",
+        work.config_path().display()
+    );
     assert!(stderr.contains(&expected), "got: {stderr}\nwanted: {expected}");
 }
 
@@ -42,17 +61,25 @@ fn check_reports_a_missing_plugin() {
     let work = Workdir::new(&body, &[("probe-filter", "probe")]);
     let (ok, _, stderr) = check(&work);
     assert!(!ok);
-    assert!(stderr.contains(":15: routes[0].filters[0].plugin: unknown plugin `nosuch`"), "{stderr}");
+    assert!(
+        stderr.contains(":15: routes[0].filters[0].plugin: unknown plugin `nosuch`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("available: header-rewrite, probe"), "{stderr}");
 }
 
 #[test]
 fn check_reports_a_filter_rejecting_its_config() {
-    let body = format!("{CLUSTER}[[routes]]\nname = \"api\"\ncluster = \"app\"\n[[routes.filters]]\nplugin = \"probe\"\nconfig = {{ respond = {{ status = 42 }} }}\n");
+    let body = format!(
+        "{CLUSTER}[[routes]]\nname = \"api\"\ncluster = \"app\"\n[[routes.filters]]\nplugin = \"probe\"\nconfig = {{ respond = {{ status = 42 }} }}\n"
+    );
     let work = Workdir::new(&body, &[("probe-filter", "probe")]);
     let (ok, _, stderr) = check(&work);
     assert!(!ok);
-    assert!(stderr.contains("route `api`, plugin `probe` rejected its config: respond.status: 42 is not in 200..=599"), "{stderr}");
+    assert!(
+        stderr.contains("route `api`, plugin `probe` rejected its config: respond.status: 42 is not in 200..=599"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -62,13 +89,20 @@ fn check_reports_a_corrupt_plugin_file() {
     std::fs::write(work.dir.path().join("plugins/broken.wasm"), b"\0asm garbage").unwrap();
     let (ok, _, stderr) = check(&work);
     assert!(!ok);
-    assert!(stderr.contains("plugin `broken`") && stderr.contains("failed to load"), "{stderr}");
+    assert!(
+        stderr.contains("plugin `broken`") && stderr.contains("failed to load"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn run_refuses_a_bad_config() {
     let work = Workdir::new("[[routes]]\ncluster = \"none\"\n", &[]);
-    let out = Command::new(binary()).args(["run", "--config"]).arg(work.config_path()).output().unwrap();
+    let out = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(work.config_path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("routes[0].cluster"));
 }
@@ -90,12 +124,22 @@ async fn curl_through_a_two_filter_chain() {
             .output()
             .await
             .expect("curl must be installed");
-        assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "curl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-        assert!(text.starts_with("http/1.1 200") || text.starts_with("http/2 200"), "{text}");
+        assert!(
+            text.starts_with("http/1.1 200") || text.starts_with("http/2 200"),
+            "{text}"
+        );
         assert!(text.contains("x-probe-tag: curl"), "{text}");
         assert!(text.contains("x-rewritten: yes"), "{text}");
         assert!(text.contains(r#"["x-probe","on"]"#), "{text}");
-        assert!(text.contains(r#""path":"/form?x=1""#) && text.contains(r#""method":"post""#), "{text}");
+        assert!(
+            text.contains(r#""path":"/form?x=1""#) && text.contains(r#""method":"post""#),
+            "{text}"
+        );
     }
 }

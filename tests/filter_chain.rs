@@ -42,18 +42,32 @@ config = {{ context_to_header = {{ user = "x-user" }}, tag = "third" }}
     );
     let proxy = start(&body, &[PROBE]).await;
     for (client, version) in [(h1(), reqwest::Version::HTTP_11), (h2(), reqwest::Version::HTTP_2)] {
-        let resp = client.get(proxy.url("/hello?a=b")).header("x-remove-me", "x").send().await.unwrap();
+        let resp = client
+            .get(proxy.url("/hello?a=b"))
+            .header("x-remove-me", "x")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.version(), version);
         assert_eq!(resp.headers()["x-served-by"], "sluice");
         // Response phases run in reverse chain order.
-        let tags: Vec<_> = resp.headers().get_all("x-probe-tag").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        let tags: Vec<_> = resp
+            .headers()
+            .get_all("x-probe-tag")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
         assert_eq!(tags, ["third", "first"]);
         let echo: Value = resp.json().await.unwrap();
         assert_eq!(echo["path"], "/hello?a=b");
         assert_eq!(echoed(&echo, "x-first"), ["1"]);
         assert_eq!(echoed(&echo, "x-second"), ["2"]);
-        assert_eq!(echoed(&echo, "x-user"), ["alice"], "context from filter 1 reached filter 3");
+        assert_eq!(
+            echoed(&echo, "x-user"),
+            ["alice"],
+            "context from filter 1 reached filter 3"
+        );
         assert!(echoed(&echo, "x-remove-me").is_empty());
     }
 }
@@ -61,7 +75,10 @@ config = {{ context_to_header = {{ user = "x-user" }}, tag = "third" }}
 #[tokio::test]
 async fn filter_short_circuits_with_403_and_earlier_filters_see_it() {
     // The cluster is unreachable: a forwarded request would get 502.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let body = format!(
         r#"{}
 [[routes]]
@@ -87,8 +104,15 @@ config = {{ tag = "never-runs" }}
         assert_eq!(resp.status(), 403);
         assert_eq!(resp.headers()["x-denied"], "1");
         assert_eq!(resp.headers()["x-seen-by-rewrite"], "yes");
-        assert!(resp.headers().get("x-probe-tag").is_none(), "filter after the local response ran");
-        assert_eq!(resp.text().await.unwrap(), "forbidden by probe\n", "filter's bogus content-length must not be used");
+        assert!(
+            resp.headers().get("x-probe-tag").is_none(),
+            "filter after the local response ran"
+        );
+        assert_eq!(
+            resp.text().await.unwrap(),
+            "forbidden by probe\n",
+            "filter's bogus content-length must not be used"
+        );
     }
 }
 
@@ -200,4 +224,28 @@ config = {{ count_key = "n", tag = "t" }}
     let resp = client.get(proxy.url("/")).send().await.unwrap();
     let echo: Value = resp.json().await.unwrap();
     assert_eq!(echoed(&echo, "x-probe-count"), ["201"]);
+}
+
+/// The example custom filter from `examples/custom-filter`, end to end.
+#[tokio::test]
+async fn example_maintenance_filter() {
+    let up = Upstream::start("app").await;
+    let body = format!(
+        r#"{}
+[[routes]]
+cluster = "app"
+[[routes.filters]]
+plugin = "maintenance"
+config = {{ retry_after_secs = 30, message = "back soon\n", bypass_header = "x-ops" }}
+"#,
+        cluster("app", up.addr)
+    );
+    let proxy = start(&body, &[("maintenance", "maintenance")]).await;
+    let resp = h1().get(proxy.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "30");
+    assert_eq!(resp.text().await.unwrap(), "back soon\n");
+    let resp = h2().get(proxy.url("/")).header("x-ops", "1").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-upstream"], "app");
 }

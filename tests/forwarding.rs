@@ -35,7 +35,12 @@ async fn forwards_exactly(client: reqwest::Client, upstream_protocol: &str, expe
         .expect("request");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-upstream"], "app");
-    assert!(resp.headers().get_all("via").iter().any(|v| v.to_str().unwrap().ends_with("sluice")));
+    assert!(
+        resp.headers()
+            .get_all("via")
+            .iter()
+            .any(|v| v.to_str().unwrap().ends_with("sluice"))
+    );
     let echo: Value = resp.json().await.expect("json");
     assert_eq!(echo["method"], "PATCH");
     assert_eq!(echo["path"], "/a/b%20c/?q=1&q=2&empty=&x=%2F");
@@ -46,7 +51,10 @@ async fn forwards_exactly(client: reqwest::Client, upstream_protocol: &str, expe
     assert!(echoed(&echo, "connection").is_empty());
     assert_eq!(echoed(&echo, "x-forwarded-for"), ["203.0.113.7, 127.0.0.1"]);
     assert_eq!(echoed(&echo, "x-forwarded-proto"), ["http"]);
-    assert_eq!(echoed(&echo, "forwarded"), [format!("for=127.0.0.1;proto=http;host=\"{}\"", proxy.addr)]);
+    assert_eq!(
+        echoed(&echo, "forwarded"),
+        [format!("for=127.0.0.1;proto=http;host=\"{}\"", proxy.addr)]
+    );
     assert_eq!(echoed(&echo, "host"), [proxy.addr.to_string()]);
     assert_eq!(echoed(&echo, "via").len(), 1);
     assert_eq!(echo["body_len"], payload.len());
@@ -95,15 +103,27 @@ async fn routes_by_host_and_path() {
         let url = proxy.url(path);
         async move {
             let r = client.get(url).header("host", host).send().await.expect("request");
-            (r.status().as_u16(), r.headers().get("x-upstream").map(|v| v.to_str().unwrap().to_string()))
+            (
+                r.status().as_u16(),
+                r.headers().get("x-upstream").map(|v| v.to_str().unwrap().to_string()),
+            )
         }
     };
     assert_eq!(get("api.example.com", "/v1/ping").await, (200, Some("a".into())));
     assert_eq!(get("API.example.com:80", "/v1/ping").await, (200, Some("a".into())));
-    assert_eq!(get("api.example.com", "/v1/ping/more").await.0, 404, "exact host group has no prefix route");
+    assert_eq!(
+        get("api.example.com", "/v1/ping/more").await.0,
+        404,
+        "exact host group has no prefix route"
+    );
     assert_eq!(get("www.example.com", "/anything").await, (200, Some("b".into())));
     assert_eq!(get("other.test", "/static/app.js").await, (200, Some("c".into())));
-    let resp = client.get(proxy.url("/nope")).header("host", "other.test").send().await.unwrap();
+    let resp = client
+        .get(proxy.url("/nope"))
+        .header("host", "other.test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.text().await.unwrap(), "no route for this host and path\n");
 }
@@ -111,7 +131,10 @@ async fn routes_by_host_and_path() {
 #[tokio::test]
 async fn unreachable_upstream_is_502() {
     // Bind and drop to get a port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let body = format!("{}[[routes]]\ncluster = \"dead\"\n", cluster("dead", port, "http1"));
     let proxy = start(&body, &[]).await;
     for client in [h1(), h2()] {
@@ -132,7 +155,10 @@ async fn slow_upstream_is_504_after_route_timeout() {
     let started = std::time::Instant::now();
     let resp = h1().get(proxy.url("/slow/5000/x")).send().await.unwrap();
     assert_eq!(resp.status(), 504);
-    assert!(started.elapsed() < std::time::Duration::from_secs(4), "timeout not applied");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "timeout not applied"
+    );
     assert_eq!(resp.text().await.unwrap(), "upstream timeout\n");
     // Within the timeout it answers.
     let resp = h2().get(proxy.url("/slow/10/x")).send().await.unwrap();

@@ -78,5 +78,8 @@ async fn fifty_megabytes_each_way_with_bounded_memory() {
     let peak = proc_status_kib(pid, "VmHWM");
     let growth = peak.saturating_sub(baseline);
     println!("proxy RSS baseline {baseline} KiB, peak {peak} KiB, growth {growth} KiB");
-    assert!(growth < MAX_GROWTH_KIB, "proxy peak RSS grew by {growth} KiB moving 200 MB (baseline {baseline} KiB)");
+    assert!(
+        growth < MAX_GROWTH_KIB,
+        "proxy peak RSS grew by {growth} KiB moving 200 MB (baseline {baseline} KiB)"
+    );
 }

@@ -12,8 +12,7 @@ pub struct Config {
 impl Config {
     /// Parse the JSON the host handed to `init`.
     pub fn from_json(json: &str) -> Result<Self, String> {
-        let value = serde_json::from_str(json)
-            .map_err(|err| format!("configuration is not valid JSON: {err}"))?;
+        let value = serde_json::from_str(json).map_err(|err| format!("configuration is not valid JSON: {err}"))?;
         Ok(Config { value })
     }
 

@@ -5,9 +5,9 @@
 #[cfg(target_arch = "wasm32")]
 pub use crate::bindings::exports::sluice::filter::handler::Guest;
 #[cfg(target_arch = "wasm32")]
-pub use crate::bindings::sluice::filter::types::Phases as WitPhases;
-#[cfg(target_arch = "wasm32")]
 pub use crate::bindings::sluice::filter::types::Action as WitAction;
+#[cfg(target_arch = "wasm32")]
+pub use crate::bindings::sluice::filter::types::Phases as WitPhases;
 pub use wit_bindgen;
 
 #[cfg(target_arch = "wasm32")]

@@ -20,9 +20,7 @@ pub struct Response {
 
 impl Request {
     pub(crate) fn new() -> Self {
-        Request {
-            _not_send: PhantomData,
-        }
+        Request { _not_send: PhantomData }
     }
 
     /// The method, for example `GET`.
@@ -73,9 +71,7 @@ impl Request {
 
 impl Response {
     pub(crate) fn new() -> Self {
-        Response {
-            _not_send: PhantomData,
-        }
+        Response { _not_send: PhantomData }
     }
 
     /// The status code.

@@ -158,7 +158,7 @@ macro_rules! export_filter {
                 }
             }
 
-            $crate::__private::export!(SluiceExport with_types_in $crate::bindings);
+    $crate::__private::export!(SluiceExport with_types_in $crate::bindings);
         };
     };
 }

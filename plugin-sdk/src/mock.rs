@@ -26,9 +26,7 @@ impl MockHost {
     /// response `200`, empty context and shared state, configuration `{}`.
     pub fn new() -> Self {
         state::with(|s| *s = State::default());
-        MockHost {
-            config: "{}".into(),
-        }
+        MockHost { config: "{}".into() }
     }
 
     /// Set the filter configuration from TOML, as written in a route.

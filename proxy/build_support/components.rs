@@ -17,10 +17,11 @@ pub fn crates_in(dir: &Path) -> Vec<(String, PathBuf)> {
         let Ok(text) = std::fs::read_to_string(&manifest) else {
             continue;
         };
-        let name = text
-            .lines()
-            .skip_while(|l| l.trim() != "[package]")
-            .find_map(|l| l.trim().strip_prefix("name = ").map(|v| v.trim_matches('"').to_string()));
+        let name = text.lines().skip_while(|l| l.trim() != "[package]").find_map(|l| {
+            l.trim()
+                .strip_prefix("name = ")
+                .map(|v| v.trim_matches('"').to_string())
+        });
         if let Some(name) = name {
             found.push((name, entry.path()));
         }
@@ -43,7 +44,14 @@ pub fn build(workspace: &Path, packages: &[String]) -> Vec<(String, PathBuf)> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin", "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "plugin",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for p in packages {
         cmd.args(["-p", p]);
@@ -51,17 +59,39 @@ pub fn build(workspace: &Path, packages: &[String]) -> Vec<(String, PathBuf)> {
     // The outer cargo's settings describe the host build, not this one.
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
-        let keep = ["CARGO_HOME", "CARGO_NET", "CARGO_HTTP", "CARGO_REGISTR", "CARGO_MAKEFLAGS", "CARGO_TERM"]
-            .iter()
-            .any(|p| key.starts_with(p));
+        let keep = [
+            "CARGO_HOME",
+            "CARGO_NET",
+            "CARGO_HTTP",
+            "CARGO_REGISTR",
+            "CARGO_MAKEFLAGS",
+            "CARGO_TERM",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p));
         let drop = (key.starts_with("CARGO_") && !keep)
-            || ["RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTFLAGS", "RUSTDOC", "TARGET", "HOST", "OUT_DIR", "PROFILE", "OPT_LEVEL", "DEBUG", "NUM_JOBS"]
-                .contains(&key);
+            || [
+                "RUSTC",
+                "RUSTC_WRAPPER",
+                "RUSTC_WORKSPACE_WRAPPER",
+                "RUSTFLAGS",
+                "RUSTDOC",
+                "TARGET",
+                "HOST",
+                "OUT_DIR",
+                "PROFILE",
+                "OPT_LEVEL",
+                "DEBUG",
+                "NUM_JOBS",
+            ]
+            .contains(&key);
         if drop {
             cmd.env_remove(key);
         }
     }
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo for wasm components: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo for wasm components: {e}"));
     if !out.status.success() {
         panic!(
             "building wasm components {packages:?} failed:\n{}",
@@ -71,7 +101,10 @@ pub fn build(workspace: &Path, packages: &[String]) -> Vec<(String, PathBuf)> {
     packages
         .iter()
         .map(|p| {
-            let file = target_dir.join("wasm32-wasip2").join("plugin").join(format!("{}.wasm", p.replace('-', "_")));
+            let file = target_dir
+                .join("wasm32-wasip2")
+                .join("plugin")
+                .join(format!("{}.wasm", p.replace('-', "_")));
             assert!(file.is_file(), "{} was not produced", file.display());
             (p.clone(), file)
         })
@@ -84,7 +117,11 @@ fn ensure_target() {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().ok();
     let installed = sysroot
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("lib/rustlib/wasm32-wasip2").is_dir())
+        .map(|o| {
+            PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+                .join("lib/rustlib/wasm32-wasip2")
+                .is_dir()
+        })
         .unwrap_or(false);
     if !installed {
         let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();

@@ -1,8 +1,9 @@
-//! Admin listener: liveness, readiness and the loaded plugins, on its own
-//! address (loopback by default in the examples).
+//! Admin listener, on its own address: liveness, readiness, the loaded
+//! plugins with their versions and last errors, and metrics.
 
 use crate::body::{self, ProxyBody};
 use crate::listener::Current;
+use crate::metrics::Metrics;
 use crate::wasm::PluginSource;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -10,61 +11,92 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
-use std::time::UNIX_EPOCH;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 
+/// What the admin endpoints read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub current: Current,
+    pub metrics: Arc<Metrics>,
+}
+
 /// Serve the admin endpoints until the task is dropped.
-pub async fn serve(listener: TcpListener, current: Current) {
+pub async fn serve(listener: TcpListener, state: AdminState) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let current = current.clone();
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let current = current.clone();
-                async move { Ok::<_, Infallible>(respond(&current, &req)) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(respond(&state, &req)) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
 
-fn respond(current: &Current, req: &Request<Incoming>) -> Response<ProxyBody> {
+fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
     match req.uri().path() {
-        "/live" => text(StatusCode::OK, "live\n"),
+        "/live" => text(StatusCode::OK, "text/plain", "live\n".into()),
         // A generation exists only once config and every plugin loaded.
-        "/ready" => text(StatusCode::OK, "ready\n"),
-        "/plugins" => {
-            let generation = current.load();
-            let mut list: Vec<serde_json::Value> = generation
-                .plugins
-                .iter()
-                .map(|p| {
-                    serde_json::json!({
-                        "name": &*p.name,
-                        "hash": p.hash,
-                        "source": match &p.source { PluginSource::Builtin => "built-in".to_string(), PluginSource::File(f) => f.display().to_string() },
-                        "size": p.size,
-                        "cached": p.cached,
-                        "load_ms": p.load_time.as_secs_f64() * 1e3,
-                        "loaded_at": p.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                        "generation": generation.id,
-                        "last_error": null,
-                    })
-                })
-                .collect();
-            for (name, (path, error)) in &generation.plugins.failed {
-                list.push(serde_json::json!({ "name": name, "source": path.display().to_string(), "last_error": error }));
-            }
-            let mut resp = Response::new(body::full(serde_json::Value::Array(list).to_string()));
-            resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-            resp
-        }
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        "/ready" => text(StatusCode::OK, "text/plain", "ready\n".into()),
+        "/plugins" => text(StatusCode::OK, "application/json", plugins_json(state)),
+        "/metrics" => text(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.encode(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Every plugin: name, hash, source, when and in which generation this
+/// version was loaded, and the last error (a failed update or a removed file).
+fn plugins_json(state: &AdminState) -> String {
+    let generation = state.current.load();
+    let plugins = &generation.plugins;
+    let mut list: Vec<serde_json::Value> = plugins
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": &*p.name,
+                "hash": p.hash,
+                "source": match &p.source { PluginSource::Builtin => "built-in".to_string(), PluginSource::File(f) => f.display().to_string() },
+                "size": p.size,
+                "cached": p.cached,
+                "load_ms": p.load_time.as_secs_f64() * 1e3,
+                "loaded_at": unix_secs(p.loaded_at),
+                "generation": p.generation,
+                "last_error": plugins.errors.get(&*p.name).map(|e| e.message.clone()),
+            })
+        })
+        .collect();
+    for (name, e) in plugins.errors.iter().filter(|(name, _)| plugins.get(name).is_none()) {
+        list.push(serde_json::json!({
+            "name": name,
+            "hash": null,
+            "source": e.path.display().to_string(),
+            "generation": null,
+            "last_error": e.message,
+        }));
+    }
+    serde_json::json!({ "generation": generation.id, "plugins": list }).to_string()
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ProxyBody> {
     let mut resp = Response::new(body::full(body));
     *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     resp
 }

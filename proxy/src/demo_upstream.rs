@@ -16,11 +16,15 @@ use tokio::net::TcpListener;
 /// Serve the echo upstream until the task is dropped.
 pub async fn serve(listener: TcpListener, name: String) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let name = name.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| echo(name.clone(), req));
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -48,6 +52,9 @@ async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Byte
         "body_bytes": size,
     });
     let mut resp = Response::new(Full::new(Bytes::from(format!("{reply:#}\n"))));
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }

@@ -6,10 +6,11 @@
 use crate::body::{self, ProxyBody};
 use crate::error::ProxyError;
 use crate::limits;
-use crate::wasm::{Exchange, FilterSlot, LocalResponse, PhaseOutcome};
 use crate::wasm::pool::Phase;
+use crate::wasm::{Exchange, FilterSlot, LocalResponse, PhaseOutcome};
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
+use std::sync::Arc;
 
 /// How the request phase ended.
 #[derive(Debug)]
@@ -23,7 +24,8 @@ pub enum RequestOutcome {
 /// The filters of one route, in configuration order.
 #[derive(Debug, Default)]
 pub struct FilterChain {
-    pub slots: Vec<FilterSlot>,
+    /// Shared with later generations when plugin and config are unchanged.
+    pub slots: Vec<Arc<FilterSlot>>,
 }
 
 impl FilterChain {
@@ -47,7 +49,12 @@ impl FilterChain {
     /// Run the response phase of the first `ran` filters in reverse order.
     /// A local response from a filter replaces the response (its body is
     /// dropped) and the remaining filters see the replacement.
-    pub async fn on_response(&self, ran: usize, exchange: &mut Exchange, mut body: ProxyBody) -> Result<Response<ProxyBody>, ProxyError> {
+    pub async fn on_response(
+        &self,
+        ran: usize,
+        exchange: &mut Exchange,
+        mut body: ProxyBody,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         for slot in self.slots[..ran.min(self.slots.len())].iter().rev() {
             if !slot.wants(Phase::ResponseHeaders) {
                 continue;
@@ -58,10 +65,10 @@ impl FilterChain {
                 body = replacement;
             }
         }
-        let parts = exchange
-            .response
-            .take()
-            .ok_or_else(|| ProxyError::FilterFailed { plugin: String::new(), reason: "response lost".into() })?;
+        let parts = exchange.response.take().ok_or_else(|| ProxyError::FilterFailed {
+            plugin: String::new(),
+            reason: "response lost".into(),
+        })?;
         Ok(Response::from_parts(parts, body))
     }
 }
@@ -70,8 +77,14 @@ async fn call(slot: &FilterSlot, phase: Phase, exchange: &mut Exchange) -> Resul
     slot.call(phase, exchange).await.map_err(|e| {
         tracing::warn!(plugin = %slot.plugin.name, phase = ?phase, error = %e, "filter failed; request failed closed");
         match e {
-            crate::wasm::CallError::Instantiate(reason) => ProxyError::FilterUnavailable { plugin: slot.plugin.name.to_string(), reason },
-            other => ProxyError::FilterFailed { plugin: slot.plugin.name.to_string(), reason: other.to_string() },
+            crate::wasm::CallError::Instantiate(reason) => ProxyError::FilterUnavailable {
+                plugin: slot.plugin.name.to_string(),
+                reason,
+            },
+            other => ProxyError::FilterFailed {
+                plugin: slot.plugin.name.to_string(),
+                reason: other.to_string(),
+            },
         }
     })
 }
@@ -81,14 +94,20 @@ async fn call(slot: &FilterSlot, phase: Phase, exchange: &mut Exchange) -> Resul
 fn local_response(slot: &FilterSlot, local: LocalResponse) -> Result<Response<ProxyBody>, ProxyError> {
     let invalid = |reason: String| {
         tracing::warn!(plugin = %slot.plugin.name, %reason, "filter produced an invalid local response");
-        ProxyError::FilterFailed { plugin: slot.plugin.name.to_string(), reason }
+        ProxyError::FilterFailed {
+            plugin: slot.plugin.name.to_string(),
+            reason,
+        }
     };
     let status = StatusCode::from_u16(local.status)
         .ok()
         .filter(|s| (200..=599).contains(&s.as_u16()))
         .ok_or_else(|| invalid(format!("local response status {} is not 200–599", local.status)))?;
     if local.body.len() > limits::MAX_LOCAL_BODY_BYTES {
-        return Err(invalid(format!("local response body of {} bytes is over the limit", local.body.len())));
+        return Err(invalid(format!(
+            "local response body of {} bytes is over the limit",
+            local.body.len()
+        )));
     }
     if local.headers.len() > limits::MAX_HEADER_COUNT {
         return Err(invalid("local response has too many headers".into()));
@@ -97,7 +116,8 @@ fn local_response(slot: &FilterSlot, local: LocalResponse) -> Result<Response<Pr
     *response.status_mut() = status;
     let headers = response.headers_mut();
     for (name, value) in local.headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(format!("invalid header name {name:?}")))?;
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(format!("invalid header name {name:?}")))?;
         let value = HeaderValue::from_bytes(&value).map_err(|_| invalid(format!("invalid value for header {name}")))?;
         headers.append(name, value);
     }

@@ -2,8 +2,8 @@
 //! out (RFC 9110 §7.6.1), `X-Forwarded-For`, `X-Forwarded-Proto`,
 //! `Forwarded` (RFC 7239) and `Via` (RFC 9110 §7.6.3) in.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::SocketAddr;
 
 /// Headers that describe one connection, never the message.
@@ -32,10 +32,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    let te_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers")));
+    let te_trailers = headers.get_all(header::TE).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    });
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
@@ -114,10 +115,18 @@ mod tests {
     fn forwarded_headers_append() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
-        add_forwarded(&mut h, "[2001:db8::1]:5000".parse().unwrap(), "http", Some("api.example.com"));
+        add_forwarded(
+            &mut h,
+            "[2001:db8::1]:5000".parse().unwrap(),
+            "http",
+            Some("api.example.com"),
+        );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
         assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=http;host=\"api.example.com\"");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[2001:db8::1]\";proto=http;host=\"api.example.com\""
+        );
         append_via(&mut h, Version::HTTP_2);
         assert_eq!(h["via"], "2 sluice");
     }

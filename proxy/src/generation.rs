@@ -27,6 +27,8 @@ pub struct Route {
 pub struct Generation {
     pub id: u64,
     pub config: Arc<Config>,
+    /// Routes in configuration order (the router indexes the same values).
+    pub routes: Vec<Arc<Route>>,
     pub router: Router<Route>,
     pub upstreams: Upstreams,
     pub plugins: PluginSet,
@@ -35,21 +37,32 @@ pub struct Generation {
 impl Generation {
     /// Load plugins, configure every route's filters (each filter validates
     /// its configuration in `init`) and build router and upstreams. Any
-    /// failure rejects the whole generation with a located error.
-    pub async fn build(runtime: Arc<WasmRuntime>, config: Arc<Config>, id: u64) -> Result<Generation, ConfigError> {
-        let wanted: Vec<String> = config.routes.iter().flat_map(|r| r.filters.iter().map(|f| f.plugin.clone())).collect();
+    /// failure rejects the whole generation with a located error. Plugins and
+    /// configured filters that are unchanged from `previous` are reused.
+    pub async fn build(
+        runtime: Arc<WasmRuntime>,
+        config: Arc<Config>,
+        id: u64,
+        previous: Option<Arc<Generation>>,
+    ) -> Result<Generation, ConfigError> {
+        let wanted: Vec<String> = config
+            .routes
+            .iter()
+            .flat_map(|r| r.filters.iter().map(|f| f.plugin.clone()))
+            .collect();
         let plugins = {
-            let (runtime, dir) = (runtime.clone(), config.plugins_dir.clone());
+            let (runtime, dir, previous) = (runtime.clone(), config.plugins_dir.clone(), previous.clone());
             tokio::task::spawn_blocking(move || {
                 let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-                PluginSet::load(&runtime, &dir, &wanted)
+                PluginSet::load(&runtime, &dir, &wanted, previous.as_ref().map(|g| &g.plugins), id)
             })
             .await
             .map_err(|e| located(&config, None, String::new(), format!("plugin loading panicked: {e}")))?
         };
 
         let upstreams = Upstreams::new(&config);
-        let clusters: Arc<HashSet<Arc<str>>> = Arc::new(config.clusters.iter().map(|c| Arc::from(c.name.as_str())).collect());
+        let clusters: Arc<HashSet<Arc<str>>> =
+            Arc::new(config.clusters.iter().map(|c| Arc::from(c.name.as_str())).collect());
         let mut routes = Vec::new();
         for (i, rc) in config.routes.iter().enumerate() {
             let mut chain = FilterChain::default();
@@ -58,8 +71,15 @@ impl Generation {
                 let plugin = match plugins.get(&fc.plugin) {
                     Some(p) => p.clone(),
                     None => {
-                        let message = match plugins.failed.get(&fc.plugin) {
-                            Some((path, e)) => format!("plugin `{}` ({}) failed to load: {e}", fc.plugin, path.display()),
+                        let message = match plugins.errors.get(&fc.plugin) {
+                            Some(e) => {
+                                format!(
+                                    "plugin `{}` ({}) failed to load: {}",
+                                    fc.plugin,
+                                    e.path.display(),
+                                    e.message
+                                )
+                            }
                             None => format!(
                                 "unknown plugin `{}`: no {}.wasm in {} and no built-in of that name (available: {})",
                                 fc.plugin,
@@ -71,11 +91,30 @@ impl Generation {
                         return Err(located(&config, Some(fc.line), key, message));
                     }
                 };
-                let slot = FilterSlot::new(runtime.clone(), plugin, fc.config_json.clone(), clusters.clone())
-                    .await
-                    .map_err(|e| {
-                        located(&config, Some(fc.line), format!("routes[{i}].filters[{j}].config"), format!("route `{}`, plugin `{}` rejected its config: {e}", rc.name, fc.plugin))
-                    })?;
+                let reusable = previous
+                    .as_ref()
+                    .and_then(|g| g.routes.iter().find(|r| *r.name == *rc.name))
+                    .and_then(|r| r.chain.slots.get(j))
+                    .filter(|s| {
+                        Arc::ptr_eq(&s.plugin, &plugin)
+                            && s.config_json() == fc.config_json
+                            && **s.clusters() == *clusters
+                    });
+                let slot = match reusable {
+                    Some(slot) => slot.clone(),
+                    None => Arc::new(
+                        FilterSlot::new(runtime.clone(), plugin, fc.config_json.clone(), clusters.clone())
+                            .await
+                            .map_err(|e| {
+                                located(
+                                    &config,
+                                    Some(fc.line),
+                                    format!("routes[{i}].filters[{j}].config"),
+                                    format!("route `{}`, plugin `{}` rejected its config: {e}", rc.name, fc.plugin),
+                                )
+                            })?,
+                    ),
+                };
                 chain.slots.push(slot);
             }
             let route = Route {
@@ -87,10 +126,23 @@ impl Generation {
             };
             routes.push((rc.hosts.clone(), rc.path.clone(), Arc::new(route)));
         }
-        Ok(Generation { id, router: Router::new(routes), upstreams, plugins, config })
+        let ordered = routes.iter().map(|(_, _, r)| r.clone()).collect();
+        Ok(Generation {
+            id,
+            routes: ordered,
+            router: Router::new(routes),
+            upstreams,
+            plugins,
+            config,
+        })
     }
 }
 
 fn located(config: &Config, line: Option<usize>, key: String, message: String) -> ConfigError {
-    ConfigError { file: config.source.clone(), line, key, message }
+    ConfigError {
+        file: config.source.clone(),
+        line,
+        key,
+        message,
+    }
 }

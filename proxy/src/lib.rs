@@ -10,7 +10,8 @@
 //! Modules follow that path: [`listener`], [`router`], [`filter_chain`]
 //! (over the [`wasm`] host), [`upstream`]; [`proxy`] strings them together.
 //! Around them: [`config`] (parsed and validated once), [`generation`] (one
-//! immutable serving state), [`admin`], and [`server`] which starts it all.
+//! immutable serving state), [`reload`] (watch, rebuild, swap), [`admin`],
+//! and [`server`] which starts it all.
 
 #![deny(unsafe_code)]
 
@@ -25,7 +26,9 @@ pub mod forwarding;
 pub mod generation;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod shared_state;

@@ -23,7 +23,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Serve connections from `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, current: Current) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
     let builder = Arc::new(builder);
     loop {

@@ -25,10 +25,14 @@ pub struct Downstream {
 }
 
 /// Proxy one request. Never fails: errors become their HTTP response.
-pub async fn handle(generation: Arc<Generation>, req: Request<Incoming>, downstream: Downstream) -> Response<ProxyBody> {
+pub async fn handle(
+    generation: Arc<Generation>,
+    req: Request<Incoming>,
+    downstream: Downstream,
+) -> Response<ProxyBody> {
+    // Only pay for the request line's copy when it will be logged.
+    let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| (req.method().clone(), req.uri().path().to_string()));
     let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
     let response = match proxy(&generation, req, downstream).await {
         Ok(response) => response,
         Err(e) => {
@@ -36,18 +40,24 @@ pub async fn handle(generation: Arc<Generation>, req: Request<Incoming>, downstr
             e.into_response()
         }
     };
-    tracing::debug!(
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-        generation = generation.id,
-        "request"
-    );
+    if let Some((method, path)) = logged {
+        tracing::debug!(
+            %method,
+            %path,
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            generation = generation.id,
+            "request"
+        );
+    }
     response
 }
 
-async fn proxy(generation: &Generation, req: Request<Incoming>, downstream: Downstream) -> Result<Response<ProxyBody>, ProxyError> {
+async fn proxy(
+    generation: &Generation,
+    req: Request<Incoming>,
+    downstream: Downstream,
+) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
 
     // Router: the authority comes from the request target (HTTP/2, absolute
@@ -65,7 +75,10 @@ async fn proxy(generation: &Generation, req: Request<Incoming>, downstream: Down
         .router
         .route(&authority, parts.uri.path())
         .cloned()
-        .ok_or_else(|| ProxyError::NoRoute { host: authority.clone(), path: parts.uri.path().to_string() })?;
+        .ok_or_else(|| ProxyError::NoRoute {
+            host: authority.clone(),
+            path: parts.uri.path().to_string(),
+        })?;
     let host_value = HeaderValue::from_str(&authority).map_err(|_| ProxyError::BadRequest("invalid Host\n"))?;
     parts.headers.insert(header::HOST, host_value);
     forwarding::strip_hop_by_hop(&mut parts.headers);
@@ -75,11 +88,19 @@ async fn proxy(generation: &Generation, req: Request<Incoming>, downstream: Down
 
     // Filter chain, request phase.
     let mut exchange = Exchange {
-        request: Some(RequestHead { parts, client: downstream.client, scheme: downstream.scheme, cluster: route.cluster.clone() }),
+        request: Some(RequestHead {
+            parts,
+            client: downstream.client,
+            scheme: downstream.scheme,
+            cluster: route.cluster.clone(),
+        }),
         ..Exchange::default()
     };
     let outcome = route.chain.on_request(&mut exchange).await?;
-    let mut head = exchange.request.take().ok_or(ProxyError::BadRequest("request lost\n"))?;
+    let mut head = exchange
+        .request
+        .take()
+        .ok_or(ProxyError::BadRequest("request lost\n"))?;
     if let RequestOutcome::Respond { response, by } = outcome {
         let (parts, body) = response.into_parts();
         exchange.response = Some(parts);
@@ -87,12 +108,22 @@ async fn proxy(generation: &Generation, req: Request<Incoming>, downstream: Down
     }
 
     // Upstream.
-    let cluster = generation.upstreams.get(&head.cluster).ok_or_else(|| ProxyError::NoEndpoint(head.cluster.to_string()))?;
-    let host = head.parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string);
+    let cluster = generation
+        .upstreams
+        .get(&head.cluster)
+        .ok_or_else(|| ProxyError::NoEndpoint(head.cluster.to_string()))?;
+    let host = head
+        .parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
     forwarding::add_forwarded(&mut head.parts.headers, head.client, head.scheme, host.as_deref());
     forwarding::append_via(&mut head.parts.headers, received);
     let upstream_request = Request::from_parts(head.parts, body);
-    let (response, endpoint) = cluster.send(upstream_request, route.connect_timeout, route.timeout).await?;
+    let (response, endpoint) = cluster
+        .send(upstream_request, route.connect_timeout, route.timeout)
+        .await?;
     tracing::trace!(%endpoint, status = response.status().as_u16(), "upstream answered");
 
     // Filter chain, response phase.
@@ -101,5 +132,8 @@ async fn proxy(generation: &Generation, req: Request<Incoming>, downstream: Down
     forwarding::append_via(&mut parts.headers, parts.version);
     parts.version = http::Version::default();
     exchange.response = Some(parts);
-    route.chain.on_response(route.chain.slots.len(), &mut exchange, Either::Left(body)).await
+    route
+        .chain
+        .on_response(route.chain.slots.len(), &mut exchange, Either::Left(body))
+        .await
 }

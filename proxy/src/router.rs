@@ -10,13 +10,16 @@ use crate::config::{HostMatch, PathMatch};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The routes of one host pattern, in configuration order.
+type HostGroup<R> = Vec<(PathMatch, Arc<R>)>;
+
 /// A routing table over routes of type `R`.
 #[derive(Debug)]
 pub struct Router<R> {
-    exact: HashMap<String, Vec<(PathMatch, Arc<R>)>>,
+    exact: HashMap<String, HostGroup<R>>,
     /// Suffixes with a leading dot, longest first.
-    suffix: Vec<(String, Vec<(PathMatch, Arc<R>)>)>,
-    any: Vec<(PathMatch, Arc<R>)>,
+    suffix: Vec<(String, HostGroup<R>)>,
+    any: HostGroup<R>,
 }
 
 impl<R> Router<R> {
@@ -42,7 +45,7 @@ impl<R> Router<R> {
                 }
             }
         }
-        router.suffix.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        router.suffix.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         router
     }
 
@@ -92,7 +95,11 @@ mod tests {
         let suffix = |s: &str| HostMatch::Suffix(s.into());
         let prefix = |p: &str| PathMatch::Prefix(p.into());
         Router::new(vec![
-            (vec![exact("api.example.com")], PathMatch::Exact("/health".into()), Arc::new("api-health")),
+            (
+                vec![exact("api.example.com")],
+                PathMatch::Exact("/health".into()),
+                Arc::new("api-health"),
+            ),
             (vec![exact("api.example.com")], prefix("/v1"), Arc::new("api-v1")),
             (vec![suffix(".example.com")], prefix("/"), Arc::new("wild")),
             (vec![suffix(".eu.example.com")], prefix("/"), Arc::new("wild-eu")),

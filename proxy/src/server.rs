@@ -1,9 +1,12 @@
 //! Starting sluice: build the first generation, bind the listeners and the
 //! admin address, and serve. Also `check`, which does everything but serve.
 
+use crate::admin::AdminState;
 use crate::config::{Config, ConfigError};
 use crate::generation::Generation;
 use crate::listener::{self, Current};
+use crate::metrics::Metrics;
+use crate::reload::{self, Reloader};
 use crate::wasm::{PluginSource, WasmRuntime};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -34,7 +37,10 @@ pub struct Running {
     pub listeners: Vec<(String, SocketAddr)>,
     pub admin: Option<SocketAddr>,
     pub current: Current,
+    pub reloader: Arc<Reloader>,
+    pub metrics: Arc<Metrics>,
     tasks: Vec<JoinHandle<()>>,
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Running {
@@ -58,15 +64,30 @@ impl Drop for Running {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let runtime = WasmRuntime::new(config.cache_dir.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
     let config = Arc::new(config);
-    let generation = Generation::build(runtime, config.clone(), 1).await?;
+    let generation = Generation::build(runtime.clone(), config.clone(), 1, None).await?;
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
+    let metrics = Arc::new(Metrics::default());
+    let reloader = Reloader::new(runtime, config.source.clone(), current.clone(), metrics.clone());
+    let watcher = if config.watch {
+        match reload::watch(reloader.clone(), &config.plugins_dir) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch for changes; reload with SIGHUP");
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     let mut tasks = Vec::new();
     let mut listeners = Vec::new();
     for l in &config.listeners {
-        let socket = TcpListener::bind(l.address)
-            .await
-            .map_err(|source| StartError::Bind { name: l.name.clone(), address: l.address, source })?;
+        let socket = TcpListener::bind(l.address).await.map_err(|source| StartError::Bind {
+            name: l.name.clone(),
+            address: l.address,
+            source,
+        })?;
         let bound = socket.local_addr().unwrap_or(l.address);
         tracing::info!(listener = %l.name, address = %bound, "listening");
         listeners.push((l.name.clone(), bound));
@@ -74,17 +95,35 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let admin = match config.admin {
         Some(address) => {
-            let socket = TcpListener::bind(address)
-                .await
-                .map_err(|source| StartError::Bind { name: "admin".into(), address, source })?;
+            let socket = TcpListener::bind(address).await.map_err(|source| StartError::Bind {
+                name: "admin".into(),
+                address,
+                source,
+            })?;
             let bound = socket.local_addr().unwrap_or(address);
             tracing::info!(address = %bound, "admin listening");
-            tasks.push(tokio::spawn(crate::admin::serve(socket, current.clone())));
+            let state = AdminState {
+                current: current.clone(),
+                metrics: metrics.clone(),
+            };
+            tasks.push(tokio::spawn(crate::admin::serve(socket, state)));
             Some(bound)
         }
         None => None,
     };
-    Ok(Running { listeners, admin, current, tasks })
+    match reload::reload_on_sighup(reloader.clone()) {
+        Ok(task) => tasks.push(task),
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP"),
+    }
+    Ok(Running {
+        listeners,
+        admin,
+        current,
+        reloader,
+        metrics,
+        tasks,
+        _watcher: watcher,
+    })
 }
 
 /// Validate `path` and load every plugin it references with its config,
@@ -93,7 +132,7 @@ pub async fn check(path: &Path) -> Result<String, StartError> {
     let config = Config::load(path)?;
     let runtime = WasmRuntime::new(config.cache_dir.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
     let config = Arc::new(config);
-    let generation = Generation::build(runtime, config.clone(), 0).await?;
+    let generation = Generation::build(runtime, config.clone(), 0, None).await?;
     let mut out = format!("{}: OK\n", path.display());
     out += &format!("plugins directory: {}\n", config.plugins_dir.display());
     for p in generation.plugins.iter() {
@@ -101,10 +140,16 @@ pub async fn check(path: &Path) -> Result<String, StartError> {
             PluginSource::Builtin => "built-in".to_string(),
             PluginSource::File(f) => f.display().to_string(),
         };
-        out += &format!("  plugin {:<20} sha256:{}  {} KiB  {}\n", p.name, &p.hash[..16], p.size / 1024, source);
+        out += &format!(
+            "  plugin {:<20} sha256:{}  {} KiB  {}\n",
+            p.name,
+            &p.hash[..16],
+            p.size / 1024,
+            source
+        );
     }
-    for (name, (path, e)) in &generation.plugins.failed {
-        out += &format!("  plugin {name:<20} NOT LOADED ({}): {e}\n", path.display());
+    for (name, e) in &generation.plugins.errors {
+        out += &format!("  plugin {name:<20} NOT LOADED ({}): {}\n", e.path.display(), e.message);
     }
     for l in &config.listeners {
         out += &format!("listener {} on {}\n", l.name, l.address);
@@ -113,9 +158,19 @@ pub async fn check(path: &Path) -> Result<String, StartError> {
         out += &format!("cluster {} ({:?}): {}\n", c.name, c.protocol, c.endpoints.join(", "));
     }
     for r in &config.routes {
-        let hosts = if r.hosts.is_empty() { "*".to_string() } else { format!("{:?}", r.hosts) };
+        let hosts = if r.hosts.is_empty() {
+            "*".to_string()
+        } else {
+            format!("{:?}", r.hosts)
+        };
         let filters: Vec<&str> = r.filters.iter().map(|f| f.plugin.as_str()).collect();
-        out += &format!("route {}: hosts {hosts}, {:?} → cluster {} via [{}]\n", r.name, r.path, r.cluster, filters.join(" → "));
+        out += &format!(
+            "route {}: hosts {hosts}, {:?} → cluster {} via [{}]\n",
+            r.name,
+            r.path,
+            r.cluster,
+            filters.join(" → ")
+        );
     }
     Ok(out)
 }

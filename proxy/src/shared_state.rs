@@ -48,7 +48,8 @@ impl SharedState {
 
     pub fn set(&self, plugin: &Arc<str>, key: &[u8], value: Vec<u8>, ttl_ms: Option<u64>) {
         let expires = expiry(Instant::now(), ttl_ms);
-        self.map.insert((plugin.clone(), key.to_vec()), Entry { value, expires });
+        self.map
+            .insert((plugin.clone(), key.to_vec()), Entry { value, expires });
     }
 
     pub fn delete(&self, plugin: &Arc<str>, key: &[u8]) -> bool {
@@ -59,30 +60,57 @@ impl SharedState {
     }
 
     /// Add `delta` to the counter (absent or expired = 0); the new value.
-    pub fn increment(&self, plugin: &Arc<str>, key: &[u8], delta: i64, ttl_ms: Option<u64>) -> Result<i64, SharedError> {
+    pub fn increment(
+        &self,
+        plugin: &Arc<str>,
+        key: &[u8],
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> Result<i64, SharedError> {
         let now = Instant::now();
         match self.map.entry((plugin.clone(), key.to_vec())) {
             MapEntry::Occupied(mut o) if o.get().live(now) => {
-                let bytes: [u8; 8] = o.get().value.as_slice().try_into().map_err(|_| SharedError::NotACounter)?;
+                let bytes: [u8; 8] = o
+                    .get()
+                    .value
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| SharedError::NotACounter)?;
                 let next = i64::from_le_bytes(bytes).wrapping_add(delta);
                 o.get_mut().value = next.to_le_bytes().to_vec();
                 Ok(next)
             }
             MapEntry::Occupied(mut o) => {
-                o.insert(Entry { value: delta.to_le_bytes().to_vec(), expires: expiry(now, ttl_ms) });
+                o.insert(Entry {
+                    value: delta.to_le_bytes().to_vec(),
+                    expires: expiry(now, ttl_ms),
+                });
                 Ok(delta)
             }
             MapEntry::Vacant(v) => {
-                v.insert(Entry { value: delta.to_le_bytes().to_vec(), expires: expiry(now, ttl_ms) });
+                v.insert(Entry {
+                    value: delta.to_le_bytes().to_vec(),
+                    expires: expiry(now, ttl_ms),
+                });
                 Ok(delta)
             }
         }
     }
 
     /// Replace the value if it equals `expected` (`None` = absent).
-    pub fn compare_and_swap(&self, plugin: &Arc<str>, key: &[u8], expected: Option<&[u8]>, new: Vec<u8>, ttl_ms: Option<u64>) -> bool {
+    pub fn compare_and_swap(
+        &self,
+        plugin: &Arc<str>,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> bool {
         let now = Instant::now();
-        let entry = Entry { value: new, expires: expiry(now, ttl_ms) };
+        let entry = Entry {
+            value: new,
+            expires: expiry(now, ttl_ms),
+        };
         match self.map.entry((plugin.clone(), key.to_vec())) {
             MapEntry::Occupied(mut o) => {
                 let current = o.get().live(now).then_some(o.get().value.as_slice());

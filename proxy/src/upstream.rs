@@ -32,7 +32,10 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("name", &self.name).field("endpoints", &self.endpoints).finish()
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("endpoints", &self.endpoints)
+            .finish()
     }
 }
 
@@ -126,9 +129,17 @@ impl Cluster {
         connect_timeout: Option<Duration>,
         timeout: Duration,
     ) -> Result<(Response<Incoming>, String), ProxyError> {
-        let endpoint = self.pick().ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
-        let client = self.client(connect_timeout).ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
-        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let endpoint = self
+            .pick()
+            .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
+        let client = self
+            .client(connect_timeout)
+            .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(Scheme::HTTP);
         parts.authority = Some(endpoint.clone());

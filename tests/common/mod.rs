@@ -62,7 +62,11 @@ impl TestProxy {
 
 /// Start sluice in-process on `body` (clusters + routes).
 pub async fn start(body: &str, filters: &[(&str, &str)]) -> TestProxy {
-    let work = Workdir::new(body, filters);
+    start_workdir(Workdir::new(body, filters)).await
+}
+
+/// Start sluice in-process on a prepared work directory.
+pub async fn start_workdir(work: Workdir) -> TestProxy {
     let config = sluice::config::Config::load(&work.config_path()).unwrap_or_else(|e| panic!("{e}"));
     let running = sluice::server::start(config).await.unwrap_or_else(|e| panic!("{e}"));
     let addr = running.listeners[0].1;
@@ -71,12 +75,20 @@ pub async fn start(body: &str, filters: &[(&str, &str)]) -> TestProxy {
 
 /// An HTTP/1.1 client.
 pub fn h1() -> reqwest::Client {
-    reqwest::Client::builder().http1_only().no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 /// An HTTP/2 client with prior knowledge (h2c).
 pub fn h2() -> reqwest::Client {
-    reqwest::Client::builder().http2_prior_knowledge().no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 /// The echo JSON's header values for `name`, in order.
@@ -128,7 +140,10 @@ pub fn start_binary(body: &str, filters: &[(&str, &str)]) -> BinaryProxy {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("listening") && line.contains("listener=test") {
-                let addr = line.rsplit("address=").next().and_then(|a| a.trim().parse::<SocketAddr>().ok());
+                let addr = line
+                    .rsplit("address=")
+                    .next()
+                    .and_then(|a| a.trim().parse::<SocketAddr>().ok());
                 if let Some(addr) = addr {
                     let _ = tx.send(addr);
                 }
@@ -153,6 +168,14 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .strip_prefix(':')?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }

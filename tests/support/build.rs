@@ -10,10 +10,17 @@ use std::path::PathBuf;
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest.join("../..").canonicalize().expect("workspace root");
-    components::rerun_if_changed(&workspace, &["tests/filters", "plugin-sdk", "wit"]);
-    let names: Vec<String> = components::crates_in(&workspace.join("tests/filters")).into_iter().map(|(n, _)| n).collect();
+    components::rerun_if_changed(&workspace, &["tests/filters", "examples/custom-filter", "plugin-sdk", "wit"]);
+    // The test filters, and the example custom filter so its README stays true.
+    let mut names: Vec<String> = components::crates_in(&workspace.join("tests/filters"))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    names.push("maintenance".into());
     let built = components::build(&workspace, &names);
-    let mut src = String::from("/// `(crate name, path to component)` of every test filter.\npub static TEST_FILTERS: &[(&str, &str)] = &[\n");
+    let mut src = String::from(
+        "/// `(crate name, path to component)` of every test filter.\npub static TEST_FILTERS: &[(&str, &str)] = &[\n",
+    );
     for (name, path) in built {
         writeln!(src, "    ({name:?}, {:?}),", path.display().to_string()).expect("write to String");
     }

@@ -71,9 +71,9 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
 
 pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Headers only the host may change (see `host-error.reserved-header`).
@@ -203,12 +203,7 @@ pub(crate) fn header_all(m: Message, name: &str) -> Vec<Vec<u8>> {
 pub(crate) fn headers(m: Message) -> Vec<(String, Vec<u8>)> {
     with(|s| lines(s, m).map(|l| l.clone()).unwrap_or_default())
 }
-fn edit(
-    m: Message,
-    name: &str,
-    value: Option<&[u8]>,
-    replace: bool,
-) -> Result<(), HostError> {
+fn edit(m: Message, name: &str, value: Option<&[u8]>, replace: bool) -> Result<(), HostError> {
     if !valid_name(name) {
         return Err(HostError::InvalidName);
     }

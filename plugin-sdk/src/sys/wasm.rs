@@ -2,9 +2,7 @@
 //! only module that names generated import types.
 
 use super::Message;
-use crate::bindings::sluice::filter::{
-    clock, context, log, random, request, response, shared_state, types as wit,
-};
+use crate::bindings::sluice::filter::{clock, context, log, random, request, response, shared_state, types as wit};
 use crate::types::{HostError, LogLevel};
 
 fn err(e: wit::HostError) -> HostError {

@@ -26,6 +26,9 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Admin listener address.
     pub admin: Option<SocketAddr>,
+    /// Reload when the config file or a plugin changes (`[reload] watch`,
+    /// default true). SIGHUP reloads either way.
+    pub watch: bool,
     pub listeners: Vec<ListenerConfig>,
     pub clusters: Vec<ClusterConfig>,
     pub routes: Vec<RouteConfig>,

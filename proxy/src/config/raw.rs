@@ -12,6 +12,7 @@ pub(super) struct RawConfig {
     pub plugins_dir: Option<Spanned<String>>,
     pub cache_dir: Option<Spanned<String>>,
     pub admin: Option<RawAdmin>,
+    pub reload: Option<RawReload>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]
@@ -24,6 +25,12 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReload {
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,12 @@ impl Locator<'_> {
         self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
     }
 
-    fn err<T>(&self, span: Option<std::ops::Range<usize>>, key: String, message: impl Into<String>) -> Result<T, ConfigError> {
+    fn err<T>(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        key: String,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         Err(ConfigError {
             file: self.file.to_path_buf(),
             line: span.map(|s| self.line(s.start)),
@@ -35,15 +40,22 @@ impl Locator<'_> {
         match humantime::parse_duration(value.get_ref()) {
             Ok(d) if !d.is_zero() => Ok(d),
             Ok(_) => self.at(value, key, "must be greater than zero"),
-            Err(e) => self.at(value, key, format!("`{}` is not a duration like `500ms` or `10s` ({e})", value.get_ref())),
+            Err(e) => self.at(
+                value,
+                key,
+                format!("`{}` is not a duration like `500ms` or `10s` ({e})", value.get_ref()),
+            ),
         }
     }
 
     fn socket_addr(&self, value: &Spanned<String>, key: String) -> Result<SocketAddr, ConfigError> {
-        value
-            .get_ref()
-            .parse()
-            .or_else(|_| self.at(value, key, format!("`{}` is not an address like `127.0.0.1:8080`", value.get_ref())))
+        value.get_ref().parse().or_else(|_| {
+            self.at(
+                value,
+                key,
+                format!("`{}` is not an address like `127.0.0.1:8080`", value.get_ref()),
+            )
+        })
     }
 }
 
@@ -94,7 +106,11 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             None => format!("listener-{i}"),
         };
         if !names.insert(name.clone()) {
-            return loc.at(&l.address, format!("listeners[{i}].name"), format!("duplicate listener name `{name}`"));
+            return loc.at(
+                &l.address,
+                format!("listeners[{i}].name"),
+                format!("duplicate listener name `{name}`"),
+            );
         }
         listeners.push(ListenerConfig { name, address });
     }
@@ -107,10 +123,18 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             return loc.at(&c.name, format!("clusters[{i}].name"), "must not be empty");
         }
         if !names.insert(name.clone()) {
-            return loc.at(&c.name, format!("clusters[{i}].name"), format!("duplicate cluster name `{name}`"));
+            return loc.at(
+                &c.name,
+                format!("clusters[{i}].name"),
+                format!("duplicate cluster name `{name}`"),
+            );
         }
         if c.endpoints.get_ref().is_empty() {
-            return loc.at(&c.endpoints, format!("clusters[{i}].endpoints"), "at least one endpoint is required");
+            return loc.at(
+                &c.endpoints,
+                format!("clusters[{i}].endpoints"),
+                "at least one endpoint is required",
+            );
         }
         let mut endpoints = Vec::new();
         for (j, ep) in c.endpoints.get_ref().iter().enumerate() {
@@ -130,7 +154,12 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             RawProtocol::Http1 => UpstreamProtocol::Http1,
             RawProtocol::Http2 => UpstreamProtocol::Http2,
         };
-        clusters.push(ClusterConfig { name, endpoints, protocol, connect_timeout });
+        clusters.push(ClusterConfig {
+            name,
+            endpoints,
+            protocol,
+            connect_timeout,
+        });
     }
 
     let mut routes = Vec::new();
@@ -159,7 +188,11 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         }
         let path = match (&r.path_prefix, &r.path_exact) {
             (Some(_), Some(e)) => {
-                return loc.at(e, key("path_exact"), "give either `path_prefix` or `path_exact`, not both");
+                return loc.at(
+                    e,
+                    key("path_exact"),
+                    "give either `path_prefix` or `path_exact`, not both",
+                );
             }
             (Some(p), None) => PathMatch::Prefix(path_value(loc, p, key("path_prefix"))?),
             (None, Some(e)) => PathMatch::Exact(path_value(loc, e, key("path_exact"))?),
@@ -177,11 +210,19 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         for (j, f) in r.filters.iter().enumerate() {
             let plugin = f.plugin.get_ref();
             if plugin.is_empty() || !plugin.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-                return loc.at(&f.plugin, format!("routes[{i}].filters[{j}].plugin"), format!("`{plugin}` is not a plugin name (letters, digits, `-`, `_`, `.`)"));
+                return loc.at(
+                    &f.plugin,
+                    format!("routes[{i}].filters[{j}].plugin"),
+                    format!("`{plugin}` is not a plugin name (letters, digits, `-`, `_`, `.`)"),
+                );
             }
             let config_json = match &f.config {
                 Some(table) => serde_json::to_string(table.get_ref()).or_else(|e| {
-                    loc.at(table, format!("routes[{i}].filters[{j}].config"), format!("cannot be passed to the filter: {e}"))
+                    loc.at(
+                        table,
+                        format!("routes[{i}].filters[{j}].config"),
+                        format!("cannot be passed to the filter: {e}"),
+                    )
                 })?,
                 None => "{}".to_string(),
             };
@@ -207,6 +248,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         plugins_dir,
         cache_dir,
         admin,
+        watch: raw.reload.and_then(|r| r.watch).unwrap_or(true),
         listeners,
         clusters,
         routes,
@@ -231,13 +273,24 @@ fn host_match(loc: &Locator<'_>, h: &Spanned<String>, key: String) -> Result<Hos
     } else if valid_label(&text) {
         return Ok(HostMatch::Exact(text));
     }
-    loc.at(h, key, format!("`{}` is not a host like `api.example.com` or `*.example.com`", h.get_ref()))
+    loc.at(
+        h,
+        key,
+        format!(
+            "`{}` is not a host like `api.example.com` or `*.example.com`",
+            h.get_ref()
+        ),
+    )
 }
 
 fn path_value(loc: &Locator<'_>, p: &Spanned<String>, key: String) -> Result<String, ConfigError> {
     let text = p.get_ref();
     if !text.starts_with('/') || text.contains(['?', '#']) || text.bytes().any(|b| b <= b' ') {
-        return loc.at(p, key, format!("`{text}` must be a path starting with `/`, without query or spaces"));
+        return loc.at(
+            p,
+            key,
+            format!("`{text}` must be a path starting with `/`, without query or spaces"),
+        );
     }
     Ok(text.clone())
 }
@@ -269,7 +322,9 @@ endpoints = ["127.0.0.1:9000"]
 
     #[test]
     fn valid_config_parses() {
-        let text = format!("{BASE}\n[[routes]]\nname = \"api\"\npath_prefix = \"/api\"\ncluster = \"app\"\ntimeout = \"2s\"\nhosts = [\"*.Example.com\"]\n[[routes.filters]]\nplugin = \"probe\"\nconfig = {{ tag = \"a\", n = 3 }}\n");
+        let text = format!(
+            "{BASE}\n[[routes]]\nname = \"api\"\npath_prefix = \"/api\"\ncluster = \"app\"\ntimeout = \"2s\"\nhosts = [\"*.Example.com\"]\n[[routes.filters]]\nplugin = \"probe\"\nconfig = {{ tag = \"a\", n = 3 }}\n"
+        );
         let c = Config::parse(Path::new("/etc/sluice/gw.toml"), &text).unwrap();
         assert_eq!(c.routes[0].hosts, vec![HostMatch::Suffix(".example.com".into())]);
         assert_eq!(c.routes[0].timeout, Duration::from_secs(2));
@@ -289,7 +344,9 @@ endpoints = ["127.0.0.1:9000"]
 
     #[test]
     fn unknown_key_and_bad_types_are_located() {
-        let e = parse_err(&format!("{BASE}\n[[routes]]\ncluster = \"app\"\npath_prefixx = \"/\"\n"));
+        let e = parse_err(&format!(
+            "{BASE}\n[[routes]]\ncluster = \"app\"\npath_prefixx = \"/\"\n"
+        ));
         assert_eq!(e.line, Some(11), "{e}");
         assert!(e.message.contains("path_prefixx"), "{e}");
         let e = parse_err(&format!("{BASE}\n[[routes]]\ncluster = \"app\"\ntimeout = \"soon\"\n"));
@@ -307,9 +364,13 @@ endpoints = ["127.0.0.1:9000"]
 
     #[test]
     fn bad_endpoint_and_protocol() {
-        let e = parse_err("[[listeners]]\naddress = \"127.0.0.1:1\"\n[[clusters]]\nname = \"a\"\nendpoints = [\"no-port\"]\n");
+        let e = parse_err(
+            "[[listeners]]\naddress = \"127.0.0.1:1\"\n[[clusters]]\nname = \"a\"\nendpoints = [\"no-port\"]\n",
+        );
         assert_eq!(e.key, "clusters[0].endpoints[0]", "{e}");
-        let e = parse_err("[[listeners]]\naddress = \"127.0.0.1:1\"\n[[clusters]]\nname = \"a\"\nendpoints = [\"h:1\"]\nprotocol = \"http3\"\n");
+        let e = parse_err(
+            "[[listeners]]\naddress = \"127.0.0.1:1\"\n[[clusters]]\nname = \"a\"\nendpoints = [\"h:1\"]\nprotocol = \"http3\"\n",
+        );
         assert_eq!(e.key, "clusters[0].protocol", "{e}");
         assert_eq!(e.line, Some(6), "{e}");
     }

@@ -30,7 +30,12 @@ fn cache_path(engine: &Engine, dir: &Path, hash: &str) -> PathBuf {
 }
 
 /// Load from the cache or compile (and store in the cache).
-pub fn load_component(engine: &Engine, cache_dir: Option<&Path>, hash: &str, bytes: &[u8]) -> wasmtime::Result<(Component, Origin)> {
+pub fn load_component(
+    engine: &Engine,
+    cache_dir: Option<&Path>,
+    hash: &str,
+    bytes: &[u8],
+) -> wasmtime::Result<(Component, Origin)> {
     let Some(dir) = cache_dir else {
         return Ok((Component::new(engine, bytes)?, Origin::Compiled));
     };

@@ -58,13 +58,21 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(plugin: Arc<str>, shared: Arc<SharedState>, clusters: Arc<HashSet<Arc<str>>>, memory_limit: usize) -> Self {
+    pub fn new(
+        plugin: Arc<str>,
+        shared: Arc<SharedState>,
+        clusters: Arc<HashSet<Arc<str>>>,
+        memory_limit: usize,
+    ) -> Self {
         HostState {
             // No preopens, no environment, no stdio: Rust's std links WASI, and
             // it gets nothing through it.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(memory_limit).trap_on_grow_failure(true).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .trap_on_grow_failure(true)
+                .build(),
             plugin,
             shared,
             clusters,
@@ -83,7 +91,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -140,7 +151,10 @@ mod headers {
 
     pub fn lines(map: &HeaderMap) -> Vec<HeaderLine> {
         map.iter()
-            .map(|(n, v)| HeaderLine { name: n.as_str().to_string(), value: v.as_bytes().to_vec() })
+            .map(|(n, v)| HeaderLine {
+                name: n.as_str().to_string(),
+                value: v.as_bytes().to_vec(),
+            })
             .collect()
     }
 
@@ -176,7 +190,9 @@ impl types::Host for HostState {}
 
 impl request::Host for HostState {
     fn method(&mut self) -> String {
-        self.request().map(|r| r.parts.method.as_str().to_string()).unwrap_or_default()
+        self.request()
+            .map(|r| r.parts.method.as_str().to_string())
+            .unwrap_or_default()
     }
 
     fn set_method(&mut self, method: String) -> Result<(), HostError> {
@@ -187,7 +203,14 @@ impl request::Host for HostState {
 
     fn path(&mut self) -> String {
         self.request()
-            .map(|r| r.parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string())
+            .map(|r| {
+                r.parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+                    .to_string()
+            })
             .unwrap_or_default()
     }
 
@@ -243,11 +266,15 @@ impl request::Host for HostState {
     }
 
     fn header_all(&mut self, name: String) -> Vec<Vec<u8>> {
-        self.request().map(|r| headers::get_all(&r.parts.headers, &name)).unwrap_or_default()
+        self.request()
+            .map(|r| headers::get_all(&r.parts.headers, &name))
+            .unwrap_or_default()
     }
 
     fn headers(&mut self) -> Vec<HeaderLine> {
-        self.request().map(|r| headers::lines(&r.parts.headers)).unwrap_or_default()
+        self.request()
+            .map(|r| headers::lines(&r.parts.headers))
+            .unwrap_or_default()
     }
 
     fn set_header(&mut self, name: String, value: Vec<u8>) -> Result<(), HostError> {
@@ -267,7 +294,11 @@ impl request::Host for HostState {
     }
 
     fn set_cluster(&mut self, name: String) -> Result<(), HostError> {
-        let cluster = self.clusters.get(name.as_str()).cloned().ok_or(HostError::UnknownCluster)?;
+        let cluster = self
+            .clusters
+            .get(name.as_str())
+            .cloned()
+            .ok_or(HostError::UnknownCluster)?;
         self.request()?.cluster = cluster;
         Ok(())
     }
@@ -292,7 +323,9 @@ impl response::Host for HostState {
     }
 
     fn header_all(&mut self, name: String) -> Vec<Vec<u8>> {
-        self.response().map(|r| headers::get_all(&r.headers, &name)).unwrap_or_default()
+        self.response()
+            .map(|r| headers::get_all(&r.headers, &name))
+            .unwrap_or_default()
     }
 
     fn headers(&mut self) -> Vec<HeaderLine> {
@@ -373,9 +406,17 @@ impl shared_state::Host for HostState {
             .map_err(|_| HostError::InvalidArgument)
     }
 
-    fn compare_and_swap(&mut self, key: String, expected: Option<Vec<u8>>, new: Vec<u8>, ttl_ms: Option<u64>) -> Result<bool, HostError> {
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<bool, HostError> {
         shared_value(&new)?;
-        Ok(self.shared.compare_and_swap(&self.plugin, shared_key(&key)?, expected.as_deref(), new, ttl_ms))
+        Ok(self
+            .shared
+            .compare_and_swap(&self.plugin, shared_key(&key)?, expected.as_deref(), new, ttl_ms))
     }
 }
 

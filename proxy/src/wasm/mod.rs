@@ -11,7 +11,7 @@ mod plugin;
 pub(crate) mod pool;
 
 pub use host::{Context, Exchange, RequestHead};
-pub use plugin::{Plugin, PluginSet, PluginSource};
+pub use plugin::{Plugin, PluginError, PluginSet, PluginSource};
 pub use pool::{CallError, FilterSlot, LocalResponse, PhaseOutcome};
 
 use crate::shared_state::SharedState;

@@ -2,10 +2,10 @@
 //! file stem) or built into the binary, compiled once (or loaded from the
 //! cache) and linked against the host API, ready to instantiate.
 
+use super::WasmRuntime;
 use super::bindings::FilterPre;
 use super::cache::{self, Origin};
 use super::host::HostState;
-use super::WasmRuntime;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub struct Plugin {
     /// Time to compile or deserialize and link.
     pub load_time: Duration,
     pub loaded_at: SystemTime,
+    /// The generation that loaded this version.
+    pub generation: u64,
     pub(super) pre: FilterPre<HostState>,
 }
 
@@ -47,11 +49,17 @@ impl std::fmt::Debug for Plugin {
 
 impl Plugin {
     /// Compile (or load from cache) and link one component.
-    pub fn load(runtime: &WasmRuntime, name: &str, source: PluginSource, bytes: &[u8]) -> Result<Plugin, String> {
+    pub fn load(
+        runtime: &WasmRuntime,
+        name: &str,
+        source: PluginSource,
+        bytes: &[u8],
+        generation: u64,
+    ) -> Result<Plugin, String> {
         let started = Instant::now();
         let hash = cache::content_hash(bytes);
-        let (component, origin) =
-            cache::load_component(&runtime.engine, runtime.cache_dir.as_deref(), &hash, bytes).map_err(|e| format!("not a valid component: {e:#}"))?;
+        let (component, origin) = cache::load_component(&runtime.engine, runtime.cache_dir.as_deref(), &hash, bytes)
+            .map_err(|e| format!("not a valid component: {e:#}"))?;
         let pre = runtime
             .prepare(&component)
             .map_err(|e| format!("does not fit the sluice:filter@0.1.0 world: {e:#}"))?;
@@ -63,9 +71,17 @@ impl Plugin {
             cached: origin == Origin::Cached,
             load_time: started.elapsed(),
             loaded_at: SystemTime::now(),
+            generation,
             pre,
         })
     }
+}
+
+/// Why a plugin's file could not be (re)loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginError {
+    pub path: PathBuf,
+    pub message: String,
 }
 
 /// The plugins available to one generation.
@@ -73,42 +89,102 @@ impl Plugin {
 pub struct PluginSet {
     pub dir: PathBuf,
     plugins: BTreeMap<String, Arc<Plugin>>,
-    /// Files in the directory that failed to load, with the reason.
-    pub failed: BTreeMap<String, (PathBuf, String)>,
+    /// The last error per plugin name. A name may also be in `plugins`: then
+    /// the previous good version keeps serving.
+    pub errors: BTreeMap<String, PluginError>,
 }
 
 impl PluginSet {
     /// Load every `*.wasm` in `dir`, plus the built-ins named in `wanted`
-    /// that no file shadows. A missing directory is empty, not an error.
+    /// that no file shadows. Content already loaded in `previous` (same name
+    /// and hash) is reused, not recompiled. A file that fails to load, or
+    /// that was deleted, keeps `previous`'s version serving and is recorded
+    /// in `errors`. A missing directory is empty, not an error.
     /// This compiles: call it off the async runtime's worker threads.
-    pub fn load(runtime: &WasmRuntime, dir: &Path, wanted: &[&str]) -> PluginSet {
-        let mut set = PluginSet { dir: dir.to_path_buf(), ..Default::default() };
+    pub fn load(
+        runtime: &WasmRuntime,
+        dir: &Path,
+        wanted: &[&str],
+        previous: Option<&PluginSet>,
+        generation: u64,
+    ) -> PluginSet {
+        let mut set = PluginSet {
+            dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let old = |name: &str| previous.and_then(|p| p.plugins.get(name));
         for (name, path) in wasm_files(dir) {
             let loaded = std::fs::read(&path)
                 .map_err(|e| format!("cannot read: {e}"))
-                .and_then(|bytes| Plugin::load(runtime, &name, PluginSource::File(path.clone()), &bytes));
+                .and_then(|bytes| match old(&name) {
+                    Some(p)
+                        if p.hash == cache::content_hash(&bytes) && p.source == PluginSource::File(path.clone()) =>
+                    {
+                        Ok(p.clone())
+                    }
+                    _ => {
+                        Plugin::load(runtime, &name, PluginSource::File(path.clone()), &bytes, generation).map(Arc::new)
+                    }
+                });
             match loaded {
                 Ok(p) => {
-                    tracing::info!(plugin = %name, hash = %&p.hash[..12], cached = p.cached, load_ms = p.load_time.as_secs_f64() * 1e3, "plugin loaded");
-                    set.plugins.insert(name, Arc::new(p));
+                    if p.generation == generation {
+                        tracing::info!(plugin = %name, hash = %&p.hash[..12], cached = p.cached, load_ms = p.load_time.as_secs_f64() * 1e3, generation, "plugin loaded");
+                    }
+                    set.plugins.insert(name, p);
                 }
-                Err(e) => {
-                    tracing::warn!(plugin = %name, path = %path.display(), error = %e, "plugin failed to load");
-                    set.failed.insert(name, (path, e));
+                Err(message) => {
+                    match old(&name) {
+                        Some(p) => {
+                            tracing::warn!(plugin = %name, path = %path.display(), error = %message, serving = %&p.hash[..12], "plugin failed to load; the previous version keeps serving");
+                            set.plugins.insert(name.clone(), p.clone());
+                        }
+                        None => {
+                            tracing::warn!(plugin = %name, path = %path.display(), error = %message, "plugin failed to load")
+                        }
+                    }
+                    set.errors.insert(name, PluginError { path, message });
+                }
+            }
+        }
+        // Files that disappeared keep their last good version.
+        if let Some(prev) = previous {
+            for (name, p) in &prev.plugins {
+                if let PluginSource::File(path) = &p.source
+                    && !set.plugins.contains_key(name)
+                {
+                    tracing::warn!(plugin = %name, path = %path.display(), "plugin file removed; the last good version keeps serving");
+                    set.plugins.insert(name.clone(), p.clone());
+                    let message = "file removed; serving the last good version".to_string();
+                    set.errors.insert(
+                        name.clone(),
+                        PluginError {
+                            path: path.clone(),
+                            message,
+                        },
+                    );
                 }
             }
         }
         for name in wanted {
-            if set.plugins.contains_key(*name) || set.failed.contains_key(*name) {
+            if set.plugins.contains_key(*name) || set.errors.contains_key(*name) {
                 continue;
             }
-            if let Some(bytes) = crate::builtin::get(name) {
-                match Plugin::load(runtime, name, PluginSource::Builtin, bytes) {
+            if let Some(p) = old(name).filter(|p| p.source == PluginSource::Builtin) {
+                set.plugins.insert(name.to_string(), p.clone());
+            } else if let Some(bytes) = crate::builtin::get(name) {
+                match Plugin::load(runtime, name, PluginSource::Builtin, bytes, generation) {
                     Ok(p) => {
                         set.plugins.insert(name.to_string(), Arc::new(p));
                     }
-                    Err(e) => {
-                        set.failed.insert(name.to_string(), (PathBuf::from("<built-in>"), e));
+                    Err(message) => {
+                        set.errors.insert(
+                            name.to_string(),
+                            PluginError {
+                                path: PathBuf::from("<built-in>"),
+                                message,
+                            },
+                        );
                     }
                 }
             }

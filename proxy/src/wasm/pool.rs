@@ -69,7 +69,9 @@ pub struct FilterSlot {
 
 impl std::fmt::Debug for FilterSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FilterSlot").field("plugin", &self.plugin.name).finish_non_exhaustive()
+        f.debug_struct("FilterSlot")
+            .field("plugin", &self.plugin.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,6 +112,16 @@ impl FilterSlot {
             Phase::RequestHeaders => self.wants_request,
             Phase::ResponseHeaders => self.wants_response,
         }
+    }
+
+    /// The configuration handed to `init`, as JSON.
+    pub fn config_json(&self) -> &str {
+        &self.config_json
+    }
+
+    /// The cluster names `set-cluster` accepts.
+    pub fn clusters(&self) -> &Arc<HashSet<Arc<str>>> {
+        &self.clusters
     }
 
     /// Instances waiting in the pool.

@@ -44,11 +44,15 @@ impl Upstream {
         let name = name.to_string();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let name = name.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| respond(name.clone(), req));
-                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -67,7 +71,11 @@ async fn respond(name: String, req: Request<Incoming>) -> Result<Response<Body>,
         (Some("download"), Some(n)) => Ok(download(n.parse().unwrap_or(0))),
         (Some("status"), Some(code)) => {
             let mut resp = Response::new(Full::new(Bytes::new()).boxed());
-            *resp.status_mut() = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+            *resp.status_mut() = code
+                .parse()
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::OK);
             Ok(resp)
         }
         _ => echo(name, req).await,
@@ -112,7 +120,12 @@ async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Body>, In
         "body_sha256": digest,
     });
     let mut resp = Response::new(Full::new(Bytes::from(reply.to_string())).boxed());
-    resp.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
-    resp.headers_mut().insert("x-upstream", name.parse().unwrap_or_else(|_| "upstream".parse().expect("static header")));
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().expect("static header"));
+    resp.headers_mut().insert(
+        "x-upstream",
+        name.parse()
+            .unwrap_or_else(|_| "upstream".parse().expect("static header")),
+    );
     Ok(resp)
 }
