@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
 ROUNDS=${2:-5}
-RATE_PER_CLIENT=250   # 4 clients → 1000 req/s, far below one core's capacity
+RATE_PER_CLIENT=${RATE:-250}   # per client; 4 clients → 1000 req/s, far below one core's capacity
 command -v h2load >/dev/null || { echo "needs h2load (apt-get install nghttp2-client)"; exit 1; }
 cargo build --release -p sluice 2>&1 | tail -1
 BIN=target/release/sluice
@@ -81,7 +81,7 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-echo "proxy CPU per request (µs), $N requests × $ROUNDS rounds, 1000 req/s, proxy on 1 core / 1 thread"
+echo "proxy CPU per request (µs), $N requests × $ROUNDS rounds, $((RATE_PER_CLIENT * 4)) req/s, proxy on 1 core / 1 thread"
 printf "%-4s %-6s %8s %8s %8s %s\n" proto route median min max "added vs none (median)"
 for proto in h1 h2; do
     base=$(python3 -c "import statistics as s; print(s.median([float(x) for x in '${results[$proto-none]}'.split()]))")

@@ -6,7 +6,7 @@
 use crate::body::{self, ProxyBody};
 use crate::error::ProxyError;
 use crate::limits;
-use crate::wasm::pool::Phase;
+use crate::wasm::Phase;
 use crate::wasm::{Exchange, FilterSlot, LocalResponse, PhaseOutcome};
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};

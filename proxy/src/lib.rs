@@ -17,7 +17,7 @@
 
 pub mod admin;
 pub mod body;
-mod builtin;
+pub mod builtin;
 pub mod config;
 pub mod demo_upstream;
 pub mod error;

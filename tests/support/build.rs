@@ -10,7 +10,10 @@ use std::path::PathBuf;
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest.join("../..").canonicalize().expect("workspace root");
-    components::rerun_if_changed(&workspace, &["tests/filters", "examples/custom-filter", "plugin-sdk", "wit"]);
+    components::rerun_if_changed(
+        &workspace,
+        &["tests/filters", "examples/custom-filter", "plugin-sdk", "wit"],
+    );
     // The test filters, and the example custom filter so its README stays true.
     let mut names: Vec<String> = components::crates_in(&workspace.join("tests/filters"))
         .into_iter()

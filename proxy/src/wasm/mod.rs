@@ -8,11 +8,11 @@ mod bindings;
 mod cache;
 mod host;
 mod plugin;
-pub(crate) mod pool;
+mod pool;
 
 pub use host::{Context, Exchange, RequestHead};
 pub use plugin::{Plugin, PluginError, PluginSet, PluginSource};
-pub use pool::{CallError, FilterSlot, LocalResponse, PhaseOutcome};
+pub use pool::{CallError, FilterSlot, LocalResponse, Phase, PhaseOutcome};
 
 use crate::shared_state::SharedState;
 use bindings::FilterPre;
