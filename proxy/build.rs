@@ -4,7 +4,6 @@
 #[path = "build_support/components.rs"]
 mod components;
 
-use std::fmt::Write;
 use std::path::PathBuf;
 
 fn main() {
@@ -17,13 +16,10 @@ fn main() {
     let names: Vec<String> = crates.into_iter().map(|(n, _)| n).collect();
     let built = components::build(&workspace, &names);
 
-    let mut src = String::from(
-        "/// `(plugin name, component bytes)` of every built-in plugin.\npub static BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
+    components::write_table(
+        "builtin_plugins.rs",
+        "/// `(plugin name, component bytes)` of every built-in plugin.\npub static BUILTIN_PLUGINS: &[(&str, &[u8])]",
+        &built,
+        |path| format!("include_bytes!({path:?})"),
     );
-    for (name, path) in built {
-        writeln!(src, "    ({name:?}, include_bytes!({:?})),", path.display().to_string()).expect("write to String");
-    }
-    src.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    std::fs::write(out.join("builtin_plugins.rs"), src).expect("write builtin_plugins.rs");
 }

@@ -139,3 +139,15 @@ pub fn rerun_if_changed(workspace: &Path, dirs: &[&str]) {
     println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
     println!("cargo:rerun-if-changed={}", workspace.join("Cargo.toml").display());
 }
+
+/// Write `OUT_DIR/<file>`: `<declaration> = &[(name, <value(path)>), …];`
+/// for the components `build` produced.
+pub fn write_table(file: &str, declaration: &str, built: &[(String, PathBuf)], value: impl Fn(&str) -> String) {
+    let mut src = format!("{declaration} = &[\n");
+    for (name, path) in built {
+        src += &format!("    ({name:?}, {}),\n", value(&path.display().to_string()));
+    }
+    src.push_str("];\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join(file), src).unwrap_or_else(|e| panic!("write {file}: {e}"));
+}

@@ -62,25 +62,24 @@ async fn proxy(
 
     // Router: the authority comes from the request target (HTTP/2, absolute
     // form) or the Host header; from here on the Host header carries it.
-    let authority = match parts.uri.authority() {
-        Some(a) => a.as_str().to_string(),
+    let host = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::BadRequest("invalid authority\n"))?,
         None => parts
             .headers
             .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
+            .cloned()
             .ok_or(ProxyError::BadRequest("missing Host header\n"))?,
     };
+    let authority = host.to_str().map_err(|_| ProxyError::BadRequest("invalid Host\n"))?;
     let route = generation
         .router
-        .route(&authority, parts.uri.path())
+        .route(authority, parts.uri.path())
         .cloned()
         .ok_or_else(|| ProxyError::NoRoute {
-            host: authority.clone(),
+            host: authority.to_string(),
             path: parts.uri.path().to_string(),
         })?;
-    let host_value = HeaderValue::from_str(&authority).map_err(|_| ProxyError::BadRequest("invalid Host\n"))?;
-    parts.headers.insert(header::HOST, host_value);
+    parts.headers.insert(header::HOST, host);
     forwarding::strip_hop_by_hop(&mut parts.headers);
     // The client's `Expect: 100-continue` was answered by this hop.
     parts.headers.remove(header::EXPECT);
@@ -112,13 +111,14 @@ async fn proxy(
         .upstreams
         .get(&head.cluster)
         .ok_or_else(|| ProxyError::NoEndpoint(head.cluster.to_string()))?;
-    let host = head
-        .parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string);
-    forwarding::add_forwarded(&mut head.parts.headers, head.client, head.scheme, host.as_deref());
+    // A filter may have changed the authority: forward the current one.
+    let host = head.parts.headers.get(header::HOST).cloned();
+    forwarding::add_forwarded(
+        &mut head.parts.headers,
+        head.client,
+        head.scheme,
+        host.as_ref().and_then(|h| h.to_str().ok()),
+    );
     forwarding::append_via(&mut head.parts.headers, received);
     let upstream_request = Request::from_parts(head.parts, body);
     let (response, endpoint) = cluster

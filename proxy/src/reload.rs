@@ -129,8 +129,8 @@ impl Reloader {
     }
 }
 
-/// Whether two generations would serve the same way: same config text
-/// semantics and the same plugin versions and errors.
+/// Whether two generations would serve the same way: equal configs and the
+/// same plugin versions and errors.
 fn same_content(a: &Generation, b: &Generation) -> bool {
     let plugins = |g: &Generation| {
         g.plugins
@@ -138,9 +138,7 @@ fn same_content(a: &Generation, b: &Generation) -> bool {
             .map(|p| (p.name.clone(), p.hash.clone()))
             .collect::<Vec<_>>()
     };
-    format!("{:?}", a.config) == format!("{:?}", b.config)
-        && plugins(a) == plugins(b)
-        && a.plugins.errors == b.plugins.errors
+    a.config == b.config && plugins(a) == plugins(b) && a.plugins.errors == b.plugins.errors
 }
 
 /// Size and modification time of every entry in `dir` (following symlinks),

@@ -51,10 +51,16 @@ impl<R> Router<R> {
 
     /// The route for `host` (any case, port allowed) and `path` (no query).
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<R>> {
-        let host = strip_port(host).to_ascii_lowercase();
+        let host = strip_port(host);
+        // Lower-case only when needed: most clients already send lower case.
+        let host: std::borrow::Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            host.to_ascii_lowercase().into()
+        } else {
+            host.into()
+        };
         let group = self
             .exact
-            .get(&host)
+            .get(host.as_ref())
             .or_else(|| {
                 self.suffix
                     .iter()

@@ -67,7 +67,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let generation = Generation::build(runtime.clone(), config.clone(), 1, None).await?;
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
     let metrics = Arc::new(Metrics::default());
-    let reloader = Reloader::new(runtime, config.source.clone(), current.clone(), metrics.clone());
+    let reloader = Reloader::new(runtime.clone(), config.source.clone(), current.clone(), metrics.clone());
     let watcher = if config.watch {
         match reload::watch(reloader.clone(), &config.plugins_dir) {
             Ok(w) => Some(w),
@@ -111,6 +111,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         None => None,
     };
+    let shared = runtime.shared_state().clone();
+    tasks.push(tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            shared.purge_expired();
+        }
+    }));
     match reload::reload_on_sighup(reloader.clone()) {
         Ok(task) => tasks.push(task),
         Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP"),

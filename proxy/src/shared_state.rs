@@ -130,7 +130,8 @@ impl SharedState {
         }
     }
 
-    /// Drop expired entries (called periodically).
+    /// Drop expired entries (the server calls this every few seconds, so keys
+    /// written with a TTL and never read again do not accumulate).
     pub fn purge_expired(&self) {
         let now = Instant::now();
         self.map.retain(|_, e| e.live(now));

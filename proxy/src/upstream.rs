@@ -80,11 +80,6 @@ impl Upstreams {
     pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
         self.clusters.get(name)
     }
-
-    /// Whether a cluster of this name exists.
-    pub fn contains(&self, name: &str) -> bool {
-        self.clusters.contains_key(name)
-    }
 }
 
 fn build_client(protocol: UpstreamProtocol, connect_timeout: Duration) -> HttpClient {
@@ -128,7 +123,7 @@ impl Cluster {
         mut req: Request<Incoming>,
         connect_timeout: Option<Duration>,
         timeout: Duration,
-    ) -> Result<(Response<Incoming>, String), ProxyError> {
+    ) -> Result<(Response<Incoming>, Authority), ProxyError> {
         let endpoint = self
             .pick()
             .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
@@ -149,12 +144,20 @@ impl Cluster {
             UpstreamProtocol::Http1 => Version::HTTP_11,
             UpstreamProtocol::Http2 => Version::HTTP_2,
         };
-        let endpoint = endpoint.to_string();
+        let endpoint = endpoint.clone();
         match tokio::time::timeout(timeout, client.request(req)).await {
-            Err(_) => Err(ProxyError::UpstreamTimeout { endpoint, timeout }),
+            Err(_) => Err(ProxyError::UpstreamTimeout {
+                endpoint: endpoint.to_string(),
+                timeout,
+            }),
             Ok(Ok(resp)) => Ok((resp, endpoint)),
-            Ok(Err(e)) if is_timeout(&e) => Err(ProxyError::UpstreamConnectTimeout { endpoint }),
-            Ok(Err(source)) => Err(ProxyError::UpstreamUnreachable { endpoint, source }),
+            Ok(Err(e)) if is_timeout(&e) => Err(ProxyError::UpstreamConnectTimeout {
+                endpoint: endpoint.to_string(),
+            }),
+            Ok(Err(source)) => Err(ProxyError::UpstreamUnreachable {
+                endpoint: endpoint.to_string(),
+                source,
+            }),
         }
     }
 }

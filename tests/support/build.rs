@@ -4,7 +4,6 @@
 #[path = "../../proxy/build_support/components.rs"]
 mod components;
 
-use std::fmt::Write;
 use std::path::PathBuf;
 
 fn main() {
@@ -21,13 +20,10 @@ fn main() {
         .collect();
     names.push("maintenance".into());
     let built = components::build(&workspace, &names);
-    let mut src = String::from(
-        "/// `(crate name, path to component)` of every test filter.\npub static TEST_FILTERS: &[(&str, &str)] = &[\n",
+    components::write_table(
+        "test_filters.rs",
+        "/// `(crate name, path to component)` of every test filter.\npub static TEST_FILTERS: &[(&str, &str)]",
+        &built,
+        |path| format!("{path:?}"),
     );
-    for (name, path) in built {
-        writeln!(src, "    ({name:?}, {:?}),", path.display().to_string()).expect("write to String");
-    }
-    src.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    std::fs::write(out.join("test_filters.rs"), src).expect("write test_filters.rs");
 }

@@ -15,7 +15,7 @@ pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The file it came from.
     pub source: PathBuf,
@@ -34,7 +34,7 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ListenerConfig {
     pub name: String,
     pub address: SocketAddr,
@@ -49,7 +49,7 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     pub name: String,
     /// `host:port` of each endpoint.
@@ -78,7 +78,7 @@ pub enum PathMatch {
     Exact(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     pub name: String,
     /// Empty means any host.
@@ -92,7 +92,7 @@ pub struct RouteConfig {
     pub filters: Vec<FilterConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FilterConfig {
     /// Plugin name: a `.wasm` file stem in the plugins directory or a built-in.
     pub plugin: String,
@@ -143,10 +143,5 @@ impl Config {
     /// Parse and validate config text that came from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         validate::parse(path, text)
-    }
-
-    /// The cluster with this name.
-    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
-        self.clusters.iter().find(|c| c.name == name)
     }
 }

@@ -56,8 +56,19 @@ impl Plugin {
         bytes: &[u8],
         generation: u64,
     ) -> Result<Plugin, String> {
+        Plugin::load_hashed(runtime, name, source, bytes, cache::content_hash(bytes), generation)
+    }
+
+    /// `load` for bytes whose hash the caller already computed.
+    fn load_hashed(
+        runtime: &WasmRuntime,
+        name: &str,
+        source: PluginSource,
+        bytes: &[u8],
+        hash: String,
+        generation: u64,
+    ) -> Result<Plugin, String> {
         let started = Instant::now();
-        let hash = cache::content_hash(bytes);
         let (component, origin) = cache::load_component(&runtime.engine, runtime.cache_dir.as_deref(), &hash, bytes)
             .map_err(|e| format!("not a valid component: {e:#}"))?;
         let pre = runtime
@@ -116,14 +127,21 @@ impl PluginSet {
         for (name, path) in wasm_files(dir) {
             let loaded = std::fs::read(&path)
                 .map_err(|e| format!("cannot read: {e}"))
-                .and_then(|bytes| match old(&name) {
-                    Some(p)
-                        if p.hash == cache::content_hash(&bytes) && p.source == PluginSource::File(path.clone()) =>
-                    {
-                        Ok(p.clone())
-                    }
-                    _ => {
-                        Plugin::load(runtime, &name, PluginSource::File(path.clone()), &bytes, generation).map(Arc::new)
+                .and_then(|bytes| {
+                    let hash = cache::content_hash(&bytes);
+                    match old(&name) {
+                        Some(p) if p.hash == hash && matches!(&p.source, PluginSource::File(f) if *f == path) => {
+                            Ok(p.clone())
+                        }
+                        _ => Plugin::load_hashed(
+                            runtime,
+                            &name,
+                            PluginSource::File(path.clone()),
+                            &bytes,
+                            hash,
+                            generation,
+                        )
+                        .map(Arc::new),
                     }
                 });
             match loaded {

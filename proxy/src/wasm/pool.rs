@@ -124,11 +124,6 @@ impl FilterSlot {
         &self.clusters
     }
 
-    /// Instances waiting in the pool.
-    pub fn idle_instances(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
     async fn instantiate(&self) -> Result<(Instance, Phases), InitError> {
         let state = HostState::new(
             self.plugin.name.clone(),
