@@ -7,4 +7,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use sluice::filter::types::{Action, HeaderLine, HostError, LogLevel, Phases};
+pub use self::sluice::filter::types::{Action, HeaderLine, HostError, LogLevel, Phases};
