@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Per-request proxy CPU cost of the filter chain: the same requests through a
-# route with no filter, one filter and two filters, interleaved over several
+# Per-request proxy CPU cost of the filter chain: the same requests (with a
+# JWT) through routes with no filter, each built-in filter alone (rate-limit
+# after auth, which gives it its key) and the four-filter chain auth →
+# rate-limit → header-rewrite → traffic-split, interleaved over several
 # rounds in one run. Method (see ../../shared/field-notes.md): fixed request
 # count at a fixed rate below capacity (h2load --rps), proxy pinned to one
 # core with one worker thread, load generator and upstream on the other, and
 # the proxy's utime+stime from /proc/PID/stat before and after.
 #
-#   bench/filter-cost.sh [requests-per-run] [rounds]
+#   bench/filter-cost.sh [requests-per-run] [rounds]      (ROUTES="none chain4" to narrow)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
@@ -18,7 +20,35 @@ BIN=target/release/sluice
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 
-cat > "$WORK/bench.toml" <<TOML
+# A JWT for the auth filter (HS256, valid for a day), minted with the stdlib.
+TOKEN=$(python3 - <<'PY'
+import base64, hashlib, hmac, json, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "bench"}).encode())
+body = b64(json.dumps({"sub": "bench-user", "iss": "bench", "aud": "api", "exp": int(time.time()) + 86400}).encode())
+sig = b64(hmac.new(b"bench-secret-bench-secret", f"{head}.{body}".encode(), hashlib.sha256).digest())
+print(f"{head}.{body}.{sig}")
+PY
+)
+
+AUTH='plugin = "auth"
+config.jwt = { issuers = ["bench"], audiences = ["api"], keys = [{ kid = "bench", alg = "HS256", secret = "bench-secret-bench-secret" }] }'
+RATE_LIMIT='plugin = "rate-limit"
+config = { key = ["context:auth.subject"], limits = [{ requests = 1000000, per = "1s" }] }'
+REWRITE='plugin = "header-rewrite"
+config.request = { set = { "x-caller" = "${context.auth.subject}" }, remove = ["x-internal"] }
+config.response = { set = { "x-served-by" = "sluice" } }'
+SPLIT='plugin = "traffic-split"
+config = { clusters = [{ cluster = "up", weight = 90 }, { cluster = "up2", weight = 10 }] }'
+
+route() { # name, filter tables…
+    local name=$1; shift
+    printf '[[routes]]\nname = "%s"\npath_prefix = "/%s/"\ncluster = "up"\n' "$name" "$name"
+    for f in "$@"; do printf '[[routes.filters]]\n%s\n' "$f"; done
+}
+
+{
+cat <<TOML
 plugins_dir = "plugins"
 [[listeners]]
 name = "bench"
@@ -26,30 +56,18 @@ address = "127.0.0.1:18080"
 [[clusters]]
 name = "up"
 endpoints = ["127.0.0.1:19000"]
-[[routes]]
-name = "none"
-path_prefix = "/none"
-cluster = "up"
-[[routes]]
-name = "one"
-path_prefix = "/one"
-cluster = "up"
-[[routes.filters]]
-plugin = "header-rewrite"
-config.request = { set = { "x-one" = "1" } }
-config.response = { set = { "x-served-by" = "sluice" } }
-[[routes]]
-name = "two"
-path_prefix = "/two"
-cluster = "up"
-[[routes.filters]]
-plugin = "header-rewrite"
-config.request = { set = { "x-one" = "1" } }
-config.response = { set = { "x-served-by" = "sluice" } }
-[[routes.filters]]
-plugin = "header-rewrite"
-config.request = { set = { "x-two" = "2" }, remove = ["x-nothing"] }
+[[clusters]]
+name = "up2"
+endpoints = ["127.0.0.1:19000"]
 TOML
+route none
+route auth "$AUTH"
+route ratelimit "$AUTH" "$RATE_LIMIT"
+route rewrite "$REWRITE"
+route split "$SPLIT"
+route chain4 "$AUTH" "$RATE_LIMIT" "$REWRITE" "$SPLIT"
+} > "$WORK/bench.toml"
+ROUTES=${ROUTES:-none auth ratelimit rewrite split chain4}
 
 taskset -c 0 "$BIN" demo-upstream --listen 127.0.0.1:19000 2>/dev/null &
 RUST_LOG=warn taskset -c 1 "$BIN" run --threads 1 --config "$WORK/bench.toml" &
@@ -63,35 +81,35 @@ run() { # route protocol → µs of proxy CPU per request
     [ "$proto" = h1 ] && flag="--h1"
     local before after
     before=$(cpu_ticks)
-    taskset -c 0 h2load $flag -n "$N" -c 4 -m 1 --rps $RATE_PER_CLIENT "http://127.0.0.1:18080/$route/x" > "$WORK/out" 2>&1
+    taskset -c 0 h2load $flag -n "$N" -c 4 -m 1 --rps $RATE_PER_CLIENT -H "authorization: Bearer $TOKEN" "http://127.0.0.1:18080/$route/x" > "$WORK/out" 2>&1
     after=$(cpu_ticks)
     grep -q "succeeded, 0 failed, 0 errored, 0 timeout" "$WORK/out" || { cat "$WORK/out"; exit 1; }
     python3 -c "print(f'{($after - $before) / $TICK / $N * 1e6:.1f}')"
 }
 
 # Warm up each route (instance pools, upstream connections).
-for r in none one two; do run $r h1 >/dev/null; done
+for r in $ROUTES; do run $r h1 >/dev/null; done
 
 declare -A results
 for round in $(seq "$ROUNDS"); do
     for proto in h1 h2; do
-        for r in none one two; do
+        for r in $ROUTES; do
             results[$proto-$r]+="$(run $r $proto) "
         done
     done
 done
 
 echo "proxy CPU per request (µs), $N requests × $ROUNDS rounds, $((RATE_PER_CLIENT * 4)) req/s, proxy on 1 core / 1 thread"
-printf "%-4s %-6s %8s %8s %8s %s\n" proto route median min max "added vs none (median)"
+printf "%-4s %-10s %8s %8s %8s %s\n" proto route median min max "added vs none (median)"
 for proto in h1 h2; do
     base=$(python3 -c "import statistics as s; print(s.median([float(x) for x in '${results[$proto-none]}'.split()]))")
-    for r in none one two; do
+    for r in $ROUTES; do
         python3 - "$proto" "$r" "$base" ${results[$proto-$r]} <<'PY'
 import statistics, sys
 proto, route, base, *xs = sys.argv[1:]
 xs = [float(x) for x in xs]
 m = statistics.median(xs)
-print(f"{proto:<4} {route:<6} {m:8.1f} {min(xs):8.1f} {max(xs):8.1f} {m - float(base):+.1f}")
+print(f"{proto:<4} {route:<10} {m:8.1f} {min(xs):8.1f} {max(xs):8.1f} {m - float(base):+.1f}")
 PY
     done
 done

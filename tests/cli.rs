@@ -65,7 +65,10 @@ fn check_reports_a_missing_plugin() {
         stderr.contains(":15: routes[0].filters[0].plugin: unknown plugin `nosuch`"),
         "{stderr}"
     );
-    assert!(stderr.contains("available: header-rewrite, probe"), "{stderr}");
+    assert!(
+        stderr.contains("available: auth, header-rewrite, probe, rate-limit, traffic-split"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -142,4 +145,21 @@ async fn curl_through_a_two_filter_chain() {
             "{text}"
         );
     }
+}
+
+/// The README's gateway config loads, with all four built-ins on one route.
+#[test]
+fn example_gateway_config_checks() {
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gateway.toml");
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run sluice check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("auth → rate-limit → header-rewrite → traffic-split"),
+        "{stdout}"
+    );
 }

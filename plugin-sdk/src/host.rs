@@ -32,8 +32,9 @@ pub mod shared {
     use crate::types::HostError;
     use std::time::Duration;
 
+    /// Whole milliseconds, rounded up: a TTL never ends early.
     fn ms(ttl: Option<Duration>) -> Option<u64> {
-        ttl.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        ttl.map(|d| u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
     }
 
     /// The value under `key`, if present and not expired.
@@ -89,6 +90,10 @@ pub mod clock {
     /// Wall-clock time.
     pub fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(sys::now_unix_nanos())
+    }
+    /// Nanoseconds since the Unix epoch.
+    pub fn unix_nanos() -> u64 {
+        sys::now_unix_nanos()
     }
     /// Seconds since the Unix epoch (handy for token expiry checks).
     pub fn unix_seconds() -> u64 {

@@ -59,6 +59,10 @@ impl Request {
     pub fn client_address(&self) -> String {
         sys::client_address()
     }
+    /// The name of the route that matched, as written in the configuration.
+    pub fn route(&self) -> String {
+        sys::route()
+    }
     /// The cluster the request will be sent to.
     pub fn cluster(&self) -> String {
         sys::cluster()
@@ -89,6 +93,8 @@ impl Response {
 pub trait Headers {
     /// The first value of a header as text (invalid UTF-8 replaced).
     fn header(&self, name: &str) -> Option<String>;
+    /// Every value of a header, in order, as raw bytes.
+    fn header_all(&self, name: &str) -> Vec<Vec<u8>>;
     /// Replace every value of a header with this one.
     fn set_header(&mut self, name: &str, value: &[u8]) -> Result<(), HostError>;
     /// Add a value, keeping the existing ones.
@@ -134,6 +140,9 @@ macro_rules! header_methods {
         impl Headers for $ty {
             fn header(&self, name: &str) -> Option<String> {
                 <$ty>::header(self, name)
+            }
+            fn header_all(&self, name: &str) -> Vec<Vec<u8>> {
+                sys::header_all($msg, name)
             }
             fn set_header(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
                 sys::set_header($msg, name, value)

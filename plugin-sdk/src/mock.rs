@@ -61,6 +61,7 @@ impl MockHost {
             s.authority = fresh.authority;
             s.scheme = fresh.scheme;
             s.client_address = fresh.client_address;
+            s.route = fresh.route;
             s.request_headers.clear();
             s.cluster = fresh.cluster;
             s.status = fresh.status;
@@ -106,6 +107,11 @@ impl MockHost {
     /// Set the client address (`ip:port`).
     pub fn client_address(&self, addr: &str) -> &Self {
         state::with(|s| s.client_address = addr.into());
+        self
+    }
+    /// Set the name of the matched route (default `default`).
+    pub fn route(&self, name: &str) -> &Self {
+        state::with(|s| s.route = name.into());
         self
     }
     /// Add a request header line.

@@ -46,6 +46,7 @@ fn request() -> RequestHead {
         client: "10.1.2.3:40000".parse().expect("addr"),
         scheme: "http",
         cluster: "app".into(),
+        route: "bench".into(),
     }
 }
 

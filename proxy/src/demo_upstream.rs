@@ -56,5 +56,8 @@ async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Full<Byte
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
     );
+    if let Ok(value) = header::HeaderValue::from_str(&name) {
+        resp.headers_mut().insert("x-upstream", value);
+    }
     Ok(resp)
 }

@@ -28,9 +28,10 @@ enum Command {
         /// The TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
-        /// Also serve the echo demo upstream on this address.
-        #[arg(long, value_name = "ADDR")]
-        demo_upstream: Option<SocketAddr>,
+        /// Also serve an echo demo upstream on this address, optionally
+        /// named (`canary=127.0.0.1:9001`); repeat for several.
+        #[arg(long, value_name = "[NAME=]ADDR", value_parser = parse_demo_upstream)]
+        demo_upstream: Vec<(String, SocketAddr)>,
     },
     /// Validate a configuration and load every plugin it uses, then exit.
     Check {
@@ -42,6 +43,20 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
     },
+}
+
+/// `NAME=ADDR` or `ADDR` (named `demo`).
+fn parse_demo_upstream(text: &str) -> Result<(String, SocketAddr), String> {
+    let (name, addr) = text.split_once('=').unwrap_or(("demo", text));
+    let addr = addr.parse().map_err(|e| format!("`{addr}`: {e}"))?;
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!("`{name}` is not a usable name (letters, digits, - and _)"));
+    }
+    Ok((name.to_string(), addr))
 }
 
 fn main() -> ExitCode {
@@ -89,11 +104,11 @@ async fn run(command: Command) -> ExitCode {
             }
         },
         Command::Run { config, demo_upstream } => {
-            if let Some(addr) = demo_upstream {
+            for (name, addr) in demo_upstream {
                 match tokio::net::TcpListener::bind(addr).await {
                     Ok(l) => {
-                        tracing::info!(address = %addr, "demo upstream listening");
-                        tokio::spawn(sluice::demo_upstream::serve(l, "demo".into()));
+                        tracing::info!(address = %addr, name, "demo upstream listening");
+                        tokio::spawn(sluice::demo_upstream::serve(l, name));
                     }
                     Err(e) => {
                         eprintln!("error: cannot listen on {addr} for the demo upstream: {e}");

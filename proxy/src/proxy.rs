@@ -92,6 +92,7 @@ async fn proxy(
             client: downstream.client,
             scheme: downstream.scheme,
             cluster: route.cluster.clone(),
+            route: route.name.clone(),
         }),
         ..Exchange::default()
     };

@@ -22,6 +22,7 @@ pub(crate) struct State {
     pub authority: Option<String>,
     pub scheme: String,
     pub client_address: String,
+    pub route: String,
     pub request_headers: Vec<(String, Vec<u8>)>,
     pub cluster: String,
     /// Clusters `set_cluster` accepts; empty means "any".
@@ -45,6 +46,7 @@ impl Default for State {
             authority: Some("example.com".into()),
             scheme: "http".into(),
             client_address: "127.0.0.1:40000".into(),
+            route: "default".into(),
             request_headers: Vec::new(),
             cluster: "default".into(),
             clusters: Vec::new(),
@@ -151,6 +153,10 @@ pub(crate) fn set_scheme(v: &str) -> Result<(), HostError> {
 }
 pub(crate) fn client_address() -> String {
     request_field(|s| s.client_address.clone())
+}
+
+pub(crate) fn route() -> String {
+    request_field(|s| s.route.clone())
 }
 pub(crate) fn cluster() -> String {
     request_field(|s| s.cluster.clone())

@@ -54,6 +54,10 @@ pub(crate) fn set_scheme(s: &str) -> Result<(), HostError> {
 pub(crate) fn client_address() -> String {
     request::client_address()
 }
+
+pub(crate) fn route() -> String {
+    request::route()
+}
 pub(crate) fn cluster() -> String {
     request::cluster()
 }

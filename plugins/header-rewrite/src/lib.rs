@@ -1,163 +1,176 @@
-//! `header-rewrite`: set, append and remove request and response headers
-//! from the route configuration.
+//! `header-rewrite`: edit request and response headers (set, append, remove,
+//! rename, with variables in values), rewrite the request path, and give each
+//! request an id. Full reference: `plugins/header-rewrite/README.md`.
 //!
 //! ```toml
-//! [routes.filters.config.request]
-//! set = { "x-env" = "prod" }      # replace every value
-//! append = { "x-trace" = "gw" }   # add a value, keep existing ones
-//! remove = ["x-internal"]         # drop every value
-//! [routes.filters.config.response]
+//! [request]
+//! set = { "x-client" = "${client_ip}" }
+//! rename = { "x-old" = "x-new" }
+//! path = { strip_prefix = "/api" }
+//! [response]
 //! set = { "x-served-by" = "sluice" }
+//! [request_id]                      # generate x-request-id when absent, echo it
 //! ```
 
+mod edits;
+mod path;
+mod template;
+
+use edits::{EditSettings, Edits};
+use path::PathRewrite;
 use serde::Deserialize;
-use sluice_sdk::{Action, Config, Filter, Headers, HostError, Phases, Request, Response};
-use std::collections::BTreeMap;
+use sluice_sdk::{Action, Config, Filter, HostError, Phases, Request, Response, context};
+use template::REQUEST_ID_KEY;
 
-/// Edits for one message.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Edits {
-    #[serde(default)]
-    set: BTreeMap<String, String>,
-    #[serde(default)]
-    append: BTreeMap<String, String>,
-    #[serde(default)]
-    remove: Vec<String>,
+struct RequestIdSettings {
+    /// Header carrying the id.
+    #[serde(default = "default_request_id_header")]
+    header: String,
+    /// Copy the id onto the response.
+    #[serde(default = "yes")]
+    echo: bool,
 }
 
-impl Edits {
-    fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.append.is_empty() && self.remove.is_empty()
-    }
-
-    fn validate(&self, section: &str) -> Result<(), String> {
-        let names = self.set.keys().chain(self.append.keys()).chain(&self.remove);
-        for name in names {
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
-                return Err(format!("{section}: `{name}` is not a valid header name"));
-            }
-        }
-        for (name, value) in self.set.iter().chain(&self.append) {
-            if value.bytes().any(|b| matches!(b, 0 | b'\r' | b'\n')) {
-                return Err(format!("{section}.{name}: value contains CR, LF or NUL"));
-            }
-        }
-        Ok(())
-    }
-
-    /// Apply the edits to one message, in the order remove, set, append.
-    fn apply(&self, message: &mut dyn Headers) -> Action {
-        let result = (|| {
-            for name in &self.remove {
-                message.remove_header(name)?;
-            }
-            for (name, value) in &self.set {
-                message.set_header(name, value.as_bytes())?;
-            }
-            for (name, value) in &self.append {
-                message.append_header(name, value.as_bytes())?;
-            }
-            Ok::<(), HostError>(())
-        })();
-        match result {
-            Ok(()) => Action::Continue,
-            Err(e) => Action::respond(500, format!("header-rewrite: {e}\n")),
-        }
-    }
+fn default_request_id_header() -> String {
+    "x-request-id".into()
 }
 
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
     #[serde(default)]
-    request: Edits,
+    request: EditSettings,
     #[serde(default)]
-    response: Edits,
+    response: EditSettings,
+    request_id: Option<RequestIdSettings>,
 }
 
+/// Longest incoming request id kept as it is; longer or odd ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
 pub struct HeaderRewrite {
-    settings: Settings,
+    request: Edits,
+    path: Option<PathRewrite>,
+    response: Edits,
+    request_id: Option<RequestIdSettings>,
+}
+
+impl HeaderRewrite {
+    fn request_phase(&self, req: &mut Request) -> Result<(), HostError> {
+        if let Some(rid) = &self.request_id {
+            let kept = req
+                .header(&rid.header)
+                .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic()));
+            let id = match kept {
+                Some(id) => id,
+                None => {
+                    let id = uuid_v4();
+                    req.set_header(&rid.header, &id)?;
+                    id
+                }
+            };
+            context::set(REQUEST_ID_KEY, &id)?;
+        }
+        let rendered = self.request.render(Some(req));
+        if let Some(rule) = &self.path
+            && let Some(new_path) = rule.apply(&req.path())
+        {
+            req.set_path(&new_path)?;
+        }
+        rendered.apply(req)
+    }
+
+    fn response_phase(&self, resp: &mut Response) -> Result<(), HostError> {
+        if let Some(rid) = self.request_id.as_ref().filter(|r| r.echo)
+            && let Some(id) = context::get(REQUEST_ID_KEY)
+        {
+            resp.set_header(&rid.header, id)?;
+        }
+        self.response.render(None).apply(resp)
+    }
+}
+
+/// A random (version 4) UUID in its usual text form.
+fn uuid_v4() -> String {
+    let mut b = sluice_sdk::random::bytes(16);
+    b.resize(16, 0);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+fn failed(e: HostError) -> Action {
+    sluice_sdk::error!("header-rewrite: the host refused an edit: {e}");
+    Action::respond(500, format!("header-rewrite: {e}\n"))
 }
 
 impl Filter for HeaderRewrite {
     fn create(config: &Config) -> Result<Self, String> {
-        let settings: Settings = config.parse()?;
-        settings.request.validate("request")?;
-        settings.response.validate("response")?;
-        if settings.request.is_empty() && settings.response.is_empty() {
-            return Err("nothing to do: give `request` or `response` edits".into());
+        let mut settings: Settings = config.parse()?;
+        let request = Edits::new(&settings.request, "request", true)?;
+        let response = Edits::new(&settings.response, "response", false)?;
+        if settings.response.path.is_some() {
+            return Err("response.path: paths can be rewritten on the request only".into());
         }
-        Ok(HeaderRewrite { settings })
+        let path = settings
+            .request
+            .path
+            .take()
+            .map(|p| PathRewrite::from_settings(p).map_err(|e| format!("request.path: {e}")))
+            .transpose()?;
+        if let Some(rid) = &mut settings.request_id {
+            if rid.header.is_empty() || !rid.header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(format!(
+                    "request_id.header: `{}` is not a valid header name",
+                    rid.header
+                ));
+            }
+            rid.header.make_ascii_lowercase();
+        }
+        let filter = HeaderRewrite {
+            request,
+            path,
+            response,
+            request_id: settings.request_id,
+        };
+        let phases = filter.phases();
+        if !phases.request_headers && !phases.response_headers {
+            return Err("nothing to do: give `request`, `response` or `request_id`".into());
+        }
+        Ok(filter)
     }
 
     fn phases(&self) -> Phases {
         Phases {
-            request_headers: !self.settings.request.is_empty(),
-            response_headers: !self.settings.response.is_empty(),
+            request_headers: !self.request.is_empty() || self.path.is_some() || self.request_id.is_some(),
+            response_headers: !self.response.is_empty() || self.request_id.as_ref().is_some_and(|r| r.echo),
         }
     }
 
     fn on_request_headers(&mut self, req: &mut Request) -> Action {
-        self.settings.request.apply(req)
+        self.request_phase(req).map_or_else(failed, |()| Action::Continue)
     }
 
     fn on_response_headers(&mut self, resp: &mut Response) -> Action {
-        self.settings.response.apply(resp)
+        self.response_phase(resp).map_or_else(failed, |()| Action::Continue)
     }
 }
 
 sluice_sdk::export_filter!(HeaderRewrite);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sluice_sdk::mock::MockHost;
-
-    #[test]
-    fn edits_request_and_response() {
-        let host = MockHost::new().config_toml(
-            r#"
-            [request]
-            set = { "x-env" = "prod" }
-            append = { "x-hop" = "gw" }
-            remove = ["x-internal"]
-            [response]
-            set = { "x-served-by" = "sluice" }
-            "#,
-        );
-        let mut f: HeaderRewrite = host.create().unwrap();
-        assert_eq!(f.phases(), Phases::ALL);
-        host.request_header("x-internal", "secret")
-            .request_header("x-hop", "edge")
-            .request_header("x-env", "dev");
-        assert_eq!(host.on_request_headers(&mut f), Action::Continue);
-        assert_eq!(host.get_request_header("x-internal"), None);
-        assert_eq!(host.get_request_header("x-env").as_deref(), Some("prod"));
-        let hops: Vec<_> = host
-            .get_request_headers()
-            .into_iter()
-            .filter(|(n, _)| n == "x-hop")
-            .map(|(_, v)| String::from_utf8(v).unwrap())
-            .collect();
-        assert_eq!(hops, ["edge", "gw"]);
-        host.on_response_headers(&mut f);
-        assert_eq!(host.get_response_header("x-served-by").as_deref(), Some("sluice"));
-    }
-
-    #[test]
-    fn rejects_bad_names_and_empty_config() {
-        let host = MockHost::new().config_toml(r#"request = { set = { "bad name" = "x" } }"#);
-        let err = host.create::<HeaderRewrite>().err().unwrap();
-        assert!(err.contains("bad name"), "{err}");
-        let host = MockHost::new();
-        assert!(host.create::<HeaderRewrite>().is_err());
-        let host = MockHost::new().config_toml(r#"request = { sett = {} }"#);
-        let err = host.create::<HeaderRewrite>().err().unwrap();
-        assert!(err.contains("sett"), "{err}");
-    }
-}
+mod tests;

@@ -33,6 +33,8 @@ pub struct RequestHead {
     pub scheme: &'static str,
     /// The cluster the request will be sent to.
     pub cluster: Arc<str>,
+    /// The name of the route that matched.
+    pub route: Arc<str>,
 }
 
 /// What one request carries through its filter chain. Moved into a filter's
@@ -259,6 +261,10 @@ impl request::Host for HostState {
 
     fn client_address(&mut self) -> String {
         self.request().map(|r| r.client.to_string()).unwrap_or_default()
+    }
+
+    fn route(&mut self) -> String {
+        self.request().map(|r| r.route.to_string()).unwrap_or_default()
     }
 
     fn header(&mut self, name: String) -> Option<Vec<u8>> {

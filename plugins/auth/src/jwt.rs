@@ -1,0 +1,347 @@
+//! JWT bearer tokens: signature (jsonwebtoken, one algorithm per key), then
+//! the registered claims against the host's clock, then the route's required
+//! scopes and claims. Outcomes of verified tokens are cached per instance.
+
+use crate::Identity;
+use crate::api_key::sha256;
+use crate::cache::{Entry, Outcome, TokenCache};
+use crate::challenge::Denial;
+use crate::config::{self, JwtSettings, MAX_CACHE_SIZE, MAX_LEEWAY_SECONDS};
+use crate::keys::{self, VerifyKey};
+use jsonwebtoken::errors::ErrorKind;
+use serde_json::{Map, Value};
+
+/// Longer bearer tokens are refused before any parsing.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+type Claims = Map<String, Value>;
+
+pub(crate) struct Jwt {
+    keys: Vec<VerifyKey>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    leeway: u64,
+    required_scopes: Vec<String>,
+    /// Claim name and the values it may have.
+    required_claims: Vec<(String, Vec<Value>)>,
+    /// Claim name and the request header it is forwarded as.
+    forward: Vec<(String, String)>,
+    context_claims: Vec<String>,
+    cache: TokenCache,
+    verifications: u64,
+}
+
+impl Jwt {
+    pub(crate) fn from_settings(s: &JwtSettings) -> Result<Self, String> {
+        for (key, list) in [("jwt.issuers", &s.issuers), ("jwt.audiences", &s.audiences)] {
+            if let Some(i) = list.iter().position(String::is_empty) {
+                return Err(format!("{key}[{i}]: must not be empty"));
+            }
+        }
+        if s.leeway_seconds > MAX_LEEWAY_SECONDS {
+            return Err(format!("jwt.leeway_seconds: at most {MAX_LEEWAY_SECONDS}"));
+        }
+        if s.cache_size > MAX_CACHE_SIZE {
+            return Err(format!("jwt.cache_size: at most {MAX_CACHE_SIZE}"));
+        }
+        for (i, scope) in s.required_scopes.iter().enumerate() {
+            config::scope_token(&format!("jwt.required_scopes[{i}]"), scope)?;
+        }
+        let mut required_claims = Vec::new();
+        for (name, value) in &s.required_claims {
+            let accepted = match value {
+                Value::Array(items) if !items.is_empty() && items.iter().all(is_scalar) => items.clone(),
+                v if is_scalar(v) => vec![v.clone()],
+                _ => {
+                    return Err(format!(
+                        "jwt.required_claims.{name}: expected a string, number, boolean or a non-empty list of them"
+                    ));
+                }
+            };
+            required_claims.push((name.clone(), accepted));
+        }
+        let mut forward = Vec::new();
+        for (claim, header) in &s.forward_claims {
+            let key = format!("jwt.forward_claims.{claim}");
+            let header = config::header_name(&key, header)?;
+            if forward.iter().any(|(_, h)| *h == header) {
+                return Err(format!("{key}: header `{header}` is already used by another claim"));
+            }
+            forward.push((claim.clone(), header));
+        }
+        for (i, name) in s.context_claims.iter().enumerate() {
+            if name.is_empty() || name.bytes().any(|b| b.is_ascii_control()) {
+                return Err(format!("jwt.context_claims[{i}]: must be a non-empty claim name"));
+            }
+        }
+        Ok(Jwt {
+            keys: keys::load(&s.keys, s.jwks.as_ref())?,
+            issuers: s.issuers.clone(),
+            audiences: s.audiences.clone(),
+            leeway: s.leeway_seconds,
+            required_scopes: s.required_scopes.clone(),
+            required_claims,
+            forward,
+            context_claims: s.context_claims.clone(),
+            cache: TokenCache::new(s.cache_size),
+            verifications: 0,
+        })
+    }
+
+    pub(crate) fn required_scopes(&self) -> &[String] {
+        &self.required_scopes
+    }
+
+    /// The headers claims are forwarded as: removed from every admitted
+    /// request first, so a client cannot supply them itself.
+    pub(crate) fn forward_headers(&self) -> impl Iterator<Item = &str> {
+        self.forward.iter().map(|(_, header)| header.as_str())
+    }
+
+    /// Signature verifications done so far (each key tried counts once).
+    pub(crate) fn verifications(&self) -> u64 {
+        self.verifications
+    }
+
+    /// Verified tokens in the cache.
+    pub(crate) fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Authenticate and authorize a bearer token at `now` (Unix seconds).
+    pub(crate) fn authenticate(&mut self, token: &str, now: u64) -> Outcome {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Denial::InvalidToken("token too large"));
+        }
+        let digest = sha256(token);
+        if let Some(entry) = self.cache.get(&digest) {
+            // The signature was checked when the entry was made; the clock
+            // has moved since, so the validity window is checked again.
+            return match check_time(entry.exp, entry.nbf, now, self.leeway) {
+                Ok(()) => entry.outcome.clone(),
+                Err(reason) => {
+                    self.cache.remove(&digest);
+                    Err(Denial::InvalidToken(reason))
+                }
+            };
+        }
+        let claims = self.verify(token)?;
+        let (exp, nbf) = self.validate(&claims, now).map_err(Denial::InvalidToken)?;
+        let outcome = self.authorize(&claims).map(|()| self.identity(&claims));
+        self.cache.insert(
+            digest,
+            Entry {
+                exp,
+                nbf,
+                outcome: outcome.clone(),
+            },
+            now,
+            self.leeway,
+        );
+        outcome
+    }
+
+    /// Find the keys that may have signed the token and check the signature.
+    fn verify(&mut self, token: &str) -> Result<Claims, Denial> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Denial::InvalidToken("malformed token"))?;
+        let mut result = None;
+        let mut attempts = 0;
+        for key in self.keys.iter().filter(|k| k.accepts(&header)) {
+            attempts += 1;
+            match key.verify(token) {
+                Ok(claims) => {
+                    result = Some(Ok(claims));
+                    break;
+                }
+                // Another key with the same algorithm (and no kid) may fit.
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {}
+                Err(e) => {
+                    result = Some(Err(Denial::InvalidToken(describe(e.kind()))));
+                    break;
+                }
+            }
+        }
+        self.verifications += attempts;
+        match result {
+            Some(r) => r,
+            None if attempts > 0 => Err(Denial::InvalidToken("invalid signature")),
+            None if self.keys.iter().any(|k| k.alg() == header.alg) => Err(Denial::InvalidToken("unknown key id")),
+            None => Err(Denial::InvalidToken("algorithm not accepted")),
+        }
+    }
+
+    /// The registered claims: exp (required), nbf, iss, aud. Returns exp and nbf.
+    fn validate(&self, claims: &Claims, now: u64) -> Result<(u64, Option<u64>), &'static str> {
+        let exp = numeric(claims.get("exp").ok_or("missing exp claim")?).ok_or("invalid exp claim")?;
+        let nbf = match claims.get("nbf") {
+            Some(v) => Some(numeric(v).ok_or("invalid nbf claim")?),
+            None => None,
+        };
+        check_time(exp, nbf, now, self.leeway)?;
+        if !self.issuers.is_empty() {
+            match claims.get("iss") {
+                Some(Value::String(iss)) if self.issuers.contains(iss) => {}
+                _ => return Err("invalid issuer"),
+            }
+        }
+        if !self.audiences.is_empty() {
+            let ok = match claims.get("aud") {
+                Some(Value::String(aud)) => self.audiences.contains(aud),
+                Some(Value::Array(auds)) => auds
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|aud| self.audiences.iter().any(|a| a == aud)),
+                _ => false,
+            };
+            if !ok {
+                return Err("invalid audience");
+            }
+        }
+        Ok((exp, nbf))
+    }
+
+    /// The route's required scopes and claims.
+    fn authorize(&self, claims: &Claims) -> Result<(), Denial> {
+        let granted = granted_scopes(claims);
+        let missing: Vec<&str> = self
+            .required_scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !granted.contains(s))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Denial::Forbidden(format!("missing scope {}", missing.join(" "))));
+        }
+        for (name, accepted) in &self.required_claims {
+            let ok = match claims.get(name) {
+                Some(Value::Array(items)) => items.iter().any(|item| accepted.iter().any(|a| same(item, a))),
+                Some(value) => accepted.iter().any(|a| same(value, a)),
+                None => false,
+            };
+            if !ok {
+                return Err(Denial::Forbidden(format!("claim {name} not accepted")));
+            }
+        }
+        Ok(())
+    }
+
+    fn identity(&self, claims: &Claims) -> Identity {
+        let text = |name: &str| claims.get(name).and_then(claim_text);
+        Identity {
+            subject: text("sub"),
+            headers: self
+                .forward
+                .iter()
+                .filter_map(|(claim, header)| Some((header.clone(), text(claim)?)))
+                .collect(),
+            context: self
+                .context_claims
+                .iter()
+                .filter_map(|name| Some((format!("auth.claim.{name}"), text(name)?)))
+                .collect(),
+        }
+    }
+}
+
+/// Whether a token with these times is valid at `now`, allowing `leeway`
+/// seconds of clock skew either way.
+fn check_time(exp: u64, nbf: Option<u64>, now: u64, leeway: u64) -> Result<(), &'static str> {
+    if now >= exp.saturating_add(leeway) {
+        return Err("token expired");
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err("token not yet valid");
+    }
+    Ok(())
+}
+
+fn describe(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => "algorithm not accepted",
+        ErrorKind::InvalidSignature => "invalid signature",
+        _ => "malformed token",
+    }
+}
+
+/// A NumericDate: whole or fractional seconds, not negative.
+fn numeric(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
+}
+
+fn is_scalar(value: &Value) -> bool {
+    matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_))
+}
+
+/// Equality that treats `5` and `5.0` alike.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        _ => a == b,
+    }
+}
+
+/// Scopes from `scope` (space separated) and `scp` (string or array).
+fn granted_scopes(claims: &Claims) -> Vec<&str> {
+    let mut out = Vec::new();
+    for name in ["scope", "scp"] {
+        match claims.get(name) {
+            Some(Value::String(s)) => out.extend(s.split_whitespace()),
+            Some(Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A claim as text for a header or the context: strings as they are,
+/// numbers and booleans as JSON text, lists of those joined with `,`.
+fn claim_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| if item.is_array() { None } else { claim_text(item) })
+            .collect::<Option<Vec<_>>>()
+            .map(|parts| parts.join(",")),
+        Value::Null | Value::Object(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn time_window() {
+        assert_eq!(check_time(100, None, 99, 0), Ok(()));
+        assert_eq!(check_time(100, None, 100, 0), Err("token expired"));
+        assert_eq!(check_time(100, None, 159, 60), Ok(()));
+        assert_eq!(check_time(100, None, 160, 60), Err("token expired"));
+        assert_eq!(check_time(1000, Some(200), 139, 60), Err("token not yet valid"));
+        assert_eq!(check_time(1000, Some(200), 140, 60), Ok(()));
+        assert_eq!(check_time(u64::MAX, None, u64::MAX - 1, 60), Ok(()));
+    }
+
+    #[test]
+    fn claim_helpers() {
+        assert_eq!(numeric(&json!(5)), Some(5));
+        assert_eq!(numeric(&json!(5.9)), Some(5));
+        assert_eq!(numeric(&json!(-1)), None);
+        assert_eq!(numeric(&json!("5")), None);
+        assert!(same(&json!(5), &json!(5.0)));
+        assert!(!same(&json!(5), &json!("5")));
+        assert_eq!(claim_text(&json!(["a", 1, true])).as_deref(), Some("a,1,true"));
+        assert_eq!(claim_text(&json!({"a": 1})), None);
+        assert_eq!(claim_text(&json!([["a"]])), None);
+        let claims = json!({"scope": "a b", "scp": ["c"]});
+        assert_eq!(granted_scopes(claims.as_object().unwrap()), ["a", "b", "c"]);
+    }
+}

@@ -1,0 +1,196 @@
+//! Bucket keys: what a request is keyed on, and the shared-state key of a
+//! (limit, request) pair.
+//!
+//! A key is `rl:<limit prefix><request section>`:
+//!
+//! * the limit prefix is `<name length>:<name>:<T ns>:<τ ns>:`, so two limits
+//!   that differ in name, rate or burst never share a bucket, while the same
+//!   limit configured on two routes (without a `route` key part) does;
+//! * the request section is each key part's value as `<byte length>:<value>`,
+//!   joined with `|`. The length prefixes make it unambiguous whatever the
+//!   values contain. A section longer than [`MAX_SECTION_BYTES`] or with bytes
+//!   outside printable ASCII is replaced by `#` and a 128-bit FNV-1a hash in
+//!   hex, so keys stay short (well under the host's 1 KiB key limit: at most
+//!   about 250 bytes) and valid UTF-8.
+
+use sluice_sdk::{Request, context};
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+/// The longest request section kept literally; longer ones are hashed.
+const MAX_SECTION_BYTES: usize = 128;
+
+/// One part of the bucket key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyPart {
+    /// The client's IP address, without the port.
+    ClientIp,
+    /// The name of the matched route.
+    Route,
+    /// The first value of a request header (lower-case name); empty if absent.
+    Header(String),
+    /// A request context value set by an earlier filter; empty if absent.
+    Context(String),
+}
+
+impl KeyPart {
+    /// Parse `client_ip`, `route`, `header:<name>` or `context:<key>`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text == "client_ip" {
+            return Ok(KeyPart::ClientIp);
+        }
+        if text == "route" {
+            return Ok(KeyPart::Route);
+        }
+        if let Some(name) = text.strip_prefix("header:") {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(format!("`{text}`: `{name}` is not a valid header name"));
+            }
+            return Ok(KeyPart::Header(name.to_ascii_lowercase()));
+        }
+        if let Some(key) = text.strip_prefix("context:") {
+            if key.is_empty() {
+                return Err(format!("`{text}`: the context key is empty"));
+            }
+            return Ok(KeyPart::Context(key.to_string()));
+        }
+        Err(format!(
+            r#"unknown key part `{text}`: expected "client_ip", "route", "header:<name>" or "context:<key>""#
+        ))
+    }
+
+    /// This part's value for the current request.
+    fn value(&self, req: &Request) -> Vec<u8> {
+        match self {
+            KeyPart::ClientIp => client_ip(&req.client_address()).into_bytes(),
+            KeyPart::Route => req.route().into_bytes(),
+            KeyPart::Header(name) => req.header_bytes(name).unwrap_or_default(),
+            KeyPart::Context(key) => context::get(key).unwrap_or_default().into_bytes(),
+        }
+    }
+
+    /// A stable description, for the configuration fingerprint.
+    pub fn describe(&self) -> String {
+        match self {
+            KeyPart::ClientIp => "client_ip".into(),
+            KeyPart::Route => "route".into(),
+            KeyPart::Header(name) => format!("header:{name}"),
+            KeyPart::Context(key) => format!("context:{key}"),
+        }
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The client's IP without the port, in canonical form: `203.0.113.7:5000` →
+/// `203.0.113.7`, `[2001:DB8::1]:443` → `2001:db8::1`, and an IPv4-mapped IPv6
+/// address (`[::ffff:203.0.113.7]:80`, from a dual-stack listener) → `203.0.113.7`.
+/// Anything unparsable is used as given.
+pub(crate) fn client_ip(address: &str) -> String {
+    if let Ok(socket) = address.parse::<SocketAddr>() {
+        return socket.ip().to_canonical().to_string();
+    }
+    if let Ok(ip) = address.parse::<IpAddr>() {
+        return ip.to_canonical().to_string();
+    }
+    address.to_string()
+}
+
+/// The request section of the key: every part's value, length-prefixed.
+pub(crate) fn request_section(parts: &[KeyPart], req: &Request) -> String {
+    let mut raw = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            raw.push(b'|');
+        }
+        let value = part.value(req);
+        raw.extend_from_slice(value.len().to_string().as_bytes());
+        raw.push(b':');
+        raw.extend_from_slice(&value);
+    }
+    encode_section(raw)
+}
+
+/// Keep a short printable section as is; hash anything else. A literal section
+/// is empty or starts with a digit, a hashed one with `#`: they never collide.
+fn encode_section(raw: Vec<u8>) -> String {
+    if raw.len() <= MAX_SECTION_BYTES && raw.iter().all(|b| matches!(b, b' '..=b'~')) {
+        // Printable ASCII is valid UTF-8.
+        return String::from_utf8(raw).unwrap_or_default();
+    }
+    format!("#{:032x}", fnv1a_128(&raw))
+}
+
+/// The start of the keys of one limit: `rl:<name length>:<name>:<T>:<τ>:`.
+pub(crate) fn limit_prefix(name: &str, interval: u64, tolerance: u64) -> String {
+    let mut prefix = String::with_capacity(16 + name.len() + 40);
+    let _ = write!(prefix, "rl:{}:{name}:{interval}:{tolerance}:", name.len());
+    prefix
+}
+
+/// 128-bit FNV-1a: stable across builds and instances, which is what a shared
+/// key needs. It is not a cryptographic hash (see the README on keying).
+pub(crate) fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    bytes
+        .iter()
+        .fold(OFFSET, |hash, b| (hash ^ u128::from(*b)).wrapping_mul(PRIME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ip_drops_the_port() {
+        assert_eq!(client_ip("203.0.113.7:5000"), "203.0.113.7");
+        assert_eq!(client_ip("[2001:DB8::1]:443"), "2001:db8::1");
+        assert_eq!(client_ip("[::ffff:203.0.113.7]:80"), "203.0.113.7");
+        assert_eq!(client_ip("203.0.113.7"), "203.0.113.7");
+        assert_eq!(client_ip("::1"), "::1");
+        assert_eq!(client_ip("unix:/tmp/sock"), "unix:/tmp/sock");
+    }
+
+    #[test]
+    fn key_parts_parse() {
+        assert_eq!(KeyPart::parse("client_ip"), Ok(KeyPart::ClientIp));
+        assert_eq!(KeyPart::parse("route"), Ok(KeyPart::Route));
+        assert_eq!(
+            KeyPart::parse("header:X-Api-Key"),
+            Ok(KeyPart::Header("x-api-key".into()))
+        );
+        assert_eq!(
+            KeyPart::parse("context:auth.subject"),
+            Ok(KeyPart::Context("auth.subject".into()))
+        );
+        for bad in ["ip", "header:", "header:bad name", "context:", "Client_IP", ""] {
+            assert!(KeyPart::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sections_are_unambiguous_and_bounded() {
+        let a = encode_section(b"3:a|b|1:c".to_vec());
+        let b = encode_section(b"1:a|3:b|c".to_vec());
+        assert_ne!(a, b);
+        assert_eq!(a, "3:a|b|1:c");
+        let long = encode_section(vec![b'x'; 1000]);
+        assert_eq!(long.len(), 33);
+        assert!(long.starts_with('#'));
+        assert_ne!(long, encode_section(vec![b'x'; 1001]));
+        let binary = encode_section(vec![0xff, b'\n']);
+        assert!(binary.starts_with('#'));
+        let longest = limit_prefix(&"n".repeat(64), u64::MAX, u64::MAX);
+        assert!(longest.len() + long.len().max(MAX_SECTION_BYTES) <= 256);
+    }
+
+    #[test]
+    fn fnv_matches_reference_vectors() {
+        // Published FNV-1a 128-bit test vectors.
+        assert_eq!(fnv1a_128(b""), 0x6c62272e07bb014262b821756295c58d);
+        assert_eq!(fnv1a_128(b"a"), 0xd228cb696f1a8caf78912b704e4a8964);
+    }
+}
