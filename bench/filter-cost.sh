@@ -26,13 +26,13 @@ import base64, hashlib, hmac, json, time
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "bench"}).encode())
 body = b64(json.dumps({"sub": "bench-user", "iss": "bench", "aud": "api", "exp": int(time.time()) + 86400}).encode())
-sig = b64(hmac.new(b"bench-secret-bench-secret", f"{head}.{body}".encode(), hashlib.sha256).digest())
+sig = b64(hmac.new(b"bench-secret-bench-secret-0123456789", f"{head}.{body}".encode(), hashlib.sha256).digest())
 print(f"{head}.{body}.{sig}")
 PY
 )
 
 AUTH='plugin = "auth"
-config.jwt = { issuers = ["bench"], audiences = ["api"], keys = [{ kid = "bench", alg = "HS256", secret = "bench-secret-bench-secret" }] }'
+config.jwt = { issuers = ["bench"], audiences = ["api"], keys = [{ kid = "bench", alg = "HS256", secret = "bench-secret-bench-secret-0123456789" }] }'
 RATE_LIMIT='plugin = "rate-limit"
 config = { key = ["context:auth.subject"], limits = [{ requests = 1000000, per = "1s" }] }'
 REWRITE='plugin = "header-rewrite"

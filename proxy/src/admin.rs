@@ -1,4 +1,5 @@
-//! Admin listener, on its own address: liveness, readiness, the loaded
+//! Admin listener, on its own address: liveness, readiness (unready while
+//! draining), the effective configuration with secrets redacted, the loaded
 //! plugins with their versions and last errors, and metrics.
 
 use crate::body::{self, ProxyBody};
@@ -12,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 
@@ -20,6 +22,7 @@ use tokio::net::TcpListener;
 pub struct AdminState {
     pub current: Current,
     pub metrics: Arc<Metrics>,
+    pub draining: Arc<AtomicBool>,
 }
 
 /// Serve the admin endpoints until the task is dropped.
@@ -45,7 +48,15 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
     match req.uri().path() {
         "/live" => text(StatusCode::OK, "text/plain", "live\n".into()),
         // A generation exists only once config and every plugin loaded.
+        "/ready" if state.draining.load(Ordering::SeqCst) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n".into())
+        }
         "/ready" => text(StatusCode::OK, "text/plain", "ready\n".into()),
+        "/config" => text(
+            StatusCode::OK,
+            "application/json",
+            crate::config::redacted_json(&state.current.load().config).to_string(),
+        ),
         "/plugins" => text(StatusCode::OK, "application/json", plugins_json(state)),
         "/metrics" => text(
             StatusCode::OK,

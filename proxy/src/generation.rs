@@ -5,6 +5,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::filter_chain::FilterChain;
+use crate::metrics::RouteMetrics;
 use crate::router::Router;
 use crate::upstream::Upstreams;
 use crate::wasm::{FilterSlot, PluginSet, WasmRuntime};
@@ -20,6 +21,7 @@ pub struct Route {
     pub timeout: Duration,
     pub connect_timeout: Option<Duration>,
     pub chain: FilterChain,
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// An immutable, complete serving state.
@@ -32,6 +34,8 @@ pub struct Generation {
     pub router: Router<Route>,
     pub upstreams: Upstreams,
     pub plugins: PluginSet,
+    /// Counters for requests no route matched.
+    pub unrouted: Arc<RouteMetrics>,
 }
 
 impl Generation {
@@ -60,9 +64,10 @@ impl Generation {
             .map_err(|e| located(&config, None, String::new(), format!("plugin loading panicked: {e}")))?
         };
 
-        let upstreams = Upstreams::new(&config);
-        let clusters: Arc<HashSet<Arc<str>>> =
-            Arc::new(config.clusters.iter().map(|c| Arc::from(c.name.as_str())).collect());
+        let metrics = &runtime.metrics;
+        let upstreams = Upstreams::new(&config, metrics);
+        let cluster_names: Vec<Arc<str>> = config.clusters.iter().map(|c| Arc::from(c.name.as_str())).collect();
+        let clusters: Arc<HashSet<Arc<str>>> = Arc::new(cluster_names.iter().cloned().collect());
         let mut routes = Vec::new();
         for (i, rc) in config.routes.iter().enumerate() {
             let mut chain = FilterChain::default();
@@ -123,6 +128,7 @@ impl Generation {
                 timeout: rc.timeout,
                 connect_timeout: rc.connect_timeout,
                 chain,
+                metrics: Arc::new(metrics.route(&rc.name, &cluster_names)),
             };
             routes.push((rc.hosts.clone(), rc.path.clone(), Arc::new(route)));
         }
@@ -133,6 +139,7 @@ impl Generation {
             router: Router::new(routes),
             upstreams,
             plugins,
+            unrouted: Arc::new(metrics.route("", &[])),
             config,
         })
     }

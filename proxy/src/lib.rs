@@ -32,5 +32,6 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod shared_state;
+pub mod telemetry;
 pub mod upstream;
 pub mod wasm;

@@ -60,12 +60,21 @@ fn parse_demo_upstream(text: &str) -> Result<(String, SocketAddr), String> {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // RUST_LOG wins over the config's `[log] level`, which wins over `info`.
+    let configured = match &cli.command {
+        Command::Run { config, .. } => sluice::config::Config::load(config).ok().and_then(|c| c.log_level),
+        _ => None,
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .ok()
+        .or_else(|| configured.and_then(|level| EnvFilter::try_new(level).ok()))
+        .unwrap_or_else(|| EnvFilter::new("info"));
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.threads {
         builder.worker_threads(n.max(1));
@@ -125,9 +134,12 @@ async fn run(command: Command) -> ExitCode {
             };
             match sluice::server::start(loaded).await {
                 Ok(running) => {
-                    tokio::select! {
-                        _ = running.wait() => {}
-                        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+                    stop_signal().await;
+                    tracing::info!("draining: no new connections; waiting for in-flight requests");
+                    if running.shutdown().await {
+                        tracing::info!("drained; exiting");
+                    } else {
+                        tracing::warn!("grace period over with requests still in flight; exiting");
                     }
                     ExitCode::SUCCESS
                 }
@@ -137,5 +149,24 @@ async fn run(command: Command) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
     }
 }

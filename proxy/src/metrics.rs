@@ -1,43 +1,216 @@
 //! Metrics in Prometheus text format (prometheus-client). One registry per
 //! process; the admin listener serves it at `GET /metrics`.
+//!
+//! Labels are bounded: route, cluster and plugin names come from the
+//! configuration, status is a class (`2xx`), phases and outcomes are fixed
+//! sets. The request path never looks a metric up by label: routes and
+//! filter slots resolve their handles once, when a generation is built
+//! ([`RouteMetrics`], [`FilterMetrics`]), and then only touch atomics.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Label of a reload outcome.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     /// `success`, `failure` or `unchanged`.
     pub outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    cluster: String,
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    cluster: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterPhaseLabels {
+    plugin: String,
+    phase: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterCallLabels {
+    plugin: String,
+    phase: &'static str,
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// 0.25 ms … ~16 s: request and upstream durations.
+fn request_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
+}
+
+/// 1 µs … ~16 ms: one filter call.
+fn filter_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_001, 2.0, 15))
+}
+
+/// Status classes, indexed by `status / 100 - 1`.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The phases of a filter call, as labelled.
+pub const PHASES: [&str; 2] = ["request_headers", "response_headers"];
+
+/// How a filter call ended, as labelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Continue,
+    LocalResponse,
+    Trap,
+    Deadline,
+    MemoryCap,
+    Unavailable,
+}
+
+const OUTCOMES: [(CallOutcome, &str); 6] = [
+    (CallOutcome::Continue, "continue"),
+    (CallOutcome::LocalResponse, "local_response"),
+    (CallOutcome::Trap, "trap"),
+    (CallOutcome::Deadline, "deadline"),
+    (CallOutcome::MemoryCap, "memory_cap"),
+    (CallOutcome::Unavailable, "unavailable"),
+];
+
 /// Every metric sluice exports.
 pub struct Metrics {
     registry: Registry,
-    /// `sluice_reloads_total{outcome}`.
-    pub reloads: Family<ReloadLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
     /// `sluice_generation`: id of the generation serving requests.
     pub generation: Gauge,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: HistogramFamily<RouteLabels>,
+    upstream_duration: HistogramFamily<ClusterLabels>,
+    upstream_connect_errors: Family<ClusterLabels, Counter>,
+    /// `sluice_downstream_connections`: open client connections.
+    pub open_connections: Gauge,
+    /// `sluice_downstream_connections_accepted_total`.
+    pub accepted_connections: Counter,
+    filter_calls: Family<FilterCallLabels, Counter>,
+    filter_duration: HistogramFamily<FilterPhaseLabels>,
+    filter_instances_created: Family<PluginLabels, Counter>,
+    filter_idle_instances: Family<PluginLabels, Gauge>,
+    /// `sluice_access_log_dropped_total`: lines dropped because the writer
+    /// fell behind.
+    pub access_log_dropped: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("sluice");
+        let mut r = Registry::with_prefix("sluice");
         let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register("reloads", "Reloads of config and plugins, by outcome", reloads.clone());
+        r.register("reloads", "Reloads of config and plugins, by outcome", reloads.clone());
         let generation = Gauge::default();
-        registry.register(
+        r.register(
             "generation",
             "Id of the generation serving requests",
             generation.clone(),
         );
+        let requests = Family::<RequestLabels, Counter>::default();
+        r.register(
+            "requests",
+            "Requests answered, by route, cluster and status class (route and cluster empty when no route matched)",
+            requests.clone(),
+        );
+        let request_duration = HistogramFamily::<RouteLabels>::new_with_constructor(request_buckets as fn() -> _);
+        r.register(
+            "request_duration_seconds",
+            "Time from the request's arrival to the end of its response body, by route",
+            request_duration.clone(),
+        );
+        let upstream_duration = HistogramFamily::<ClusterLabels>::new_with_constructor(request_buckets as fn() -> _);
+        r.register(
+            "upstream_request_duration_seconds",
+            "Time from sending a request upstream to its response headers, by cluster",
+            upstream_duration.clone(),
+        );
+        let upstream_connect_errors = Family::<ClusterLabels, Counter>::default();
+        r.register(
+            "upstream_connect_errors",
+            "Upstream requests that failed to connect or timed out connecting, by cluster",
+            upstream_connect_errors.clone(),
+        );
+        let open_connections = Gauge::default();
+        r.register(
+            "downstream_connections",
+            "Open client connections",
+            open_connections.clone(),
+        );
+        let accepted_connections = Counter::default();
+        r.register(
+            "downstream_connections_accepted",
+            "Client connections accepted",
+            accepted_connections.clone(),
+        );
+        let filter_calls = Family::<FilterCallLabels, Counter>::default();
+        r.register(
+            "filter_calls",
+            "Filter calls by plugin, phase and outcome (continue, local_response, trap, deadline, memory_cap, unavailable)",
+            filter_calls.clone(),
+        );
+        let filter_duration = HistogramFamily::<FilterPhaseLabels>::new_with_constructor(filter_buckets as fn() -> _);
+        r.register(
+            "filter_call_duration_seconds",
+            "Duration of one filter call, by plugin and phase",
+            filter_duration.clone(),
+        );
+        let filter_instances_created = Family::<PluginLabels, Counter>::default();
+        r.register(
+            "filter_instances_created",
+            "Filter instances created (at load and when every pooled instance was busy), by plugin",
+            filter_instances_created.clone(),
+        );
+        let filter_idle_instances = Family::<PluginLabels, Gauge>::default();
+        r.register(
+            "filter_idle_instances",
+            "Configured filter instances waiting in pools, by plugin",
+            filter_idle_instances.clone(),
+        );
+        let access_log_dropped = Counter::default();
+        r.register(
+            "access_log_dropped",
+            "Access log lines dropped because the writer fell behind",
+            access_log_dropped.clone(),
+        );
         Metrics {
-            registry,
+            registry: r,
             reloads,
             generation,
+            requests,
+            request_duration,
+            upstream_duration,
+            upstream_connect_errors,
+            open_connections,
+            accepted_connections,
+            filter_calls,
+            filter_duration,
+            filter_instances_created,
+            filter_idle_instances,
+            access_log_dropped,
         }
     }
 }
@@ -53,6 +226,73 @@ impl Metrics {
         self.reloads.get_or_create(&ReloadLabels { outcome }).get()
     }
 
+    /// Handles for one route (`""` for requests no route matched), with a
+    /// status counter per cluster it may send to.
+    pub fn route(&self, route: &str, clusters: &[Arc<str>]) -> RouteMetrics {
+        let counters = |cluster: &str| {
+            STATUS_CLASSES.map(|status| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        route: route.to_string(),
+                        cluster: cluster.to_string(),
+                        status,
+                    })
+                    .clone()
+            })
+        };
+        RouteMetrics {
+            duration: self
+                .request_duration
+                .get_or_create(&RouteLabels {
+                    route: route.to_string(),
+                })
+                .clone(),
+            unsent: counters(""),
+            by_cluster: clusters.iter().map(|c| (c.clone(), counters(c))).collect(),
+        }
+    }
+
+    /// Handles for one cluster.
+    pub fn cluster(&self, cluster: &str) -> ClusterMetrics {
+        let labels = ClusterLabels {
+            cluster: cluster.to_string(),
+        };
+        ClusterMetrics {
+            duration: self.upstream_duration.get_or_create(&labels).clone(),
+            connect_errors: self.upstream_connect_errors.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// Handles for one plugin's filter calls.
+    pub fn filter(&self, plugin: &str) -> FilterMetrics {
+        let plugin_labels = PluginLabels {
+            plugin: plugin.to_string(),
+        };
+        FilterMetrics {
+            calls: PHASES.map(|phase| {
+                OUTCOMES.map(|(_, outcome)| {
+                    self.filter_calls
+                        .get_or_create(&FilterCallLabels {
+                            plugin: plugin.to_string(),
+                            phase,
+                            outcome,
+                        })
+                        .clone()
+                })
+            }),
+            duration: PHASES.map(|phase| {
+                self.filter_duration
+                    .get_or_create(&FilterPhaseLabels {
+                        plugin: plugin.to_string(),
+                        phase,
+                    })
+                    .clone()
+            }),
+            created: self.filter_instances_created.get_or_create(&plugin_labels).clone(),
+            idle: self.filter_idle_instances.get_or_create(&plugin_labels).clone(),
+        }
+    }
+
     /// The exposition text.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -60,5 +300,81 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// One route's request counters and duration histogram.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    duration: Histogram,
+    /// Requests answered before a cluster was chosen for good (local
+    /// responses, filter failures).
+    unsent: [Counter; 5],
+    by_cluster: HashMap<Arc<str>, [Counter; 5]>,
+}
+
+impl RouteMetrics {
+    /// Count a finished request: its status, the cluster it went to (if
+    /// any) and how long it took, body included.
+    pub fn observe(&self, cluster: Option<&str>, status: u16, elapsed: Duration) {
+        let counters = cluster.and_then(|c| self.by_cluster.get(c)).unwrap_or(&self.unsent);
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        counters[class].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// One cluster's upstream timings and connect errors.
+#[derive(Debug, Clone)]
+pub struct ClusterMetrics {
+    pub duration: Histogram,
+    pub connect_errors: Counter,
+}
+
+/// One plugin's call counters, call durations and instance counts.
+#[derive(Debug, Clone)]
+pub struct FilterMetrics {
+    calls: [[Counter; 6]; 2],
+    duration: [Histogram; 2],
+    pub created: Counter,
+    pub idle: Gauge,
+}
+
+impl FilterMetrics {
+    /// Count one call of `phase` (index into [`PHASES`]).
+    pub fn call(&self, phase: usize, outcome: CallOutcome, elapsed: Duration) {
+        let at = OUTCOMES.iter().position(|(o, _)| *o == outcome).unwrap_or(0);
+        if let Some(counters) = self.calls.get(phase) {
+            counters[at].inc();
+        }
+        if let Some(h) = self.duration.get(phase) {
+            h.observe(elapsed.as_secs_f64());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_share_the_registered_series() {
+        let m = Metrics::default();
+        let route = m.route("api", &["app".into()]);
+        route.observe(Some("app"), 204, Duration::from_millis(3));
+        route.observe(Some("app"), 503, Duration::from_millis(3));
+        route.observe(None, 401, Duration::from_millis(1));
+        m.filter("auth")
+            .call(0, CallOutcome::Deadline, Duration::from_micros(5));
+        let text = m.encode();
+        for line in [
+            r#"sluice_requests_total{route="api",cluster="app",status="2xx"} 1"#,
+            r#"sluice_requests_total{route="api",cluster="app",status="5xx"} 1"#,
+            r#"sluice_requests_total{route="api",cluster="",status="4xx"} 1"#,
+            r#"sluice_request_duration_seconds_count{route="api"} 3"#,
+            r#"sluice_filter_calls_total{plugin="auth",phase="request_headers",outcome="deadline"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 }

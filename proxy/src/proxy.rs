@@ -2,11 +2,12 @@
 //! response filters. Each step is a function call here; errors from any of
 //! them become a response in one place (`ProxyError::into_response`).
 
-use crate::body::ProxyBody;
+use crate::body::{Counted, ProxyBody};
 use crate::error::ProxyError;
 use crate::filter_chain::RequestOutcome;
 use crate::forwarding;
 use crate::generation::Generation;
+use crate::telemetry::{ObservedBody, Record, Telemetry, TraceContext};
 use crate::wasm::{Exchange, RequestHead};
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
@@ -14,7 +15,6 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Facts about the downstream connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -24,42 +24,35 @@ pub struct Downstream {
     pub scheme: &'static str,
 }
 
-/// Proxy one request. Never fails: errors become their HTTP response.
+/// Proxy one request. Never fails: errors become their HTTP response. The
+/// response body reports the request (metrics, access log) when it ends.
 pub async fn handle(
     generation: Arc<Generation>,
     req: Request<Incoming>,
     downstream: Downstream,
-) -> Response<ProxyBody> {
-    // Only pay for the request line's copy when it will be logged.
-    let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| (req.method().clone(), req.uri().path().to_string()));
-    let started = Instant::now();
-    let response = match proxy(&generation, req, downstream).await {
+    telemetry: &Arc<Telemetry>,
+) -> Response<ObservedBody> {
+    let (parts, body) = req.into_parts();
+    let mut record = Record::start(telemetry, downstream.client, &parts, generation.unrouted.clone());
+    let response = match proxy(&generation, parts, body, downstream, &mut record).await {
         Ok(response) => response,
         Err(e) => {
             tracing::debug!(error = %e, "request failed");
             e.into_response()
         }
     };
-    if let Some((method, path)) = logged {
-        tracing::debug!(
-            %method,
-            %path,
-            status = response.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
-            generation = generation.id,
-            "request"
-        );
-    }
-    response
+    let (parts, body) = response.into_parts();
+    let status = parts.status.as_u16();
+    Response::from_parts(parts, ObservedBody::new(body, status, record, telemetry.clone()))
 }
 
 async fn proxy(
     generation: &Generation,
-    req: Request<Incoming>,
+    mut parts: http::request::Parts,
+    body: Incoming,
     downstream: Downstream,
+    record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
-
     // Router: the authority comes from the request target (HTTP/2, absolute
     // form) or the Host header; from here on the Host header carries it.
     let host = match parts.uri.authority() {
@@ -79,10 +72,13 @@ async fn proxy(
             host: authority.to_string(),
             path: parts.uri.path().to_string(),
         })?;
+    record.metrics = route.metrics.clone();
+    record.route = Some(route.name.clone());
     parts.headers.insert(header::HOST, host);
     forwarding::strip_hop_by_hop(&mut parts.headers);
     // The client's `Expect: 100-continue` was answered by this hop.
     parts.headers.remove(header::EXPECT);
+    record.trace = Some(TraceContext::propagate(&mut parts.headers));
     let received = parts.version;
 
     // Filter chain, request phase.
@@ -101,6 +97,7 @@ async fn proxy(
         .request
         .take()
         .ok_or(ProxyError::BadRequest("request lost\n"))?;
+    record.request_id = request_id(&exchange, &head.parts.headers);
     if let RequestOutcome::Respond { response, by } = outcome {
         let (parts, body) = response.into_parts();
         exchange.response = Some(parts);
@@ -121,10 +118,12 @@ async fn proxy(
         host.as_ref().and_then(|h| h.to_str().ok()),
     );
     forwarding::append_via(&mut head.parts.headers, received);
-    let upstream_request = Request::from_parts(head.parts, body);
+    record.cluster = Some(head.cluster.clone());
+    let upstream_request = Request::from_parts(head.parts, Counted::new(body, record.bytes_in.clone()));
     let (response, endpoint) = cluster
         .send(upstream_request, route.connect_timeout, route.timeout)
         .await?;
+    record.endpoint = Some(endpoint.clone());
     tracing::trace!(%endpoint, status = response.status().as_u16(), "upstream answered");
 
     // Filter chain, response phase.
@@ -137,4 +136,13 @@ async fn proxy(
         .chain
         .on_response(route.chain.slots.len(), &mut exchange, Either::Left(body))
         .await
+}
+
+/// The request id a filter recorded in the context (`request_id`, as the
+/// header-rewrite filter does), else the `x-request-id` header.
+fn request_id(exchange: &Exchange, headers: &http::HeaderMap) -> Option<HeaderValue> {
+    match exchange.context.get("request_id") {
+        Some(id) => HeaderValue::from_str(id).ok(),
+        None => headers.get("x-request-id").cloned(),
+    }
 }

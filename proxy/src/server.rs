@@ -7,12 +7,17 @@ use crate::generation::Generation;
 use crate::listener::{self, Current};
 use crate::metrics::Metrics;
 use crate::reload::{self, Reloader};
+use crate::telemetry::Telemetry;
+use crate::telemetry::access_log::AccessLog;
 use crate::wasm::{PluginSource, WasmRuntime};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Why sluice could not start.
@@ -22,6 +27,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("cannot start the Wasm engine: {0}")]
     Engine(String),
+    #[error("cannot open the access log: {0}")]
+    AccessLog(String),
     #[error("cannot listen on {address} ({name}): {source}")]
     Bind {
         name: String,
@@ -39,22 +46,36 @@ pub struct Running {
     pub current: Current,
     pub reloader: Arc<Reloader>,
     pub metrics: Arc<Metrics>,
+    /// Set when the drain starts; `/ready` answers 503 from then on.
+    pub draining: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    grace: Duration,
+    listener_tasks: Vec<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Running {
-    /// Serve until the process is stopped.
-    pub async fn wait(mut self) {
-        for t in std::mem::take(&mut self.tasks) {
-            let _ = t.await;
-        }
+    /// Drain: turn unready, stop accepting (the listening sockets close, so
+    /// new connections are refused), let in-flight requests finish, and
+    /// return once they have or the grace period ran out. Whether every
+    /// connection finished in time.
+    pub async fn shutdown(mut self) -> bool {
+        self.draining.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+        let listeners = std::mem::take(&mut self.listener_tasks);
+        let all_drained = async {
+            for task in listeners {
+                let _ = task.await;
+            }
+        };
+        tokio::time::timeout(self.grace, all_drained).await.is_ok()
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.listener_tasks) {
             t.abort();
         }
     }
@@ -66,7 +87,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let generation = Generation::build(runtime.clone(), config.clone(), 1, None).await?;
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
-    let metrics = Arc::new(Metrics::default());
+    let metrics = runtime.metrics.clone();
+    metrics.generation.set(1);
+    let access_log = match &config.access_log {
+        Some(c) => Some(
+            AccessLog::start(c.clone(), metrics.access_log_dropped.clone())
+                .map_err(|e| StartError::AccessLog(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let telemetry = Arc::new(Telemetry {
+        metrics: metrics.clone(),
+        access_log,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let draining = Arc::new(AtomicBool::new(false));
     let reloader = Reloader::new(runtime.clone(), config.source.clone(), current.clone(), metrics.clone());
     let watcher = if config.watch {
         match reload::watch(reloader.clone(), &config.plugins_dir) {
@@ -81,6 +116,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
 
     let mut tasks = Vec::new();
+    let mut listener_tasks = Vec::new();
     let mut listeners = Vec::new();
     for l in &config.listeners {
         let socket = TcpListener::bind(l.address).await.map_err(|source| StartError::Bind {
@@ -91,7 +127,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let bound = socket.local_addr().unwrap_or(l.address);
         tracing::info!(listener = %l.name, address = %bound, "listening");
         listeners.push((l.name.clone(), bound));
-        tasks.push(tokio::spawn(listener::serve(socket, current.clone())));
+        listener_tasks.push(tokio::spawn(listener::serve(
+            socket,
+            current.clone(),
+            telemetry.clone(),
+            stopped.clone(),
+        )));
     }
     let admin = match config.admin {
         Some(address) => {
@@ -105,6 +146,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             let state = AdminState {
                 current: current.clone(),
                 metrics: metrics.clone(),
+                draining: draining.clone(),
             };
             tasks.push(tokio::spawn(crate::admin::serve(socket, state)));
             Some(bound)
@@ -129,6 +171,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         current,
         reloader,
         metrics,
+        draining,
+        stop,
+        grace: config.shutdown_grace,
+        listener_tasks,
         tasks,
         _watcher: watcher,
     })

@@ -1,8 +1,10 @@
 //! Upstream: clusters of endpoints, round-robin balancing, pooled keep-alive
 //! clients (HTTP/1.1 or h2c), connect and response timeouts.
 
+use crate::body::RequestBody;
 use crate::config::{Config, UpstreamProtocol};
 use crate::error::ProxyError;
+use crate::metrics::{ClusterMetrics, Metrics};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-type HttpClient = Client<HttpConnector, Incoming>;
+type HttpClient = Client<HttpConnector, RequestBody>;
 
 /// How long an idle upstream connection is kept for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -28,6 +30,7 @@ pub struct Cluster {
     default_connect_timeout: Duration,
     /// One pooled client per distinct connect timeout in use.
     clients: Vec<(Duration, HttpClient)>,
+    metrics: ClusterMetrics,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -47,7 +50,7 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// Build clients for every cluster; pools start empty.
-    pub fn new(config: &Config) -> Upstreams {
+    pub fn new(config: &Config, metrics: &Metrics) -> Upstreams {
         let mut overrides: Vec<Duration> = config.routes.iter().filter_map(|r| r.connect_timeout).collect();
         overrides.sort();
         overrides.dedup();
@@ -69,6 +72,7 @@ impl Upstreams {
                     protocol: c.protocol,
                     default_connect_timeout: c.connect_timeout,
                     clients,
+                    metrics: metrics.cluster(&c.name),
                 };
                 (name, Arc::new(cluster))
             })
@@ -120,7 +124,7 @@ impl Cluster {
     /// headers. The body streams in both directions.
     pub async fn send(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         connect_timeout: Option<Duration>,
         timeout: Duration,
     ) -> Result<(Response<Incoming>, Authority), ProxyError> {
@@ -145,19 +149,30 @@ impl Cluster {
             UpstreamProtocol::Http2 => Version::HTTP_2,
         };
         let endpoint = endpoint.clone();
-        match tokio::time::timeout(timeout, client.request(req)).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(timeout, client.request(req)).await;
+        self.metrics.duration.observe(started.elapsed().as_secs_f64());
+        match result {
             Err(_) => Err(ProxyError::UpstreamTimeout {
                 endpoint: endpoint.to_string(),
                 timeout,
             }),
             Ok(Ok(resp)) => Ok((resp, endpoint)),
-            Ok(Err(e)) if is_timeout(&e) => Err(ProxyError::UpstreamConnectTimeout {
-                endpoint: endpoint.to_string(),
-            }),
-            Ok(Err(source)) => Err(ProxyError::UpstreamUnreachable {
-                endpoint: endpoint.to_string(),
-                source,
-            }),
+            Ok(Err(e)) if is_timeout(&e) => {
+                self.metrics.connect_errors.inc();
+                Err(ProxyError::UpstreamConnectTimeout {
+                    endpoint: endpoint.to_string(),
+                })
+            }
+            Ok(Err(source)) => {
+                if source.is_connect() {
+                    self.metrics.connect_errors.inc();
+                }
+                Err(ProxyError::UpstreamUnreachable {
+                    endpoint: endpoint.to_string(),
+                    source,
+                })
+            }
         }
     }
 }

@@ -108,6 +108,8 @@ pub fn echoed(echo: &serde_json::Value, name: &str) -> Vec<String> {
 pub struct BinaryProxy {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The admin listener, when the config has one.
+    pub admin: Option<SocketAddr>,
     pub work: Workdir,
 }
 
@@ -139,28 +141,42 @@ pub fn start_binary(body: &str, filters: &[(&str, &str)]) -> BinaryProxy {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("listening") && line.contains("listener=test") {
+            let admin = line.contains("admin listening");
+            if admin || (line.contains("listening") && line.contains("listener=test")) {
                 let addr = line
                     .rsplit("address=")
                     .next()
+                    .and_then(|a| a.split_whitespace().next())
                     .and_then(|a| a.trim().parse::<SocketAddr>().ok());
                 if let Some(addr) = addr {
-                    let _ = tx.send(addr);
+                    let _ = tx.send((admin, addr));
                 }
             }
         }
     });
+    let wants_admin = body.contains("[admin]");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
-            break addr;
+    let (mut addr, mut admin) = (None, None);
+    while addr.is_none() || (wants_admin && admin.is_none()) {
+        if let Ok((is_admin, a)) = rx.recv_timeout(Duration::from_millis(100)) {
+            if is_admin {
+                admin = Some(a);
+            } else {
+                addr = Some(a);
+            }
         }
         if let Ok(Some(status)) = child.try_wait() {
             panic!("sluice exited early: {status}");
         }
         assert!(Instant::now() < deadline, "sluice did not start listening within 60s");
-    };
-    BinaryProxy { child, addr, work }
+    }
+    let addr = addr.expect("listener address");
+    BinaryProxy {
+        child,
+        addr,
+        admin,
+        work,
+    }
 }
 
 /// A field of /proc/PID/status in KiB (e.g. `VmRSS`, `VmHWM`).

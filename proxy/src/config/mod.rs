@@ -3,7 +3,10 @@
 //! [`Config`] and never parses policy itself.
 
 mod raw;
+mod redact;
 mod validate;
+
+pub use redact::redacted_json;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,16 @@ use std::time::Duration;
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default upstream connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time in-flight requests get to finish after SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Headers whose values never reach the access log.
+pub const ALWAYS_REDACTED: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+];
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,12 +39,48 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Admin listener address.
     pub admin: Option<SocketAddr>,
+    /// `[log] level`: a tracing filter such as `info` or `sluice=debug`;
+    /// `RUST_LOG` overrides it.
+    pub log_level: Option<String>,
+    /// `[access_log]`; `None` turns the access log off.
+    pub access_log: Option<AccessLogConfig>,
+    /// `[shutdown] grace_period`: how long in-flight requests may take to
+    /// finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
     /// Reload when the config file or a plugin changes (`[reload] watch`,
     /// default true). SIGHUP reloads either way.
     pub watch: bool,
     pub listeners: Vec<ListenerConfig>,
     pub clusters: Vec<ClusterConfig>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// How access log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// `key=value` pairs on one line.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDestination {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogConfig {
+    pub format: AccessLogFormat,
+    pub destination: LogDestination,
+    /// Request headers logged with each line (lower case).
+    pub headers: Vec<String>,
+    /// Headers whose values are replaced by `[redacted]`: the configured
+    /// ones plus [`ALWAYS_REDACTED`] (lower case).
+    pub redact: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -13,6 +13,9 @@ pub(super) struct RawConfig {
     pub cache_dir: Option<Spanned<String>>,
     pub admin: Option<RawAdmin>,
     pub reload: Option<RawReload>,
+    pub log: Option<RawLog>,
+    pub access_log: Option<RawAccessLog>,
+    pub shutdown: Option<RawShutdown>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]
@@ -31,6 +34,29 @@ pub(super) struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawReload {
     pub watch: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub level: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccessLog {
+    pub format: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub redact: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShutdown {
+    pub grace_period: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

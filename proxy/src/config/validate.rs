@@ -1,7 +1,7 @@
 //! Turns the raw TOML into a [`Config`], checking every cross-reference and
 //! value once. Each check reports the file, line and key it is about.
 
-use super::raw::{RawConfig, RawProtocol};
+use super::raw::{RawAccessLog, RawConfig, RawProtocol};
 use super::*;
 use std::collections::HashSet;
 use toml::Spanned;
@@ -92,6 +92,21 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     let admin = match &raw.admin {
         Some(a) => Some(loc.socket_addr(&a.address, "admin.address".into())?),
         None => None,
+    };
+    let log_level = match &raw.log {
+        Some(l) => match tracing_subscriber::EnvFilter::try_new(l.level.get_ref()) {
+            Ok(_) => Some(l.level.get_ref().clone()),
+            Err(e) => return loc.at(&l.level, "log.level".into(), format!("not a log filter: {e}")),
+        },
+        None => None,
+    };
+    let access_log = match &raw.access_log {
+        Some(a) => Some(access_log(loc, base, a)?),
+        None => None,
+    };
+    let shutdown_grace = match &raw.shutdown {
+        Some(s) => loc.duration(&s.grace_period, "shutdown.grace_period".into())?,
+        None => DEFAULT_SHUTDOWN_GRACE,
     };
 
     if raw.listeners.is_empty() {
@@ -248,10 +263,56 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         plugins_dir,
         cache_dir,
         admin,
+        log_level,
+        access_log,
+        shutdown_grace,
         watch: raw.reload.and_then(|r| r.watch).unwrap_or(true),
         listeners,
         clusters,
         routes,
+    })
+}
+
+fn access_log(loc: &Locator<'_>, base: &Path, a: &RawAccessLog) -> Result<AccessLogConfig, ConfigError> {
+    let format = match a.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+        None | Some((_, "text")) => AccessLogFormat::Text,
+        Some((_, "json")) => AccessLogFormat::Json,
+        Some((f, other)) => {
+            return loc.at(
+                f,
+                "access_log.format".into(),
+                format!("`{other}`: use `text` or `json`"),
+            );
+        }
+    };
+    let destination = match a.path.as_ref().map(|p| p.get_ref().as_str()) {
+        None | Some("stdout") => LogDestination::Stdout,
+        Some("stderr") => LogDestination::Stderr,
+        Some(path) => LogDestination::File(base.join(path)),
+    };
+    let header_names = |list: &[Spanned<String>], key: &str| -> Result<Vec<String>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, h)| match http::HeaderName::from_bytes(h.get_ref().as_bytes()) {
+                Ok(name) => Ok(name.as_str().to_string()),
+                Err(_) => loc.at(
+                    h,
+                    format!("access_log.{key}[{i}]"),
+                    format!("`{}` is not a header name", h.get_ref()),
+                ),
+            })
+            .collect()
+    };
+    let headers = header_names(&a.headers, "headers")?;
+    let mut redact = header_names(&a.redact, "redact")?;
+    redact.extend(ALWAYS_REDACTED.iter().map(|h| h.to_string()));
+    redact.sort();
+    redact.dedup();
+    Ok(AccessLogConfig {
+        format,
+        destination,
+        headers,
+        redact,
     })
 }
 

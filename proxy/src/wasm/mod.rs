@@ -14,6 +14,7 @@ pub use host::{Context, Exchange, RequestHead};
 pub use plugin::{Plugin, PluginError, PluginSet, PluginSource};
 pub use pool::{CallError, FilterSlot, LocalResponse, Phase, PhaseOutcome};
 
+use crate::metrics::Metrics;
 use crate::shared_state::SharedState;
 use bindings::FilterPre;
 use host::HostState;
@@ -43,6 +44,8 @@ pub struct WasmRuntime {
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     shared: Arc<SharedState>,
+    /// The process's metrics; filter slots and clusters take their handles here.
+    pub metrics: Arc<Metrics>,
     /// Dropping it stops the epoch ticker thread.
     _ticker: std::sync::mpsc::Sender<()>,
 }
@@ -91,6 +94,7 @@ impl WasmRuntime {
             linker,
             cache_dir,
             shared: Arc::new(SharedState::default()),
+            metrics: Arc::new(Metrics::default()),
             _ticker: stop,
         }))
     }

@@ -8,8 +8,10 @@ use super::bindings::{self, Filter, Phases};
 use super::host::{Exchange, HostState};
 use super::plugin::Plugin;
 use super::{DEFAULT_CALL_DEADLINE, DEFAULT_MEMORY_LIMIT, WasmRuntime, deadline_ticks};
+use crate::metrics::{CallOutcome, FilterMetrics};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use wasmtime::Store;
 
 /// Ready instances kept per slot; more are created under load and dropped
@@ -38,6 +40,8 @@ pub enum CallError {
     Instantiate(String),
     #[error("exceeded its CPU deadline")]
     Deadline,
+    #[error("exceeded its memory cap")]
+    MemoryCap,
     #[error("trapped: {0}")]
     Trap(String),
 }
@@ -65,6 +69,14 @@ pub struct FilterSlot {
     wants_request: bool,
     wants_response: bool,
     idle: Mutex<Vec<Instance>>,
+    metrics: FilterMetrics,
+}
+
+impl Drop for FilterSlot {
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().map(|v| v.len()).unwrap_or(0);
+        self.metrics.idle.dec_by(idle as i64);
+    }
 }
 
 impl std::fmt::Debug for FilterSlot {
@@ -85,7 +97,9 @@ impl FilterSlot {
         config_json: String,
         clusters: Arc<HashSet<Arc<str>>>,
     ) -> Result<FilterSlot, String> {
+        let metrics = runtime.metrics.filter(&plugin.name);
         let mut slot = FilterSlot {
+            metrics,
             runtime,
             plugin,
             config_json,
@@ -125,6 +139,7 @@ impl FilterSlot {
     }
 
     async fn instantiate(&self) -> Result<(Instance, Phases), InitError> {
+        self.metrics.created.inc();
         let state = HostState::new(
             self.plugin.name.clone(),
             self.runtime.shared.clone(),
@@ -154,12 +169,35 @@ impl FilterSlot {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(instance);
+            self.metrics.idle.inc();
         }
     }
 
-    /// Run one phase on a pooled instance.
+    /// Run one phase on a pooled instance, counting the call and its outcome.
     pub async fn call(&self, phase: Phase, exchange: &mut Exchange) -> Result<PhaseOutcome, CallError> {
+        let started = Instant::now();
+        let result = self.call_uncounted(phase, exchange).await;
+        let outcome = match &result {
+            Ok(PhaseOutcome::Continue) => CallOutcome::Continue,
+            Ok(PhaseOutcome::Respond(_)) => CallOutcome::LocalResponse,
+            Err(CallError::Deadline) => CallOutcome::Deadline,
+            Err(CallError::MemoryCap) => CallOutcome::MemoryCap,
+            Err(CallError::Trap(_)) => CallOutcome::Trap,
+            Err(CallError::Instantiate(_)) => CallOutcome::Unavailable,
+        };
+        let index = match phase {
+            Phase::RequestHeaders => 0,
+            Phase::ResponseHeaders => 1,
+        };
+        self.metrics.call(index, outcome, started.elapsed());
+        result
+    }
+
+    async fn call_uncounted(&self, phase: Phase, exchange: &mut Exchange) -> Result<PhaseOutcome, CallError> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        if pooled.is_some() {
+            self.metrics.idle.dec();
+        }
         let mut instance = match pooled {
             Some(i) => i,
             None => match self.instantiate().await {
@@ -206,6 +244,14 @@ fn outcome(action: bindings::Action) -> PhaseOutcome {
 fn classify(e: wasmtime::Error) -> CallError {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => CallError::Deadline,
+        // The store limiter's refusal (trap_on_grow_failure); wasmtime's
+        // message for it is stable.
+        _ if e
+            .chain()
+            .any(|c| c.to_string().contains("forcing trap when growing memory")) =>
+        {
+            CallError::MemoryCap
+        }
         _ => CallError::Trap(format!("{e:#}")),
     }
 }

@@ -1,0 +1,137 @@
+//! The effective configuration as JSON for `GET /config`, with secrets
+//! replaced by `"[redacted]"`: any filter-config value under a key that
+//! names a credential (`secret`, `key`, `password`, `token`, `pem`,
+//! `sha256`, …), at any depth.
+
+use super::{Config, HostMatch, LogDestination, PathMatch};
+use serde_json::{Value, json};
+
+/// Keys whose values are never shown, and suffixes that mark one.
+const SECRET_KEYS: [&str; 9] = [
+    "secret",
+    "key",
+    "password",
+    "token",
+    "pem",
+    "sha256",
+    "credentials",
+    "private_key",
+    "api_key",
+];
+const SECRET_SUFFIXES: [&str; 4] = ["_secret", "_password", "_token", "_key"];
+
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEYS.contains(&key.as_str()) || SECRET_SUFFIXES.iter().any(|s| key.ends_with(s))
+}
+
+fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if is_secret(k) && !v.is_null() {
+                    *v = Value::String("[redacted]".into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+fn secs(d: std::time::Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// `config` as JSON, secrets redacted.
+pub fn redacted_json(config: &Config) -> Value {
+    let routes: Vec<Value> = config
+        .routes
+        .iter()
+        .map(|r| {
+            let filters: Vec<Value> = r
+                .filters
+                .iter()
+                .map(|f| {
+                    let mut cfg = serde_json::from_str(&f.config_json).unwrap_or(Value::Null);
+                    redact(&mut cfg);
+                    json!({ "plugin": f.plugin, "config": cfg })
+                })
+                .collect();
+            let hosts: Vec<String> = r
+                .hosts
+                .iter()
+                .map(|h| match h {
+                    HostMatch::Exact(e) => e.clone(),
+                    HostMatch::Suffix(s) => format!("*{s}"),
+                })
+                .collect();
+            let (path_kind, path) = match &r.path {
+                PathMatch::Prefix(p) => ("path_prefix", p),
+                PathMatch::Exact(p) => ("path_exact", p),
+            };
+            json!({
+                "name": r.name,
+                "hosts": hosts,
+                path_kind: path,
+                "cluster": r.cluster,
+                "timeout_seconds": secs(r.timeout),
+                "connect_timeout_seconds": r.connect_timeout.map(secs),
+                "filters": filters,
+            })
+        })
+        .collect();
+    json!({
+        "source": config.source.display().to_string(),
+        "plugins_dir": config.plugins_dir.display().to_string(),
+        "cache_dir": config.cache_dir.as_ref().map(|d| d.display().to_string()),
+        "admin": config.admin.map(|a| a.to_string()),
+        "log_level": config.log_level,
+        "access_log": config.access_log.as_ref().map(|a| json!({
+            "format": format!("{:?}", a.format).to_ascii_lowercase(),
+            "path": match &a.destination {
+                LogDestination::Stdout => "stdout".to_string(),
+                LogDestination::Stderr => "stderr".to_string(),
+                LogDestination::File(p) => p.display().to_string(),
+            },
+            "headers": a.headers,
+            "redact": a.redact,
+        })),
+        "shutdown_grace_seconds": secs(config.shutdown_grace),
+        "watch": config.watch,
+        "listeners": config.listeners.iter().map(|l| json!({"name": l.name, "address": l.address.to_string()})).collect::<Vec<_>>(),
+        "clusters": config.clusters.iter().map(|c| json!({
+            "name": c.name,
+            "endpoints": c.endpoints,
+            "protocol": format!("{:?}", c.protocol).to_ascii_lowercase(),
+            "connect_timeout_seconds": secs(c.connect_timeout),
+        })).collect::<Vec<_>>(),
+        "routes": routes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_at_any_depth() {
+        let mut v = json!({
+            "realm": "x",
+            "api_keys": { "header": "x-api-key", "keys": [{ "id": "ci", "key": "plain" }, { "id": "b", "sha256": "ab" }] },
+            "jwt": { "keys": [{ "kid": "k", "alg": "HS256", "secret": "s3cr3t" }], "issuers": ["i"] },
+            "client_secret": "x",
+        });
+        redact(&mut v);
+        let text = v.to_string();
+        for secret in ["plain", "\"ab\"", "s3cr3t", "\"x\"}"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert_eq!(v["api_keys"]["header"], "x-api-key");
+        assert_eq!(v["api_keys"]["keys"][0]["id"], "ci");
+        assert_eq!(v["jwt"]["keys"][0]["kid"], "k");
+        assert_eq!(v["realm"], "x");
+    }
+}

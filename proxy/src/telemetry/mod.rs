@@ -1,0 +1,193 @@
+//! What sluice tells operators about each request: metrics (counted when
+//! the response body ends), the access log line, and W3C trace context.
+//! [`Record`] collects the facts as the request moves through the proxy;
+//! [`ObservedBody`] wraps the response body and reports the record when the
+//! body has been sent or dropped, so durations and byte counts include the
+//! body.
+
+pub mod access_log;
+pub mod trace_context;
+
+use crate::body::ProxyBody;
+use crate::metrics::{Metrics, RouteMetrics};
+use access_log::{AccessLog, Entry};
+use bytes::Buf;
+use http::header::HeaderValue;
+use http::uri::Authority;
+use http::{HeaderMap, Method, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+pub use trace_context::TraceContext;
+
+/// Process-wide observability: the metrics registry and the access log.
+pub struct Telemetry {
+    pub metrics: Arc<Metrics>,
+    pub access_log: Option<AccessLog>,
+}
+
+/// The request line and headers as they arrived, kept only when an access
+/// log will print them.
+#[derive(Debug)]
+struct Arrival {
+    time: SystemTime,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    host: Option<HeaderValue>,
+    /// Configured headers, values redacted where required.
+    headers: Vec<(String, String)>,
+}
+
+/// Facts about one request, filled in along the request path.
+#[derive(Debug)]
+pub struct Record {
+    started: Instant,
+    client: SocketAddr,
+    arrival: Option<Arrival>,
+    /// The route's counters (or the "no route" ones).
+    pub metrics: Arc<RouteMetrics>,
+    pub route: Option<Arc<str>>,
+    /// The cluster the request was sent to.
+    pub cluster: Option<Arc<str>>,
+    pub endpoint: Option<Authority>,
+    pub request_id: Option<HeaderValue>,
+    pub trace: Option<TraceContext>,
+    /// Request body bytes, counted as they stream upstream.
+    pub bytes_in: Arc<AtomicU64>,
+}
+
+impl Record {
+    /// Start a record for a request that just arrived.
+    pub fn start(
+        telemetry: &Telemetry,
+        client: SocketAddr,
+        req: &http::request::Parts,
+        unrouted: Arc<RouteMetrics>,
+    ) -> Record {
+        let arrival = telemetry.access_log.as_ref().map(|log| Arrival {
+            time: SystemTime::now(),
+            method: req.method.clone(),
+            uri: req.uri.clone(),
+            version: req.version,
+            host: req
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .or_else(|| req.headers.get(http::header::HOST).cloned()),
+            headers: logged_headers(log, &req.headers),
+        });
+        Record {
+            started: Instant::now(),
+            client,
+            arrival,
+            metrics: unrouted,
+            route: None,
+            cluster: None,
+            endpoint: None,
+            request_id: None,
+            trace: None,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+fn logged_headers(log: &AccessLog, headers: &HeaderMap) -> Vec<(String, String)> {
+    log.headers()
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(name.as_str())?;
+            let text = if log.redacts(name) {
+                "[redacted]".to_string()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            Some((name.clone(), text))
+        })
+        .collect()
+}
+
+/// The response body on its way to the client; reports the request when it
+/// is done (sent in full, or dropped because the client went away).
+pub struct ObservedBody {
+    inner: ProxyBody,
+    status: u16,
+    bytes_out: u64,
+    record: Box<Record>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl ObservedBody {
+    pub fn new(inner: ProxyBody, status: u16, record: Record, telemetry: Arc<Telemetry>) -> Self {
+        ObservedBody {
+            inner,
+            status,
+            bytes_out: 0,
+            record: Box::new(record),
+            telemetry,
+        }
+    }
+}
+
+impl Body for ObservedBody {
+    type Data = bytes::Bytes;
+    type Error = <ProxyBody as Body>::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.bytes_out += data.remaining() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        let r = &self.record;
+        let elapsed = r.started.elapsed();
+        r.metrics.observe(r.cluster.as_deref(), self.status, elapsed);
+        let (Some(log), Some(a)) = (&self.telemetry.access_log, &r.arrival) else {
+            return;
+        };
+        let trace_id = r.trace.map(|t| t.trace_id_hex()).unwrap_or_default();
+        let entry = Entry {
+            time: Some(a.time),
+            client: r.client.to_string(),
+            method: a.method.as_str(),
+            authority: a.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
+            path: a.uri.path_and_query().map_or("/", |p| p.as_str()),
+            protocol: match a.version {
+                Version::HTTP_2 => "HTTP/2",
+                Version::HTTP_10 => "HTTP/1.0",
+                _ => "HTTP/1.1",
+            },
+            status: self.status,
+            duration_ms: elapsed.as_secs_f64() * 1e3,
+            route: r.route.as_deref().unwrap_or(""),
+            cluster: r.cluster.as_deref().unwrap_or(""),
+            upstream: r.endpoint.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+            bytes_in: r.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out,
+            request_id: r.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+            trace_id: &trace_id,
+            headers: a.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        };
+        log.write(&entry);
+    }
+}
