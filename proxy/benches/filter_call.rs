@@ -7,6 +7,7 @@
 //! a fresh configured instance. Each figure is the median of 7 runs of
 //! 20,000 iterations, with the range.
 
+use sluice::config::SandboxConfig;
 use sluice::filter_chain::FilterChain;
 use sluice::wasm::Phase;
 use sluice::wasm::{Exchange, FilterSlot, Plugin, PluginSource, RequestHead, WasmRuntime};
@@ -90,9 +91,15 @@ async fn main() {
     let config = r#"{"request":{"set":{"x-gateway":"sluice"},"remove":["x-internal"]},"response":{"set":{"x-served-by":"sluice"}}}"#;
     let clusters: Arc<HashSet<Arc<str>>> = Arc::new(["app".into(), "canary".into()].into_iter().collect());
     let slot = Arc::new(
-        FilterSlot::new(runtime.clone(), plugin.clone(), config.into(), clusters.clone())
-            .await
-            .expect("slot"),
+        FilterSlot::new(
+            runtime.clone(),
+            plugin.clone(),
+            config.into(),
+            clusters.clone(),
+            SandboxConfig::default(),
+        )
+        .await
+        .expect("slot"),
     );
 
     let mut exchange = Exchange {
@@ -144,9 +151,15 @@ async fn main() {
     measure!(
         "fresh instance + init (config parse)",
         500,
-        FilterSlot::new(runtime.clone(), plugin.clone(), config.into(), clusters.clone())
-            .await
-            .expect("slot")
+        FilterSlot::new(
+            runtime.clone(),
+            plugin.clone(),
+            config.into(),
+            clusters.clone(),
+            SandboxConfig::default()
+        )
+        .await
+        .expect("slot")
     );
 
     builtin_filters(&runtime, &clusters).await;
@@ -193,9 +206,15 @@ async fn builtin_filters(runtime: &Arc<WasmRuntime>, clusters: &Arc<HashSet<Arc<
         let bytes = sluice::builtin::get(name).expect("built-in");
         let plugin = Arc::new(Plugin::load(runtime, name, PluginSource::Builtin, bytes, 1).expect("load"));
         let slot = Arc::new(
-            FilterSlot::new(runtime.clone(), plugin, config.into(), clusters.clone())
-                .await
-                .expect("slot"),
+            FilterSlot::new(
+                runtime.clone(),
+                plugin,
+                config.into(),
+                clusters.clone(),
+                SandboxConfig::default(),
+            )
+            .await
+            .expect("slot"),
         );
         let mut exchange = Exchange {
             request: Some(request_with(&[("authorization", &bearer)])),

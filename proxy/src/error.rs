@@ -27,6 +27,8 @@ pub enum ProxyError {
     },
     #[error("filter {plugin} failed: {reason}")]
     FilterFailed { plugin: String, reason: String },
+    #[error("filter {plugin} exceeded its CPU deadline")]
+    FilterTimedOut { plugin: String },
     #[error("filter {plugin} has no free instance: {reason}")]
     FilterUnavailable { plugin: String, reason: String },
 }
@@ -43,6 +45,7 @@ impl ProxyError {
                 StatusCode::GATEWAY_TIMEOUT
             }
             ProxyError::FilterFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::FilterTimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -56,6 +59,7 @@ impl ProxyError {
             ProxyError::UpstreamConnectTimeout { .. } => "upstream connect timeout\n",
             ProxyError::UpstreamTimeout { .. } => "upstream timeout\n",
             ProxyError::FilterFailed { .. } => "filter failed\n",
+            ProxyError::FilterTimedOut { .. } => "filter timed out\n",
             ProxyError::FilterUnavailable { .. } => "filter overloaded\n",
         }
     }
@@ -68,6 +72,13 @@ impl ProxyError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if let ProxyError::BadRequest(_) = self {
+            // What follows a malformed request on this connection cannot be
+            // trusted to be framed as the client meant (HTTP/1.1 closes after
+            // this response; HTTP/2 drops the header).
+            resp.headers_mut()
+                .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        }
         resp
     }
 }

@@ -1,13 +1,15 @@
 //! The filter chain of one route: request phases in order, response phases
-//! in reverse, local responses turned into real responses, failures mapped
-//! to errors (fail closed: a filter that traps or overruns its deadline
-//! fails the request; see `ProxyError::FilterFailed`).
+//! in reverse, local responses turned into real responses, and failures
+//! handled by each filter's policy: `fail_closed` fails the request (trap or
+//! memory cap → 500, deadline → 504, no free instance → 503; see
+//! `ProxyError`), `fail_open` skips the filter and restores what it changed.
 
 use crate::body::{self, ProxyBody};
+use crate::config::FailurePolicy;
 use crate::error::ProxyError;
 use crate::limits;
 use crate::wasm::Phase;
-use crate::wasm::{Exchange, FilterSlot, LocalResponse, PhaseOutcome};
+use crate::wasm::{CallError, Exchange, FilterSlot, LocalResponse, PhaseOutcome};
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use std::sync::Arc;
@@ -35,12 +37,8 @@ impl FilterChain {
             if !slot.wants(Phase::RequestHeaders) {
                 continue;
             }
-            match call(slot, Phase::RequestHeaders, exchange).await? {
-                PhaseOutcome::Continue => {}
-                PhaseOutcome::Respond(local) => {
-                    let response = local_response(slot, local)?;
-                    return Ok(RequestOutcome::Respond { response, by: i });
-                }
+            if let Some(response) = run(slot, Phase::RequestHeaders, exchange).await? {
+                return Ok(RequestOutcome::Respond { response, by: i });
             }
         }
         Ok(RequestOutcome::Forward)
@@ -59,8 +57,8 @@ impl FilterChain {
             if !slot.wants(Phase::ResponseHeaders) {
                 continue;
             }
-            if let PhaseOutcome::Respond(local) = call(slot, Phase::ResponseHeaders, exchange).await? {
-                let (parts, replacement) = local_response(slot, local)?.into_parts();
+            if let Some(response) = run(slot, Phase::ResponseHeaders, exchange).await? {
+                let (parts, replacement) = response.into_parts();
                 exchange.response = Some(parts);
                 body = replacement;
             }
@@ -73,20 +71,89 @@ impl FilterChain {
     }
 }
 
-async fn call(slot: &FilterSlot, phase: Phase, exchange: &mut Exchange) -> Result<PhaseOutcome, ProxyError> {
-    slot.call(phase, exchange).await.map_err(|e| {
-        tracing::warn!(plugin = %slot.plugin.name, phase = ?phase, error = %e, "filter failed; request failed closed");
-        match e {
-            crate::wasm::CallError::Instantiate(reason) => ProxyError::FilterUnavailable {
-                plugin: slot.plugin.name.to_string(),
-                reason,
-            },
-            other => ProxyError::FilterFailed {
-                plugin: slot.plugin.name.to_string(),
-                reason: other.to_string(),
-            },
+/// Run one phase of one filter: `Some(response)` if it answered locally.
+/// A failure is handled by the filter's policy: fail closed → the error,
+/// fail open → the exchange as it was before the call, and `None`.
+async fn run(
+    slot: &FilterSlot,
+    phase: Phase,
+    exchange: &mut Exchange,
+) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+    let fail_open = slot.sandbox().on_failure == FailurePolicy::FailOpen;
+    let before = fail_open.then(|| Snapshot::take(exchange));
+    let result = match slot.call(phase, exchange).await {
+        Ok(PhaseOutcome::Continue) => Ok(None),
+        Ok(PhaseOutcome::Respond(local)) => local_response(slot, local).map(Some),
+        Err(e) => Err(failure(slot, e)),
+    };
+    match (result, before) {
+        (Err(e), Some(before)) => {
+            tracing::warn!(plugin = %slot.plugin.name, phase = ?phase, error = %e, "filter failed; skipped (fail_open), its changes discarded");
+            before.restore(exchange);
+            Ok(None)
         }
-    })
+        (Err(e), None) => {
+            tracing::warn!(plugin = %slot.plugin.name, phase = ?phase, error = %e, "filter failed; request failed closed");
+            Err(e)
+        }
+        (ok, _) => ok,
+    }
+}
+
+fn failure(slot: &FilterSlot, e: CallError) -> ProxyError {
+    let plugin = slot.plugin.name.to_string();
+    match e {
+        CallError::Instantiate(reason) => ProxyError::FilterUnavailable { plugin, reason },
+        CallError::Exhausted(wait) => ProxyError::FilterUnavailable {
+            plugin,
+            reason: format!("no instance free within {wait:?}"),
+        },
+        CallError::Deadline => ProxyError::FilterTimedOut { plugin },
+        other => ProxyError::FilterFailed {
+            plugin,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// What a fail-open filter could change, copied before its call.
+struct Snapshot {
+    request: Option<(http::Method, http::Uri, http::HeaderMap, Arc<str>, &'static str)>,
+    response: Option<(StatusCode, http::HeaderMap)>,
+    context: crate::wasm::Context,
+}
+
+impl Snapshot {
+    fn take(exchange: &Exchange) -> Snapshot {
+        Snapshot {
+            request: exchange.request.as_ref().map(|r| {
+                (
+                    r.parts.method.clone(),
+                    r.parts.uri.clone(),
+                    r.parts.headers.clone(),
+                    r.cluster.clone(),
+                    r.scheme,
+                )
+            }),
+            response: exchange.response.as_ref().map(|r| (r.status, r.headers.clone())),
+            context: exchange.context.clone(),
+        }
+    }
+
+    fn restore(self, exchange: &mut Exchange) {
+        if let (Some((method, uri, headers, cluster, scheme)), Some(r)) = (self.request, exchange.request.as_mut()) {
+            r.parts.method = method;
+            r.parts.uri = uri;
+            r.parts.headers = headers;
+            r.cluster = cluster;
+            r.scheme = scheme;
+        }
+        if let (Some((status, headers)), Some(r)) = (self.response, exchange.response.as_mut()) {
+            r.status = status;
+            r.headers = headers;
+        }
+        exchange.context = self.context;
+    }
 }
 
 /// Turn a filter's local response into an HTTP response, refusing what

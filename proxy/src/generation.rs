@@ -103,21 +103,28 @@ impl Generation {
                     .filter(|s| {
                         Arc::ptr_eq(&s.plugin, &plugin)
                             && s.config_json() == fc.config_json
+                            && *s.sandbox() == fc.sandbox
                             && **s.clusters() == *clusters
                     });
                 let slot = match reusable {
                     Some(slot) => slot.clone(),
                     None => Arc::new(
-                        FilterSlot::new(runtime.clone(), plugin, fc.config_json.clone(), clusters.clone())
-                            .await
-                            .map_err(|e| {
-                                located(
-                                    &config,
-                                    Some(fc.line),
-                                    format!("routes[{i}].filters[{j}].config"),
-                                    format!("route `{}`, plugin `{}` rejected its config: {e}", rc.name, fc.plugin),
-                                )
-                            })?,
+                        FilterSlot::new(
+                            runtime.clone(),
+                            plugin,
+                            fc.config_json.clone(),
+                            clusters.clone(),
+                            fc.sandbox,
+                        )
+                        .await
+                        .map_err(|e| {
+                            located(
+                                &config,
+                                Some(fc.line),
+                                format!("routes[{i}].filters[{j}].config"),
+                                format!("route `{}`, plugin `{}` rejected its config: {e}", rc.name, fc.plugin),
+                            )
+                        })?,
                     ),
                 };
                 chain.slots.push(slot);

@@ -1,11 +1,14 @@
 //! Listener: accepts TCP connections and serves HTTP/1.1 and HTTP/2 (h2c
 //! with prior knowledge, detected from the connection preface) on each,
 //! handing every request to the proxy with the generation current at the
-//! time it arrived. On shutdown it stops accepting, closes the socket (new
-//! connections are refused), asks every connection to finish gracefully
-//! (HTTP/2 GOAWAY, HTTP/1.1 close after the in-flight response) and returns
-//! once they have.
+//! time it arrived. Client limits (`[limits]`) apply here: connections per
+//! listener, requests per connection, header size, count and read time,
+//! HTTP/2 streams and resets. On shutdown it stops accepting, closes the
+//! socket (new connections are refused), asks every connection to finish
+//! gracefully (HTTP/2 GOAWAY, HTTP/1.1 close after the in-flight response)
+//! and returns once they have.
 
+use crate::config::ListenerLimits;
 use crate::generation::Generation;
 use crate::proxy::{self, Downstream};
 use crate::telemetry::Telemetry;
@@ -13,18 +16,16 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
 
 /// The generation currently serving; swapped whole on reload.
 pub type Current = Arc<ArcSwap<Generation>>;
-
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serve connections from `listener` until `stop` turns true, then drain:
 /// returns when every connection has finished.
@@ -32,19 +33,16 @@ pub async fn serve(
     listener: TcpListener,
     current: Current,
     telemetry: Arc<Telemetry>,
+    limits: ListenerLimits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder(&limits));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             _ = stop.wait_for(|stop| *stop) => break,
         };
         let (stream, client) = match accepted {
@@ -56,28 +54,76 @@ pub async fn serve(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let metrics = telemetry.metrics.clone();
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Over the connection limit: close at once.
+            metrics.rejected_connections.inc();
+            tracing::debug!(%client, "connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
         metrics.accepted_connections.inc();
         metrics.open_connections.inc();
         let current = current.clone();
         let builder = builder.clone();
         let telemetry = telemetry.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        let mut stop = stop.clone();
+        let max_requests = limits.max_requests_per_connection;
+        connections.spawn(async move {
             let downstream = Downstream { client, scheme: "http" };
+            let served = Arc::new(AtomicU32::new(0));
+            let limit_reached = Arc::new(Notify::new());
+            let (count, reached) = (served.clone(), limit_reached.clone());
             let service = service_fn(move |req| {
                 let generation = current.load_full();
                 let telemetry = telemetry.clone();
+                if max_requests > 0 && count.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests {
+                    // The last one: finish it, then close (HTTP/1.1
+                    // `Connection: close`, HTTP/2 GOAWAY).
+                    reached.notify_one();
+                }
                 async move { Ok::<_, Infallible>(proxy::handle(generation, req, downstream, &telemetry).await) }
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = async {
+                    tokio::select! {
+                        _ = stop.wait_for(|stop| *stop) => {}
+                        _ = limit_reached.notified() => {}
+                    }
+                } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%client, error = %e, "connection ended with an error");
             }
             metrics.open_connections.dec();
+            drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    while connections.join_next().await.is_some() {}
+}
+
+/// The HTTP/1.1 + HTTP/2 server settings for `limits`.
+fn builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams);
+    builder
 }

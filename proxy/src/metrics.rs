@@ -110,6 +110,8 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// `sluice_downstream_connections_accepted_total`.
     pub accepted_connections: Counter,
+    /// `sluice_downstream_connections_rejected_total`: over `max_connections`.
+    pub rejected_connections: Counter,
     filter_calls: Family<FilterCallLabels, Counter>,
     filter_duration: HistogramFamily<FilterPhaseLabels>,
     filter_instances_created: Family<PluginLabels, Counter>,
@@ -166,6 +168,12 @@ impl Default for Metrics {
             "Client connections accepted",
             accepted_connections.clone(),
         );
+        let rejected_connections = Counter::default();
+        r.register(
+            "downstream_connections_rejected",
+            "Client connections closed at once because the listener was at max_connections",
+            rejected_connections.clone(),
+        );
         let filter_calls = Family::<FilterCallLabels, Counter>::default();
         r.register(
             "filter_calls",
@@ -206,6 +214,7 @@ impl Default for Metrics {
             upstream_connect_errors,
             open_connections,
             accepted_connections,
+            rejected_connections,
             filter_calls,
             filter_duration,
             filter_instances_created,

@@ -131,6 +131,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             socket,
             current.clone(),
             telemetry.clone(),
+            config.limits,
             stopped.clone(),
         )));
     }

@@ -111,6 +111,16 @@ pub struct BinaryProxy {
     /// The admin listener, when the config has one.
     pub admin: Option<SocketAddr>,
     pub work: Workdir,
+    /// Every stderr line so far (the process's log).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl BinaryProxy {
+    /// The log lines so far that contain `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().filter(|l| l.contains(needle)).cloned().collect()
+    }
 }
 
 impl Drop for BinaryProxy {
@@ -139,8 +149,11 @@ pub fn start_binary(body: &str, filters: &[(&str, &str)]) -> BinaryProxy {
         .expect("spawn sluice");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            keep.lock().unwrap_or_else(|e| e.into_inner()).push(line.clone());
             let admin = line.contains("admin listening");
             if admin || (line.contains("listening") && line.contains("listener=test")) {
                 let addr = line
@@ -176,6 +189,7 @@ pub fn start_binary(body: &str, filters: &[(&str, &str)]) -> BinaryProxy {
         addr,
         admin,
         work,
+        log,
     }
 }
 

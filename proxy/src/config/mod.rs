@@ -47,6 +47,8 @@ pub struct Config {
     /// `[shutdown] grace_period`: how long in-flight requests may take to
     /// finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// `[limits]`: what clients may do.
+    pub limits: ListenerLimits,
     /// Reload when the config file or a plugin changes (`[reload] watch`,
     /// default true). SIGHUP reloads either way.
     pub watch: bool,
@@ -149,6 +151,88 @@ pub struct FilterConfig {
     pub config_json: String,
     /// Line of the filter entry, for errors found when loading the plugin.
     pub line: usize,
+    pub sandbox: SandboxConfig,
+}
+
+/// What happens to a request when its filter fails (trap, deadline, memory
+/// cap, no instance available).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// The request is answered with an error status (the default).
+    FailClosed,
+    /// The filter is skipped and whatever it changed is discarded.
+    FailOpen,
+}
+
+/// Per-filter sandbox settings (`deadline`, `memory_limit`, `on_failure`,
+/// `max_instances`, `pool_wait` in a `[[routes.filters]]` entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// CPU time one call may use.
+    pub deadline: Duration,
+    /// Linear-memory cap of one instance, in bytes.
+    pub memory_limit: usize,
+    pub on_failure: FailurePolicy,
+    /// Instances of this filter on this route busy at once.
+    pub max_instances: usize,
+    /// How long a request waits for a free instance before 503.
+    pub pool_wait: Duration,
+}
+
+/// Default CPU deadline of one filter call.
+pub const DEFAULT_FILTER_DEADLINE: Duration = Duration::from_millis(10);
+/// Default linear-memory cap of one filter instance.
+pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
+/// Largest memory cap a filter may be given (the pool's reservation per instance).
+pub const MAX_MEMORY_LIMIT: usize = 64 << 20;
+/// Default bound on busy instances per (route, filter).
+pub const DEFAULT_MAX_INSTANCES: usize = 64;
+/// Default wait for a free instance.
+pub const DEFAULT_POOL_WAIT: Duration = Duration::from_millis(100);
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            deadline: DEFAULT_FILTER_DEADLINE,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            on_failure: FailurePolicy::FailClosed,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            pool_wait: DEFAULT_POOL_WAIT,
+        }
+    }
+}
+
+/// Bounds on what clients may do (`[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Concurrent connections per listener; more are closed at once.
+    pub max_connections: usize,
+    /// Requests served on one connection before it is closed; 0 = no limit.
+    pub max_requests_per_connection: u32,
+    /// Time an HTTP/1.1 client has to send a request head.
+    pub header_read_timeout: Duration,
+    /// Largest request head (HTTP/1.1) or header list (HTTP/2), bytes.
+    pub max_header_bytes: usize,
+    /// Most header lines in an HTTP/1.1 request.
+    pub max_headers: usize,
+    pub h2_max_concurrent_streams: u32,
+    /// Bound on streams a client resets before the proxy accepts them
+    /// (HTTP/2 rapid reset).
+    pub h2_max_pending_reset_streams: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            max_connections: 10_000,
+            max_requests_per_connection: 0,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            h2_max_concurrent_streams: 100,
+            h2_max_pending_reset_streams: 20,
+        }
+    }
 }
 
 /// A configuration error, located in the file.

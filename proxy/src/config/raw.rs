@@ -16,6 +16,7 @@ pub(super) struct RawConfig {
     pub log: Option<RawLog>,
     pub access_log: Option<RawAccessLog>,
     pub shutdown: Option<RawShutdown>,
+    pub limits: Option<RawLimits>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]
@@ -102,4 +103,21 @@ pub(super) struct RawRoute {
 pub(super) struct RawFilter {
     pub plugin: Spanned<String>,
     pub config: Option<Spanned<BTreeMap<String, toml::Value>>>,
+    pub deadline: Option<Spanned<String>>,
+    pub memory_limit: Option<Spanned<String>>,
+    pub on_failure: Option<Spanned<String>>,
+    pub max_instances: Option<Spanned<u32>>,
+    pub pool_wait: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_connections: Option<Spanned<u32>>,
+    pub max_requests_per_connection: Option<u32>,
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub max_header_bytes: Option<Spanned<u32>>,
+    pub max_headers: Option<Spanned<u32>>,
+    pub h2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub h2_max_pending_reset_streams: Option<Spanned<u32>>,
 }

@@ -1,7 +1,7 @@
 //! Turns the raw TOML into a [`Config`], checking every cross-reference and
 //! value once. Each check reports the file, line and key it is about.
 
-use super::raw::{RawAccessLog, RawConfig, RawProtocol};
+use super::raw::{RawAccessLog, RawConfig, RawFilter, RawLimits, RawProtocol};
 use super::*;
 use std::collections::HashSet;
 use toml::Spanned;
@@ -103,6 +103,10 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     let access_log = match &raw.access_log {
         Some(a) => Some(access_log(loc, base, a)?),
         None => None,
+    };
+    let limits = match &raw.limits {
+        Some(l) => listener_limits(loc, l)?,
+        None => ListenerLimits::default(),
     };
     let shutdown_grace = match &raw.shutdown {
         Some(s) => loc.duration(&s.grace_period, "shutdown.grace_period".into())?,
@@ -245,6 +249,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                 plugin: plugin.clone(),
                 config_json,
                 line: loc.line(f.plugin.span().start),
+                sandbox: sandbox(loc, f, &format!("routes[{i}].filters[{j}]"))?,
             });
         }
         routes.push(RouteConfig {
@@ -266,6 +271,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         log_level,
         access_log,
         shutdown_grace,
+        limits,
         watch: raw.reload.and_then(|r| r.watch).unwrap_or(true),
         listeners,
         clusters,
@@ -314,6 +320,95 @@ fn access_log(loc: &Locator<'_>, base: &Path, a: &RawAccessLog) -> Result<Access
         headers,
         redact,
     })
+}
+
+fn sandbox(loc: &Locator<'_>, f: &RawFilter, at: &str) -> Result<SandboxConfig, ConfigError> {
+    let mut s = SandboxConfig::default();
+    if let Some(d) = &f.deadline {
+        s.deadline = loc.duration(d, format!("{at}.deadline"))?;
+    }
+    if let Some(m) = &f.memory_limit {
+        let key = format!("{at}.memory_limit");
+        s.memory_limit = match parse_bytes(m.get_ref()) {
+            Some(b) if (1 << 20..=MAX_MEMORY_LIMIT).contains(&b) => b,
+            Some(_) => return loc.at(m, key, "must be between 1MiB and 64MiB"),
+            None => return loc.at(m, key, format!("`{}` is not a size like `16MiB`", m.get_ref())),
+        };
+    }
+    if let Some(p) = &f.on_failure {
+        s.on_failure = match p.get_ref().as_str() {
+            "fail_closed" => FailurePolicy::FailClosed,
+            "fail_open" => FailurePolicy::FailOpen,
+            other => {
+                return loc.at(
+                    p,
+                    format!("{at}.on_failure"),
+                    format!("`{other}`: use `fail_closed` or `fail_open`"),
+                );
+            }
+        };
+    }
+    if let Some(n) = &f.max_instances {
+        if *n.get_ref() == 0 || *n.get_ref() > 1000 {
+            return loc.at(n, format!("{at}.max_instances"), "must be between 1 and 1000");
+        }
+        s.max_instances = *n.get_ref() as usize;
+    }
+    if let Some(w) = &f.pool_wait {
+        s.pool_wait = loc.duration(w, format!("{at}.pool_wait"))?;
+    }
+    Ok(s)
+}
+
+/// `16MiB`, `512KiB`, `1GiB` or a plain byte count.
+fn parse_bytes(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: usize = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+fn listener_limits(loc: &Locator<'_>, l: &RawLimits) -> Result<ListenerLimits, ConfigError> {
+    let mut out = ListenerLimits::default();
+    let positive = |v: &Spanned<u32>, key: &str| -> Result<u32, ConfigError> {
+        if *v.get_ref() == 0 {
+            loc.at(v, format!("limits.{key}"), "must be greater than zero")
+        } else {
+            Ok(*v.get_ref())
+        }
+    };
+    if let Some(v) = &l.max_connections {
+        out.max_connections = positive(v, "max_connections")? as usize;
+    }
+    if let Some(v) = l.max_requests_per_connection {
+        out.max_requests_per_connection = v;
+    }
+    if let Some(v) = &l.header_read_timeout {
+        out.header_read_timeout = loc.duration(v, "limits.header_read_timeout".into())?;
+    }
+    if let Some(v) = &l.max_header_bytes {
+        if *v.get_ref() < 8192 {
+            return loc.at(v, "limits.max_header_bytes".into(), "must be at least 8192");
+        }
+        out.max_header_bytes = *v.get_ref() as usize;
+    }
+    if let Some(v) = &l.max_headers {
+        out.max_headers = positive(v, "max_headers")? as usize;
+    }
+    if let Some(v) = &l.h2_max_concurrent_streams {
+        out.h2_max_concurrent_streams = positive(v, "h2_max_concurrent_streams")?;
+    }
+    if let Some(v) = &l.h2_max_pending_reset_streams {
+        out.h2_max_pending_reset_streams = positive(v, "h2_max_pending_reset_streams")? as usize;
+    }
+    Ok(out)
 }
 
 fn list(names: &[&str]) -> String {

@@ -5,6 +5,7 @@
 
 use super::bindings::sluice::filter::{clock, context, log, random, request, response, shared_state, types};
 use super::bindings::{HeaderLine, HostError, LogLevel};
+use super::budget::CallBudget;
 use crate::limits;
 use crate::shared_state::SharedState;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -57,6 +58,7 @@ pub struct HostState {
     shared: Arc<SharedState>,
     clusters: Arc<HashSet<Arc<str>>>,
     pub(super) exchange: Exchange,
+    pub(super) budget: CallBudget,
 }
 
 impl HostState {
@@ -79,6 +81,7 @@ impl HostState {
             shared,
             clusters,
             exchange: Exchange::default(),
+            budget: CallBudget::new(super::INIT_DEADLINE),
         }
     }
 

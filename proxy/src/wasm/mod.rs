@@ -5,6 +5,7 @@
 //! imports even when unused).
 
 mod bindings;
+mod budget;
 mod cache;
 mod host;
 mod plugin;
@@ -26,13 +27,9 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances; deadlines are whole ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
-/// Default CPU deadline of one filter call.
-/// Epochs measure wall-clock time, so a descheduled thread on a loaded host
-/// counts too: 100 ms keeps a busy 2-core machine from failing healthy calls
-/// (seen in CI at 10 ms).
-pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_millis(100);
-/// Default linear-memory cap of one instance.
-pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
+/// CPU budget for creating an instance and running its `init` (parsing the
+/// configuration, checking keys), which is heavier than a request phase.
+pub const INIT_DEADLINE: Duration = Duration::from_secs(1);
 /// Largest memory any instance may have (the pool's per-slot reservation).
 const MAX_MEMORY: u64 = 64 << 20;
 /// Instances alive at once, across all plugins.
@@ -108,9 +105,4 @@ impl WasmRuntime {
     fn prepare(&self, component: &Component) -> wasmtime::Result<FilterPre<HostState>> {
         FilterPre::new(self.linker.instantiate_pre(component)?)
     }
-}
-
-/// Epoch ticks for a deadline, at least one.
-fn deadline_ticks(deadline: Duration) -> u64 {
-    (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
 }

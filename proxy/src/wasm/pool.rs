@@ -1,17 +1,20 @@
 //! One filter slot of one route: a plugin with its route configuration and
 //! a pool of ready, configured instances reused across requests. A call
-//! takes an instance, moves the request's [`Exchange`] into its store, runs
-//! one phase under the CPU deadline, and takes the exchange back. An
-//! instance whose call failed is dropped, never reused.
+//! waits (bounded) for one of `max_instances` permits, takes an instance,
+//! moves the request's [`Exchange`] into its store, runs one phase under the
+//! CPU deadline (see `budget`), and takes the exchange back. An instance
+//! whose call failed is dropped, never reused.
 
 use super::bindings::{self, Filter, Phases};
 use super::host::{Exchange, HostState};
 use super::plugin::Plugin;
-use super::{DEFAULT_CALL_DEADLINE, DEFAULT_MEMORY_LIMIT, WasmRuntime, deadline_ticks};
+use super::{INIT_DEADLINE, WasmRuntime};
+use crate::config::SandboxConfig;
 use crate::metrics::{CallOutcome, FilterMetrics};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::Semaphore;
 use wasmtime::Store;
 
 /// Ready instances kept per slot; more are created under load and dropped
@@ -38,6 +41,8 @@ pub enum PhaseOutcome {
 pub enum CallError {
     #[error("cannot create an instance: {0}")]
     Instantiate(String),
+    #[error("no instance free within {0:?}")]
+    Exhausted(std::time::Duration),
     #[error("exceeded its CPU deadline")]
     Deadline,
     #[error("exceeded its memory cap")]
@@ -64,8 +69,9 @@ pub struct FilterSlot {
     pub plugin: Arc<Plugin>,
     config_json: String,
     clusters: Arc<HashSet<Arc<str>>>,
-    memory_limit: usize,
-    deadline_ticks: u64,
+    sandbox: SandboxConfig,
+    /// One permit per instance that may be busy at once.
+    permits: Semaphore,
     wants_request: bool,
     wants_response: bool,
     idle: Mutex<Vec<Instance>>,
@@ -96,6 +102,7 @@ impl FilterSlot {
         plugin: Arc<Plugin>,
         config_json: String,
         clusters: Arc<HashSet<Arc<str>>>,
+        sandbox: SandboxConfig,
     ) -> Result<FilterSlot, String> {
         let metrics = runtime.metrics.filter(&plugin.name);
         let mut slot = FilterSlot {
@@ -104,8 +111,8 @@ impl FilterSlot {
             plugin,
             config_json,
             clusters,
-            memory_limit: DEFAULT_MEMORY_LIMIT,
-            deadline_ticks: deadline_ticks(DEFAULT_CALL_DEADLINE),
+            permits: Semaphore::new(sandbox.max_instances),
+            sandbox,
             wants_request: true,
             wants_response: true,
             idle: Mutex::new(Vec::new()),
@@ -133,6 +140,11 @@ impl FilterSlot {
         &self.config_json
     }
 
+    /// Deadline, memory cap, failure policy and pool bounds.
+    pub fn sandbox(&self) -> &SandboxConfig {
+        &self.sandbox
+    }
+
     /// The cluster names `set-cluster` accepts.
     pub fn clusters(&self) -> &Arc<HashSet<Arc<str>>> {
         &self.clusters
@@ -144,18 +156,21 @@ impl FilterSlot {
             self.plugin.name.clone(),
             self.runtime.shared.clone(),
             self.clusters.clone(),
-            self.memory_limit,
+            self.sandbox.memory_limit,
         );
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_callback(|mut ctx| ctx.data_mut().budget.on_tick());
+        store.data_mut().budget.start(INIT_DEADLINE);
+        store.set_epoch_deadline(1);
         let filter = self
             .plugin
             .pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| InitError::Call(CallError::Instantiate(format!("{e:#}"))))?;
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.data_mut().budget.start(INIT_DEADLINE);
+        store.set_epoch_deadline(1);
         let phases = filter
             .sluice_filter_handler()
             .call_init(&mut store, &self.config_json)
@@ -183,7 +198,7 @@ impl FilterSlot {
             Err(CallError::Deadline) => CallOutcome::Deadline,
             Err(CallError::MemoryCap) => CallOutcome::MemoryCap,
             Err(CallError::Trap(_)) => CallOutcome::Trap,
-            Err(CallError::Instantiate(_)) => CallOutcome::Unavailable,
+            Err(CallError::Instantiate(_) | CallError::Exhausted(_)) => CallOutcome::Unavailable,
         };
         let index = match phase {
             Phase::RequestHeaders => 0,
@@ -194,6 +209,14 @@ impl FilterSlot {
     }
 
     async fn call_uncounted(&self, phase: Phase, exchange: &mut Exchange) -> Result<PhaseOutcome, CallError> {
+        let wait = self.sandbox.pool_wait;
+        let _permit = match self.permits.try_acquire() {
+            Ok(p) => p,
+            Err(_) => match tokio::time::timeout(wait, self.permits.acquire()).await {
+                Ok(Ok(p)) => p,
+                _ => return Err(CallError::Exhausted(wait)),
+            },
+        };
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         if pooled.is_some() {
             self.metrics.idle.dec();
@@ -208,7 +231,8 @@ impl FilterSlot {
         };
         let Instance { store, filter } = &mut instance;
         store.data_mut().exchange = std::mem::take(exchange);
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.data_mut().budget.start(self.sandbox.deadline);
+        store.set_epoch_deadline(1);
         let handler = filter.sluice_filter_handler();
         let result = match phase {
             Phase::RequestHeaders => handler.call_on_request_headers(&mut *store).await,

@@ -1,0 +1,230 @@
+//! A matrix of hostile filters (tests/filters/hostile), each under both
+//! failure policies, on the real binary. For every mode: the hostile route
+//! answers as its policy says, within the deadline plus a margin; a second
+//! route served by a good filter keeps answering 200 throughout,
+//! concurrently; the failure is logged with the plugin name; and the proxy's
+//! memory returns to its baseline afterwards.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Generous: the deadline is 10 ms of CPU; the margin absorbs a loaded CI box.
+const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+/// RSS may sit this far above the baseline once the failures are over.
+const RSS_SLACK_KIB: u64 = 24 * 1024;
+
+/// What the hostile route must answer.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// The call fails: fail_closed answers this status, fail_open skips the
+    /// filter (200, its header change discarded).
+    Fails(u16),
+    /// The host refuses each call and the filter carries on: 200 under both
+    /// policies, with the refusal reported in `x-hostile-error`.
+    Refused(&'static str),
+    /// As `Refused`, but the hammering may also use up the CPU deadline
+    /// first (it does in a debug build): then the policy decides, as for
+    /// `Fails(504)`.
+    RefusedOrDeadline(&'static str),
+}
+
+fn config(mode: &str, upstream: std::net::SocketAddr) -> String {
+    let mut body = format!(
+        "[[clusters]]\nname = \"app\"\nendpoints = [\"{upstream}\"]\n\n\
+         [[routes]]\nname = \"good\"\npath_prefix = \"/good\"\ncluster = \"app\"\n\
+         [[routes.filters]]\nplugin = \"header-rewrite\"\nconfig.request.set = {{ \"x-good\" = \"1\" }}\n\n"
+    );
+    for policy in ["fail_closed", "fail_open"] {
+        body += &format!(
+            "[[routes]]\nname = \"{mode}-{policy}\"\npath_prefix = \"/{policy}\"\ncluster = \"app\"\n\
+             [[routes.filters]]\nplugin = \"hostile\"\non_failure = \"{policy}\"\ndeadline = \"10ms\"\n\
+             memory_limit = \"16MiB\"\nconfig = {{ mode = \"{mode}\" }}\n\n"
+        );
+    }
+    body
+}
+
+async fn hostile_mode(mode: &str, expect: Expect) {
+    let up = Upstream::start("app").await;
+    let proxy = start_binary(&config(mode, up.addr), &[("hostile", "hostile")]);
+    let pid = proxy.child.id();
+    let client = h1();
+    let url = |path: &str| format!("http://{}{path}", proxy.addr);
+    // Warm up the good route, then take the baseline.
+    for _ in 0..20 {
+        assert_eq!(client.get(url("/good")).send().await.unwrap().status(), 200);
+    }
+    let baseline = proc_status_kib(pid, "VmRSS");
+
+    // The good route, concurrently, all along.
+    let good_client = h2();
+    let good_url = url("/good");
+    let good = tokio::spawn(async move {
+        let mut answered = 0;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) || answered < 20 {
+            let resp = good_client.get(&good_url).send().await.expect("good route");
+            assert_eq!(resp.status(), 200, "the good route failed while a hostile filter ran");
+            answered += 1;
+        }
+        answered
+    });
+
+    for policy in ["fail_closed", "fail_open"] {
+        for _ in 0..6 {
+            let started = Instant::now();
+            let resp = client.get(url(&format!("/{policy}/x"))).send().await.unwrap();
+            let took = started.elapsed();
+            assert!(took < ANSWER_WITHIN, "{mode}/{policy} took {took:?}");
+            let status = resp.status().as_u16();
+            match (expect, policy) {
+                (Expect::Fails(code), "fail_closed") => assert_eq!(status, code, "{mode}/{policy}"),
+                (Expect::Fails(_), _) => {
+                    assert_eq!(status, 200, "{mode}/{policy}");
+                    let echo: Value = resp.json().await.unwrap();
+                    assert!(
+                        echoed(&echo, "x-hostile-touched").is_empty(),
+                        "fail_open kept the failed filter's change"
+                    );
+                }
+                (Expect::RefusedOrDeadline(_), "fail_closed") if status == 504 => {}
+                (Expect::Refused(error) | Expect::RefusedOrDeadline(error), _) => {
+                    assert_eq!(status, 200, "{mode}/{policy}");
+                    let echo: Value = resp.json().await.unwrap();
+                    let skipped = echoed(&echo, "x-hostile-touched").is_empty();
+                    let deadline_allowed = matches!(expect, Expect::RefusedOrDeadline(_)) && policy == "fail_open";
+                    if !(skipped && deadline_allowed) {
+                        assert_eq!(echoed(&echo, "x-hostile-error"), [error], "{mode}/{policy}");
+                    }
+                    let lines = echo["headers"].as_array().map_or(0, |h| h.len());
+                    assert!(lines <= 600, "{lines} header lines reached the upstream");
+                }
+            }
+        }
+    }
+    assert!(good.await.unwrap() >= 20);
+
+    if let Expect::Fails(_) = expect {
+        let logged = proxy.log_lines_with("filter failed");
+        assert!(
+            logged
+                .iter()
+                .any(|l| l.contains("plugin=hostile") && l.contains("failed closed"))
+                && logged
+                    .iter()
+                    .any(|l| l.contains("plugin=hostile") && l.contains("fail_open")),
+            "failures not logged with the plugin name: {logged:?}"
+        );
+    }
+
+    // Memory back to baseline: failed instances are dropped and their
+    // memory returned to the pool.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = proc_status_kib(pid, "VmRSS");
+    assert!(
+        after <= baseline + RSS_SLACK_KIB,
+        "{mode}: RSS {after} KiB after, baseline {baseline} KiB"
+    );
+    assert!(proxy.log_lines_with("panicked").is_empty(), "the host panicked");
+}
+
+#[tokio::test]
+async fn infinite_loop_hits_the_deadline() {
+    hostile_mode("loop", Expect::Fails(504)).await;
+}
+
+#[tokio::test]
+async fn host_call_loop_hits_the_deadline() {
+    hostile_mode("host_call_loop", Expect::Fails(504)).await;
+}
+
+#[tokio::test]
+async fn allocation_stops_at_the_memory_cap() {
+    hostile_mode("allocate", Expect::Fails(500)).await;
+}
+
+#[tokio::test]
+async fn panic_is_a_trap() {
+    hostile_mode("panic", Expect::Fails(500)).await;
+}
+
+#[tokio::test]
+async fn stack_overflow_is_a_trap() {
+    hostile_mode("stack_overflow", Expect::Fails(500)).await;
+}
+
+#[tokio::test]
+async fn hundred_megabyte_body_stops_at_the_memory_cap() {
+    hostile_mode("huge_body", Expect::Fails(500)).await;
+}
+
+#[tokio::test]
+async fn hundred_thousand_headers_are_refused_past_the_limit() {
+    hostile_mode("many_headers", Expect::RefusedOrDeadline("LimitExceeded")).await;
+}
+
+#[tokio::test]
+async fn invalid_header_bytes_are_refused() {
+    hostile_mode("invalid_headers", Expect::Refused("InvalidName")).await;
+}
+
+#[tokio::test]
+async fn huge_shared_state_keys_are_refused() {
+    hostile_mode("shared_huge_keys", Expect::RefusedOrDeadline("LimitExceeded")).await;
+}
+
+/// Nothing outside the WIT API reaches a filter: no filesystem, no sockets
+/// (even to a listening upstream), no environment, no host stdio.
+#[tokio::test]
+async fn capabilities_beyond_the_wit_api_are_denied() {
+    let up = Upstream::start("app").await;
+    let body = format!(
+        "[[clusters]]\nname = \"app\"\nendpoints = [\"{0}\"]\n\n[[routes]]\nname = \"caps\"\ncluster = \"app\"\n\
+         [[routes.filters]]\nplugin = \"hostile\"\nconfig = {{ mode = \"capabilities\", target = \"{0}\" }}\n",
+        up.addr
+    );
+    let proxy = start_binary(&body, &[("hostile", "hostile")]);
+    let resp = h1().get(format!("http://{}/", proxy.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo: Value = resp.json().await.unwrap();
+    assert_eq!(echoed(&echo, "x-cap-fs"), ["denied"]);
+    assert_eq!(echoed(&echo, "x-cap-net"), ["denied"]);
+    assert_eq!(echoed(&echo, "x-cap-env"), ["0"]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        proxy.log_lines_with("HOSTILE-STDERR-MARKER").is_empty(),
+        "filter stderr reached the host"
+    );
+}
+
+/// More concurrent requests than `max_instances`, each holding an instance
+/// for its whole (long) deadline: the rest wait `pool_wait`, then get 503.
+/// Nothing else: no panic, no other status.
+#[tokio::test]
+async fn pool_exhaustion_sheds_with_503() {
+    let up = Upstream::start("app").await;
+    let body = format!(
+        "[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\n\n[[routes]]\nname = \"busy\"\ncluster = \"app\"\n\
+         [[routes.filters]]\nplugin = \"hostile\"\nmax_instances = 1\npool_wait = \"50ms\"\ndeadline = \"300ms\"\n\
+         config = {{ mode = \"loop\" }}\n",
+        up.addr
+    );
+    let proxy = start_binary(&body, &[("hostile", "hostile")]);
+    let client = h2();
+    let url = format!("http://{}/", proxy.addr);
+    let sends = (0..12).map(|_| client.get(&url).send());
+    let statuses: Vec<u16> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let shed = statuses.iter().filter(|s| **s == 503).count();
+    let timed_out = statuses.iter().filter(|s| **s == 504).count();
+    assert_eq!(shed + timed_out, statuses.len(), "{statuses:?}");
+    assert!(shed >= 6, "expected most requests shed: {statuses:?}");
+    assert!(timed_out >= 1, "{statuses:?}");
+    assert!(proxy.log_lines_with("panicked").is_empty());
+}
