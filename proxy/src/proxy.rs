@@ -53,11 +53,6 @@ async fn proxy(
     downstream: Downstream,
     record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    // Request smuggling: a message with both framings is ambiguous for the
-    // next hop whichever one this hop believed (RFC 9112 §6.3). Refuse it.
-    if parts.headers.contains_key(header::TRANSFER_ENCODING) && parts.headers.contains_key(header::CONTENT_LENGTH) {
-        return Err(ProxyError::BadRequest("both Transfer-Encoding and Content-Length\n"));
-    }
     // Router: the authority comes from the request target (HTTP/2, absolute
     // form) or the Host header; from here on the Host header carries it.
     let host = match parts.uri.authority() {

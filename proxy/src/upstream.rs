@@ -164,6 +164,10 @@ impl Cluster {
                     endpoint: endpoint.to_string(),
                 })
             }
+            Ok(Err(source)) if downstream_body_failed(&source) => {
+                tracing::debug!(error = %source, "request body from the client was malformed or cut short");
+                Err(ProxyError::BadRequest("malformed request body\n"))
+            }
             Ok(Err(source)) => {
                 if source.is_connect() {
                     self.metrics.connect_errors.inc();
@@ -175,6 +179,22 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Whether the upstream request failed because the client's request body
+/// did (bad chunked framing, a client gone mid-upload): hyper reports a
+/// failing request body as a "user" error.
+fn downstream_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && h.is_user()
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Whether a client error was a connect timeout.

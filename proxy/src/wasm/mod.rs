@@ -7,6 +7,8 @@
 mod bindings;
 mod budget;
 mod cache;
+#[doc(hidden)]
+pub mod fuzzing;
 mod host;
 mod plugin;
 mod pool;
