@@ -71,9 +71,10 @@ impl Filter for Hostile {
                 std::hint::black_box(req.header("host"));
             },
             "allocate" => {
+                // Reserve without touching: memory grows fast, up to the cap.
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
-                    hoard.push(vec![1u8; 1 << 20]);
+                    hoard.push(Vec::with_capacity(1 << 20));
                     std::hint::black_box(&hoard);
                 }
             }
