@@ -229,7 +229,7 @@ impl Default for ListenerLimits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_headers: 100,
-            h2_max_concurrent_streams: 100,
+            h2_max_concurrent_streams: 256,
             h2_max_pending_reset_streams: 20,
         }
     }
