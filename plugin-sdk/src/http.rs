@@ -5,11 +5,50 @@
 use crate::sys::{self, Message};
 use crate::types::HostError;
 use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
 
 /// The request, in the request-headers phase.
 #[derive(Debug)]
 pub struct Request {
     _not_send: PhantomData<*const ()>,
+}
+
+/// Headers only the host may change: framing and connection headers, and
+/// `host` (use `Request::set_authority`). Setting one fails with
+/// `HostError::ReservedHeader`; check configured names against it at load.
+pub const RESERVED_HEADERS: [&str; 9] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+    "host",
+];
+
+/// Whether `name` is a valid header name (an RFC 9110 token), so filters can
+/// refuse a bad configured name at load instead of failing requests.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The IP part of a client address, in canonical form: `203.0.113.7:5000` →
+/// `203.0.113.7`, `[2001:DB8::1]:443` → `2001:db8::1`, an IPv4-mapped IPv6
+/// address (`[::ffff:203.0.113.7]:80`, from a dual-stack listener) →
+/// `203.0.113.7`. Anything unparsable is returned as given.
+pub fn client_ip_of(address: &str) -> String {
+    if let Ok(socket) = address.parse::<SocketAddr>() {
+        return socket.ip().to_canonical().to_string();
+    }
+    if let Ok(ip) = address.parse::<IpAddr>() {
+        return ip.to_canonical().to_string();
+    }
+    address.to_string()
 }
 
 /// The response, in the response-headers phase.
@@ -58,6 +97,10 @@ impl Request {
     /// The client's address as `ip:port`.
     pub fn client_address(&self) -> String {
         sys::client_address()
+    }
+    /// The client's IP address without the port, canonical (see [`client_ip_of`]).
+    pub fn client_ip(&self) -> String {
+        client_ip_of(&sys::client_address())
     }
     /// The name of the route that matched, as written in the configuration.
     pub fn route(&self) -> String {
@@ -159,3 +202,28 @@ macro_rules! header_methods {
 
 header_methods!(Request, Message::Request);
 header_methods!(Response, Message::Response);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ips_are_canonical() {
+        assert_eq!(client_ip_of("203.0.113.7:5000"), "203.0.113.7");
+        assert_eq!(client_ip_of("[2001:DB8::1]:443"), "2001:db8::1");
+        assert_eq!(client_ip_of("[::ffff:203.0.113.7]:80"), "203.0.113.7");
+        assert_eq!(client_ip_of("203.0.113.7"), "203.0.113.7");
+        assert_eq!(client_ip_of("::1"), "::1");
+        assert_eq!(client_ip_of("unix:/tmp/sock"), "unix:/tmp/sock");
+        assert_eq!(client_ip_of("10.0.0.1:443"), "10.0.0.1");
+        assert_eq!(client_ip_of("[::1]:8080"), "::1");
+    }
+
+    #[test]
+    fn header_names_are_tokens() {
+        assert!(is_header_name("x-api-key"));
+        assert!(!is_header_name("bad name"));
+        assert!(!is_header_name(""));
+        assert!(!is_header_name("x-\u{7f}"));
+    }
+}

@@ -94,7 +94,7 @@ mod types;
 
 pub use config::Config;
 pub use host::{clock, context, log, random, shared};
-pub use http::{Headers, Request, Response};
+pub use http::{Headers, RESERVED_HEADERS, Request, Response, client_ip_of, is_header_name};
 pub use types::{Action, HostError, LocalResponse, LogLevel, Phases};
 
 #[doc(hidden)]

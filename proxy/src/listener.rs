@@ -72,9 +72,10 @@ pub async fn serve(
         let max_requests = limits.max_requests_per_connection;
         connections.spawn(async move {
             let downstream = Downstream { client, scheme: "http" };
-            let served = Arc::new(AtomicU32::new(0));
+            // Requests seen on this connection; the closure owns it.
+            let count = AtomicU32::new(0);
             let limit_reached = Arc::new(Notify::new());
-            let (count, reached) = (served.clone(), limit_reached.clone());
+            let reached = limit_reached.clone();
             let service = service_fn(move |req| {
                 let generation = current.load_full();
                 let telemetry = telemetry.clone();

@@ -63,6 +63,7 @@ async fn proxy(
             .cloned()
             .ok_or(ProxyError::BadRequest("missing Host header\n"))?,
     };
+    record.authority = Some(host.clone());
     let authority = host.to_str().map_err(|_| ProxyError::BadRequest("invalid Host\n"))?;
     let route = generation
         .router

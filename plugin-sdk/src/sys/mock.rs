@@ -3,6 +3,7 @@
 //! header syntax, cluster names) so a filter's tests see the same errors.
 
 use super::Message;
+use crate::http::{RESERVED_HEADERS, is_header_name};
 use crate::types::{HostError, LogLevel};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -71,26 +72,6 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     STATE.with(|s| f(&mut s.borrow_mut()))
 }
 
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Headers only the host may change (see `host-error.reserved-header`).
-pub(crate) const RESERVED: [&str; 9] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-connection",
-    "host",
-];
-
 pub(crate) fn valid_value(value: &[u8]) -> bool {
     !value.iter().any(|b| matches!(b, 0 | b'\r' | b'\n'))
 }
@@ -112,7 +93,7 @@ pub(crate) fn method() -> String {
 }
 pub(crate) fn set_method(m: &str) -> Result<(), HostError> {
     in_phase(Phase::Request)?;
-    if !valid_name(m) {
+    if !is_header_name(m) {
         return Err(HostError::InvalidArgument);
     }
     with(|s| s.method = m.to_string());
@@ -210,14 +191,14 @@ pub(crate) fn headers(m: Message) -> Vec<(String, Vec<u8>)> {
     with(|s| lines(s, m).map(|l| l.clone()).unwrap_or_default())
 }
 fn edit(m: Message, name: &str, value: Option<&[u8]>, replace: bool) -> Result<(), HostError> {
-    if !valid_name(name) {
+    if !is_header_name(name) {
         return Err(HostError::InvalidName);
     }
     if value.is_some_and(|v| !valid_value(v)) {
         return Err(HostError::InvalidValue);
     }
     let name = name.to_ascii_lowercase();
-    if RESERVED.contains(&name.as_str()) {
+    if RESERVED_HEADERS.contains(&name.as_str()) {
         return Err(HostError::ReservedHeader);
     }
     with(|s| {

@@ -3,6 +3,7 @@
 //! module (`api_key`, `keys`, `jwt`); every error names the offending key.
 
 use serde::Deserialize;
+use sluice_sdk::{RESERVED_HEADERS, is_header_name};
 use std::collections::BTreeMap;
 
 /// The filter's table.
@@ -111,26 +112,9 @@ pub(crate) const MAX_LEEWAY_SECONDS: u64 = 86_400;
 /// Largest accepted `cache_size`.
 pub(crate) const MAX_CACHE_SIZE: usize = 1 << 20;
 
-/// Headers only the host may set (the WIT `reserved-header` list).
-const RESERVED_HEADERS: [&str; 9] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-connection",
-    "host",
-];
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 /// Check a header name the filter reads or writes; returns it in lower case.
 pub(crate) fn header_name(key: &str, name: &str) -> Result<String, String> {
-    if name.is_empty() || !name.bytes().all(is_token_byte) {
+    if !is_header_name(name) {
         return Err(format!("{key}: `{name}` is not a valid header name"));
     }
     let lower = name.to_ascii_lowercase();

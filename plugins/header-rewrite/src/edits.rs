@@ -38,7 +38,7 @@ impl Edits {
     /// whether request variables can be used.
     pub fn new(settings: &EditSettings, section: &str, request_phase: bool) -> Result<Self, String> {
         let check = |name: &str, key: String| -> Result<String, String> {
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
+            if !sluice_sdk::is_header_name(name) {
                 return Err(format!("{key}: `{name}` is not a valid header name"));
             }
             Ok(name.to_ascii_lowercase())
@@ -122,8 +122,4 @@ impl Rendered<'_> {
         }
         Ok(())
     }
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

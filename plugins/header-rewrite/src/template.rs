@@ -51,7 +51,7 @@ impl Variable {
         match (self, req) {
             (Variable::RequestId, _) => context::get(REQUEST_ID_KEY),
             (Variable::Context(key), _) => context::get(key),
-            (Variable::ClientIp, Some(r)) => Some(ip_of(&r.client_address()).to_string()),
+            (Variable::ClientIp, Some(r)) => Some(r.client_ip()),
             (Variable::Host, Some(r)) => r.authority(),
             (Variable::Method, Some(r)) => Some(r.method()),
             (Variable::Path, Some(r)) => Some(r.path()),
@@ -129,16 +129,6 @@ impl Template {
     }
 }
 
-/// The IP part of `ip:port` or `[v6]:port`.
-fn ip_of(address: &str) -> &str {
-    match address.rsplit_once(':') {
-        Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-            ip.trim_start_matches('[').trim_end_matches(']')
-        }
-        _ => address,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +148,5 @@ mod tests {
         assert!(Template::parse("${nope}").unwrap_err().contains("nope"));
         assert!(Template::parse("${host").is_err());
         assert!(Template::parse("5$").is_err());
-        assert_eq!(ip_of("[::1]:80"), "::1");
     }
 }

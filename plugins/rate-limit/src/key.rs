@@ -15,7 +15,6 @@
 
 use sluice_sdk::{Request, context};
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
 
 /// The longest request section kept literally; longer ones are hashed.
 const MAX_SECTION_BYTES: usize = 128;
@@ -43,7 +42,7 @@ impl KeyPart {
             return Ok(KeyPart::Route);
         }
         if let Some(name) = text.strip_prefix("header:") {
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
+            if !sluice_sdk::is_header_name(name) {
                 return Err(format!("`{text}`: `{name}` is not a valid header name"));
             }
             return Ok(KeyPart::Header(name.to_ascii_lowercase()));
@@ -62,7 +61,7 @@ impl KeyPart {
     /// This part's value for the current request.
     fn value(&self, req: &Request) -> Vec<u8> {
         match self {
-            KeyPart::ClientIp => client_ip(&req.client_address()).into_bytes(),
+            KeyPart::ClientIp => req.client_ip().into_bytes(),
             KeyPart::Route => req.route().into_bytes(),
             KeyPart::Header(name) => req.header_bytes(name).unwrap_or_default(),
             KeyPart::Context(key) => context::get(key).unwrap_or_default().into_bytes(),
@@ -78,24 +77,6 @@ impl KeyPart {
             KeyPart::Context(key) => format!("context:{key}"),
         }
     }
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// The client's IP without the port, in canonical form: `203.0.113.7:5000` →
-/// `203.0.113.7`, `[2001:DB8::1]:443` → `2001:db8::1`, and an IPv4-mapped IPv6
-/// address (`[::ffff:203.0.113.7]:80`, from a dual-stack listener) → `203.0.113.7`.
-/// Anything unparsable is used as given.
-pub(crate) fn client_ip(address: &str) -> String {
-    if let Ok(socket) = address.parse::<SocketAddr>() {
-        return socket.ip().to_canonical().to_string();
-    }
-    if let Ok(ip) = address.parse::<IpAddr>() {
-        return ip.to_canonical().to_string();
-    }
-    address.to_string()
 }
 
 /// The request section of the key: every part's value, length-prefixed.
@@ -143,16 +124,6 @@ pub(crate) fn fnv1a_128(bytes: &[u8]) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn client_ip_drops_the_port() {
-        assert_eq!(client_ip("203.0.113.7:5000"), "203.0.113.7");
-        assert_eq!(client_ip("[2001:DB8::1]:443"), "2001:db8::1");
-        assert_eq!(client_ip("[::ffff:203.0.113.7]:80"), "203.0.113.7");
-        assert_eq!(client_ip("203.0.113.7"), "203.0.113.7");
-        assert_eq!(client_ip("::1"), "::1");
-        assert_eq!(client_ip("unix:/tmp/sock"), "unix:/tmp/sock");
-    }
 
     #[test]
     fn key_parts_parse() {

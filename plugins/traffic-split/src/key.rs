@@ -32,21 +32,11 @@ impl KeySource {
     /// The key's value for this request, if present.
     pub fn read(&self, req: &Request) -> Option<String> {
         match self {
-            KeySource::ClientIp => Some(ip_of(&req.client_address()).to_string()),
+            KeySource::ClientIp => Some(req.client_ip()),
             KeySource::Header(name) => req.header(name),
             KeySource::Cookie(name) => cookie(req, name),
             KeySource::Context(key) => context::get(key),
         }
-    }
-}
-
-/// The IP part of `ip:port` or `[v6]:port`.
-fn ip_of(address: &str) -> &str {
-    match address.rsplit_once(':') {
-        Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-            ip.trim_start_matches('[').trim_end_matches(']')
-        }
-        _ => address,
     }
 }
 
@@ -96,7 +86,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_sources_and_ips() {
+    fn parses_sources() {
         assert_eq!(KeySource::parse("client_ip"), Ok(KeySource::ClientIp));
         assert_eq!(
             KeySource::parse("header:X-User"),
@@ -104,7 +94,5 @@ mod tests {
         );
         assert!(KeySource::parse("header:").is_err());
         assert!(KeySource::parse("ip").is_err());
-        assert_eq!(ip_of("10.0.0.1:443"), "10.0.0.1");
-        assert_eq!(ip_of("[::1]:8080"), "::1");
     }
 }

@@ -83,7 +83,7 @@ impl TrafficSplit {
         ((u128::from(x) * u128::from(self.total)) >> 64) as u64
     }
 
-    fn choose(&self, req: &Request) -> String {
+    fn choose(&self, req: &Request) -> &str {
         for rule in &self.rules {
             let found = match &rule.on {
                 Match::Header(name) => req.header(name),
@@ -95,7 +95,7 @@ impl TrafficSplit {
                 (None, _) => false,
             };
             if hit {
-                return rule.cluster.clone();
+                return &rule.cluster;
             }
         }
         let sticky = self.sticky.as_ref().and_then(|source| source.read(req));
@@ -103,16 +103,12 @@ impl TrafficSplit {
             Some(value) => key::stable_hash(value.as_bytes()),
             None => sluice_sdk::random::next_u64(),
         };
-        self.bucket(self.scale(x)).to_string()
+        self.bucket(self.scale(x))
     }
 }
 
 fn validate_header_name(name: &str, key: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if ok {
+    if sluice_sdk::is_header_name(name) {
         Ok(())
     } else {
         Err(format!("{key}: `{name}` is not a valid header name"))
@@ -187,7 +183,7 @@ impl Filter for TrafficSplit {
 
     fn on_request_headers(&mut self, req: &mut Request) -> Action {
         let cluster = self.choose(req);
-        match req.set_cluster(&cluster) {
+        match req.set_cluster(cluster) {
             Ok(()) => {}
             Err(HostError::UnknownCluster) => {
                 sluice_sdk::error!("cluster `{cluster}` is not in the configuration");
@@ -195,7 +191,7 @@ impl Filter for TrafficSplit {
             }
             Err(e) => return Action::respond(500, format!("traffic-split: {e}\n")),
         }
-        let _ = context::set(CONTEXT_KEY, &cluster);
+        let _ = context::set(CONTEXT_KEY, cluster);
         Action::Continue
     }
 

@@ -38,7 +38,6 @@ struct Arrival {
     method: Method,
     uri: Uri,
     version: Version,
-    host: Option<HeaderValue>,
     /// Configured headers, values redacted where required.
     headers: Vec<(String, String)>,
 }
@@ -52,6 +51,8 @@ pub struct Record {
     /// The route's counters (or the "no route" ones).
     pub metrics: Arc<RouteMetrics>,
     pub route: Option<Arc<str>>,
+    /// The authority the router saw (request target or Host), once known.
+    pub authority: Option<HeaderValue>,
     /// The cluster the request was sent to.
     pub cluster: Option<Arc<str>>,
     pub endpoint: Option<Authority>,
@@ -74,11 +75,6 @@ impl Record {
             method: req.method.clone(),
             uri: req.uri.clone(),
             version: req.version,
-            host: req
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                .or_else(|| req.headers.get(http::header::HOST).cloned()),
             headers: logged_headers(log, &req.headers),
         });
         Record {
@@ -87,6 +83,7 @@ impl Record {
             arrival,
             metrics: unrouted,
             route: None,
+            authority: None,
             cluster: None,
             endpoint: None,
             request_id: None,
@@ -170,7 +167,7 @@ impl Drop for ObservedBody {
             time: Some(a.time),
             client: r.client.to_string(),
             method: a.method.as_str(),
-            authority: a.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
+            authority: r.authority.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
             path: a.uri.path_and_query().map_or("/", |p| p.as_str()),
             protocol: match a.version {
                 Version::HTTP_2 => "HTTP/2",

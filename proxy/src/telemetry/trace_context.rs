@@ -46,11 +46,20 @@ impl TraceContext {
 
     /// `00-<trace-id>-<span-id>-<flags>`.
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{:02x}", hex(&self.trace_id), hex(&self.span_id), self.flags)
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        push_hex(&mut out, &self.trace_id);
+        out.push('-');
+        push_hex(&mut out, &self.span_id);
+        out.push('-');
+        push_hex(&mut out, &[self.flags]);
+        out
     }
 
     pub fn trace_id_hex(&self) -> String {
-        hex(&self.trace_id)
+        let mut out = String::with_capacity(32);
+        push_hex(&mut out, &self.trace_id);
+        out
     }
 }
 
@@ -63,8 +72,13 @@ fn nonzero<const N: usize>() -> [u8; N] {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Append lower-case hex without an allocation per byte (this runs per request).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
 }
 
 /// Trace id and flags of a valid `traceparent`: version `00` exactly, or a
