@@ -1,245 +1,320 @@
-//! Host-side cost of running filters, on the release build:
-//! `cargo bench -p sluice --bench filter_call`.
+//! Host-side cost of running filters, measured with criterion on the release
+//! build: `cargo bench -p sluice --bench filter_call` (add a name filter such
+//! as `-- marshalling` to run one group; criterion compares each figure with
+//! the previous run's, kept under `target/criterion/`). Groups:
 //!
-//! Measures a request-phase and a response-phase call of the built-in
-//! header-rewrite filter on a pooled instance (11 request headers, like a
-//! browser request), the whole one-filter chain (both phases), and creating
-//! a fresh configured instance. Each figure is the median of 7 runs of
-//! 20,000 iterations, with the range.
+//! - `builtin/<name>`: one request-phase call of each built-in filter on a
+//!   pooled instance (`FilterSlot::call`): auth (an HS256 JWT, served from
+//!   its token cache after the first call), rate-limit, header-rewrite,
+//!   traffic-split; `builtin/<name>/response` for those that run in the
+//!   response phase. Each call gets a fresh copy of a browser-like request
+//!   (11 headers plus `Authorization`), made and dropped outside the timing.
+//! - `chain/four-builtins`: the four in a `FilterChain`, both phases,
+//!   including building the request copy; `chain/request-copy-baseline` is
+//!   that copy alone, to subtract.
+//! - `instance/create+init/<name>`: a fresh configured instance
+//!   (`FilterSlot::new`: instantiate, `init` with the route's configuration,
+//!   drop) of header-rewrite and of the larger auth module.
+//! - `marshalling/header-rewrite/<n>`: header-rewrite's request phase on
+//!   requests with 0, 11 and 50 headers. Filters read headers by name, so the
+//!   map never crosses into the guest whole and this should stay nearly flat.
+//!   `marshalling/lines/<n>` is the host side of a filter's `headers()` call
+//!   (the map turned into the list; lowering it into guest memory is not
+//!   included), for 11 and 50 headers.
+//!
+//! Compiling the plugins and creating the slots happen outside the timing;
+//! each benchmark takes 50 samples over 3 s after 1 s of warm-up.
 
+use criterion::{BatchSize, Bencher, BenchmarkId, Criterion, Throughput};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sluice::config::SandboxConfig;
-use sluice::filter_chain::FilterChain;
-use sluice::wasm::Phase;
-use sluice::wasm::{Exchange, FilterSlot, Plugin, PluginSource, RequestHead, WasmRuntime};
+use sluice::filter_chain::{FilterChain, RequestOutcome};
+use sluice::wasm::{Exchange, FilterSlot, Phase, PhaseOutcome, Plugin, PluginSource, RequestHead, WasmRuntime};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
+use tokio::runtime::Runtime;
 
-const ITERATIONS: u32 = 20_000;
-const RUNS: usize = 7;
+const SECRET: &str = "bench-secret-bench-secret-0123456789";
+const RATE_LIMIT: &str = r#"{"key":["client_ip"],"limits":[{"requests":1000000000,"per":"1s"}]}"#;
+const REWRITE: &str = r#"{"request":{"set":{"x-caller":"${context.auth.subject}"},"remove":["x-internal"]},
+    "response":{"set":{"x-served-by":"sluice"}}}"#;
+const SPLIT: &str = r#"{"clusters":[{"cluster":"app","weight":90},{"cluster":"canary","weight":10}]}"#;
 
-fn request() -> RequestHead {
-    request_with(&[])
+/// The headers of a browser's page request.
+const BROWSER: [(&str, &str); 11] = [
+    ("host", "shop.example.com"),
+    (
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0",
+    ),
+    (
+        "accept",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    ),
+    ("accept-language", "en-US,en;q=0.5"),
+    ("accept-encoding", "gzip, deflate, br"),
+    ("referer", "https://shop.example.com/"),
+    ("cookie", "session=8f1c2e; theme=dark"),
+    ("x-request-id", "5b9f1d0e-3c44-4d6b-9a57-2f7d1b8e6c10"),
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-site", "same-origin"),
+    ("upgrade-insecure-requests", "1"),
+];
+
+/// `count` request headers: the browser's first, then `x-extra-NN` padding.
+fn headers(count: usize) -> HeaderMap {
+    let mut map: HeaderMap = BROWSER
+        .iter()
+        .take(count)
+        .map(|&(name, value)| (HeaderName::from_static(name), HeaderValue::from_static(value)))
+        .collect();
+    for i in BROWSER.len()..count {
+        let name = HeaderName::try_from(format!("x-extra-{i:02}")).expect("header name");
+        map.insert(name, HeaderValue::from_static("0123456789abcdef"));
+    }
+    map
 }
 
-fn request_with(extra: &[(&str, &str)]) -> RequestHead {
-    let mut req = http::Request::get("/api/orders?limit=10");
-    for (k, v) in extra {
-        req = req.header(*k, *v);
-    }
-    for (k, v) in [
-        ("host", "shop.example.com"),
-        (
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0",
-        ),
-        (
-            "accept",
-            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        ),
-        ("accept-language", "en-US,en;q=0.5"),
-        ("accept-encoding", "gzip, deflate, br"),
-        ("referer", "https://shop.example.com/"),
-        ("cookie", "session=8f1c2e; theme=dark"),
-        ("x-request-id", "5b9f1d0e-3c44-4d6b-9a57-2f7d1b8e6c10"),
-        ("sec-fetch-mode", "navigate"),
-        ("sec-fetch-site", "same-origin"),
-        ("upgrade-insecure-requests", "1"),
-    ] {
-        req = req.header(k, v);
-    }
-    let (parts, ()) = req.body(()).expect("valid request").into_parts();
-    RequestHead {
-        parts,
-        client: "10.1.2.3:40000".parse().expect("addr"),
-        scheme: "http",
-        cluster: "app".into(),
-        route: "bench".into(),
-    }
+/// A request head, copied into a fresh [`Exchange`] per call as the proxy
+/// builds one per request.
+struct RequestTemplate {
+    parts: http::request::Parts,
+    cluster: Arc<str>,
+    route: Arc<str>,
 }
 
-fn report(name: &str, mut per_op_ns: Vec<f64>) {
-    per_op_ns.sort_by(f64::total_cmp);
-    println!(
-        "{name:<44} median {:8.2} µs   min {:8.2}   max {:8.2}",
-        per_op_ns[RUNS / 2] / 1e3,
-        per_op_ns[0] / 1e3,
-        per_op_ns[RUNS - 1] / 1e3
-    );
-}
-
-/// Run `$body` `$n` times per run, `RUNS` runs, and report per-op time.
-macro_rules! measure {
-    ($name:expr, $n:expr, $body:expr) => {{
-        let mut runs = Vec::new();
-        for _ in 0..RUNS {
-            let started = Instant::now();
-            for _ in 0..$n {
-                $body;
-            }
-            runs.push(started.elapsed().as_nanos() as f64 / f64::from($n as u32));
+impl RequestTemplate {
+    fn new(headers: HeaderMap) -> Self {
+        let (mut parts, ()) = http::Request::get("/api/orders?limit=10")
+            .body(())
+            .expect("valid request")
+            .into_parts();
+        parts.headers = headers;
+        RequestTemplate {
+            parts,
+            cluster: "app".into(),
+            route: "bench".into(),
         }
-        report($name, runs);
-    }};
+    }
+
+    fn exchange(&self) -> Exchange {
+        Exchange {
+            request: Some(RequestHead {
+                parts: self.parts.clone(),
+                client: ([10, 1, 2, 3], 40000).into(),
+                scheme: "http",
+                cluster: self.cluster.clone(),
+                route: self.route.clone(),
+            }),
+            ..Exchange::default()
+        }
+    }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let runtime = WasmRuntime::new(None).expect("engine");
-    let bytes = sluice::builtin::get("header-rewrite").expect("built-in header-rewrite");
-    let plugin = Arc::new(Plugin::load(&runtime, "header-rewrite", PluginSource::Builtin, bytes, 1).expect("load"));
-    let config = r#"{"request":{"set":{"x-gateway":"sluice"},"remove":["x-internal"]},"response":{"set":{"x-served-by":"sluice"}}}"#;
-    let clusters: Arc<HashSet<Arc<str>>> = Arc::new(["app".into(), "canary".into()].into_iter().collect());
-    let slot = Arc::new(
+/// What every benchmark shares: the Tokio runtime async calls run on, the
+/// engine, the route's clusters and the four built-ins, compiled once.
+struct Env {
+    tokio: Runtime,
+    wasm: Arc<WasmRuntime>,
+    clusters: Arc<HashSet<Arc<str>>>,
+    /// Name, plugin and route configuration, in chain order.
+    filters: Vec<(&'static str, Arc<Plugin>, String)>,
+    /// An `Authorization` value the auth configuration accepts.
+    bearer: String,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let wasm = WasmRuntime::new(None).expect("engine");
+        let claims = serde_json::json!({"sub": "bench-user", "iss": "bench", "aud": "api", "exp": 4_000_000_000u64});
+        let header = jsonwebtoken::Header {
+            kid: Some("bench".into()),
+            ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+        };
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+        let token = jsonwebtoken::encode(&header, &claims, &key).expect("token");
+        let auth = format!(
+            r#"{{"jwt":{{"issuers":["bench"],"audiences":["api"],"keys":[{{"kid":"bench","alg":"HS256","secret":"{SECRET}"}}]}}}}"#
+        );
+        let configs = [
+            ("auth", auth),
+            ("rate-limit", RATE_LIMIT.into()),
+            ("header-rewrite", REWRITE.into()),
+            ("traffic-split", SPLIT.into()),
+        ];
+        let filters = configs
+            .into_iter()
+            .map(|(name, config)| {
+                let bytes = sluice::builtin::get(name).expect("built-in plugin");
+                let plugin = Plugin::load(&wasm, name, PluginSource::Builtin, bytes, 1).expect("load");
+                (name, Arc::new(plugin), config)
+            })
+            .collect();
+        Env {
+            tokio,
+            wasm,
+            clusters: Arc::new(["app".into(), "canary".into()].into_iter().collect()),
+            filters,
+            bearer: format!("Bearer {token}"),
+        }
+    }
+
+    /// A built-in's plugin and route configuration.
+    fn filter(&self, name: &str) -> (&Arc<Plugin>, &str) {
+        let (_, plugin, config) = self.filters.iter().find(|f| f.0 == name).expect("known filter");
+        (plugin, config.as_str())
+    }
+
+    async fn new_slot(&self, plugin: &Arc<Plugin>, config: &str) -> FilterSlot {
         FilterSlot::new(
-            runtime.clone(),
+            self.wasm.clone(),
             plugin.clone(),
-            config.into(),
-            clusters.clone(),
+            config.to_owned(),
+            self.clusters.clone(),
             SandboxConfig::default(),
         )
         .await
-        .expect("slot"),
-    );
-
-    let mut exchange = Exchange {
-        request: Some(request()),
-        ..Exchange::default()
-    };
-    measure!(
-        "request phase, pooled instance",
-        ITERATIONS,
-        slot.call(Phase::RequestHeaders, &mut exchange).await.expect("call")
-    );
-
-    let response = http::Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .body(())
-        .expect("response");
-    let mut exchange = Exchange {
-        response: Some(response.into_parts().0),
-        ..Exchange::default()
-    };
-    measure!(
-        "response phase, pooled instance",
-        ITERATIONS,
-        slot.call(Phase::ResponseHeaders, &mut exchange).await.expect("call")
-    );
-
-    let chain = FilterChain {
-        slots: vec![slot.clone()],
-    };
-    measure!("one-filter chain, both phases (+ request copy)", ITERATIONS, {
-        let mut exchange = Exchange {
-            request: Some(request()),
-            ..Exchange::default()
-        };
-        chain.on_request(&mut exchange).await.expect("request phase");
-        exchange.request = None;
-        exchange.response = Some(http::Response::new(()).into_parts().0);
-        chain
-            .on_response(1, &mut exchange, sluice::body::full(""))
-            .await
-            .expect("response phase");
-    });
-    measure!(
-        "  baseline: building the request copy alone",
-        ITERATIONS,
-        std::hint::black_box(request())
-    );
-    measure!(
-        "fresh instance + init (config parse)",
-        500,
-        FilterSlot::new(
-            runtime.clone(),
-            plugin.clone(),
-            config.into(),
-            clusters.clone(),
-            SandboxConfig::default()
-        )
-        .await
         .expect("slot")
-    );
+    }
 
-    builtin_filters(&runtime, &clusters).await;
+    fn slot(&self, name: &str) -> Arc<FilterSlot> {
+        let (plugin, config) = self.filter(name);
+        Arc::new(self.tokio.block_on(self.new_slot(plugin, config)))
+    }
+
+    /// One untimed call (warming caches such as auth's token cache) that
+    /// must let the message through; returns the exchange it left.
+    fn call_once(&self, slot: &FilterSlot, phase: Phase, mut exchange: Exchange) -> Exchange {
+        let outcome = self.tokio.block_on(slot.call(phase, &mut exchange)).expect("call");
+        assert!(
+            matches!(outcome, PhaseOutcome::Continue),
+            "{} answered locally: {outcome:?}",
+            slot.plugin.name
+        );
+        exchange
+    }
 }
 
-const SECRET: &str = "bench-secret-bench-secret-0123456789";
-
-/// One request phase (and response phase where the filter has one) of each
-/// built-in filter with a realistic configuration, then the four in a chain,
-/// on a request carrying a JWT (verified once, then served from the cache).
-async fn builtin_filters(runtime: &Arc<WasmRuntime>, clusters: &Arc<HashSet<Arc<str>>>) {
-    let claims = serde_json::json!({"sub": "bench-user", "iss": "bench", "aud": "api", "exp": 4_000_000_000u64});
-    let header = jsonwebtoken::Header {
-        kid: Some("bench".into()),
-        ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
-    };
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token");
-    let bearer = format!("Bearer {token}");
-    let auth = format!(
-        r#"{{"jwt":{{"issuers":["bench"],"audiences":["api"],"keys":[{{"kid":"bench","alg":"HS256","secret":"{SECRET}"}}]}}}}"#
+/// Time one `phase` call of `slot` per iteration, each on a fresh message
+/// from `message`, made and dropped outside the timing.
+fn bench_call(b: &mut Bencher<'_>, tokio: &Runtime, slot: &FilterSlot, phase: Phase, message: impl Fn() -> Exchange) {
+    b.to_async(tokio).iter_batched(
+        message,
+        move |mut exchange| async move {
+            slot.call(phase, &mut exchange).await.expect("call");
+            exchange
+        },
+        BatchSize::SmallInput,
     );
-    let filters = [
-        ("auth", auth.as_str()),
-        (
-            "rate-limit",
-            r#"{"key":["client_ip"],"limits":[{"requests":1000000000,"per":"1s"}]}"#,
-        ),
-        (
-            "header-rewrite",
-            r#"{"request":{"set":{"x-caller":"${context.auth.subject}"},"remove":["x-internal"]},"response":{"set":{"x-served-by":"sluice"}}}"#,
-        ),
-        (
-            "traffic-split",
-            r#"{"clusters":[{"cluster":"app","weight":90},{"cluster":"canary","weight":10}]}"#,
-        ),
-    ];
+}
+
+/// `builtin/*`; returns the four slots in chain order.
+fn builtin(c: &mut Criterion, env: &Env, request: &RequestTemplate) -> Vec<Arc<FilterSlot>> {
+    let mut response = http::Response::new(()).into_parts().0;
+    response
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut group = c.benchmark_group("builtin");
     let mut slots = Vec::new();
-    for (name, config) in filters {
-        let bytes = sluice::builtin::get(name).expect("built-in");
-        let plugin = Arc::new(Plugin::load(runtime, name, PluginSource::Builtin, bytes, 1).expect("load"));
-        let slot = Arc::new(
-            FilterSlot::new(
-                runtime.clone(),
-                plugin,
-                config.into(),
-                clusters.clone(),
-                SandboxConfig::default(),
-            )
-            .await
-            .expect("slot"),
-        );
-        let mut exchange = Exchange {
-            request: Some(request_with(&[("authorization", &bearer)])),
-            ..Exchange::default()
-        };
-        measure!(
-            &format!("{name}: request phase"),
-            ITERATIONS,
-            slot.call(Phase::RequestHeaders, &mut exchange).await.expect("call")
-        );
+    for &(name, ..) in &env.filters {
+        let slot = env.slot(name);
+        let after = env.call_once(&slot, Phase::RequestHeaders, request.exchange());
+        group.bench_function(name, |b| {
+            bench_call(b, &env.tokio, &slot, Phase::RequestHeaders, || request.exchange())
+        });
+        if slot.wants(Phase::ResponseHeaders) {
+            // The response phase sees the context its request phase left.
+            let reply = || Exchange {
+                response: Some(response.clone()),
+                context: after.context.clone(),
+                ..Exchange::default()
+            };
+            env.call_once(&slot, Phase::ResponseHeaders, reply());
+            group.bench_function(format!("{name}/response"), |b| {
+                bench_call(b, &env.tokio, &slot, Phase::ResponseHeaders, reply)
+            });
+        }
         slots.push(slot);
     }
+    group.finish();
+    slots
+}
+
+/// `chain/*`: the four built-ins in one chain, both phases.
+fn chain(c: &mut Criterion, env: &Env, request: &RequestTemplate, slots: Vec<Arc<FilterSlot>>) {
     let chain = FilterChain { slots };
-    measure!("four built-ins, both phases (+ request copy)", ITERATIONS, {
-        let mut exchange = Exchange {
-            request: Some(request_with(&[("authorization", &bearer)])),
-            ..Exchange::default()
-        };
-        let outcome = chain.on_request(&mut exchange).await.expect("request phase");
-        assert!(matches!(outcome, sluice::filter_chain::RequestOutcome::Forward));
-        exchange.request = None;
-        exchange.response = Some(http::Response::new(()).into_parts().0);
-        chain
-            .on_response(4, &mut exchange, sluice::body::full(""))
-            .await
-            .expect("response phase");
+    let ran = chain.slots.len();
+    let mut group = c.benchmark_group("chain");
+    group.bench_function("four-builtins", |b| {
+        let chain = &chain;
+        b.to_async(&env.tokio).iter(move || async move {
+            let mut exchange = request.exchange();
+            let outcome = chain.on_request(&mut exchange).await.expect("request phase");
+            assert!(matches!(outcome, RequestOutcome::Forward), "the chain answered locally");
+            exchange.request = None;
+            exchange.response = Some(http::Response::new(()).into_parts().0);
+            chain
+                .on_response(ran, &mut exchange, sluice::body::full(""))
+                .await
+                .expect("response phase")
+        })
     });
+    group.bench_function("request-copy-baseline", |b| b.iter(|| request.exchange()));
+    group.finish();
+}
+
+/// `instance/create+init/*`: a new slot with its first configured instance.
+fn instance(c: &mut Criterion, env: &Env) {
+    let mut group = c.benchmark_group("instance");
+    for name in ["header-rewrite", "auth"] {
+        let (plugin, config) = env.filter(name);
+        group.bench_function(BenchmarkId::new("create+init", name), |b| {
+            b.to_async(&env.tokio).iter(move || env.new_slot(plugin, config))
+        });
+    }
+    group.finish();
+}
+
+/// `marshalling/*`: how a call's cost grows with the request's headers.
+fn marshalling(c: &mut Criterion, env: &Env) {
+    let slot = env.slot("header-rewrite");
+    let mut group = c.benchmark_group("marshalling");
+    for count in [0, 11, 50] {
+        let request = RequestTemplate::new(headers(count));
+        env.call_once(&slot, Phase::RequestHeaders, request.exchange());
+        group.bench_function(BenchmarkId::new("header-rewrite", count), |b| {
+            bench_call(b, &env.tokio, &slot, Phase::RequestHeaders, || request.exchange())
+        });
+    }
+    // Set last: the group's throughput applies to every benchmark after it.
+    for count in [11, 50] {
+        let map = headers(count);
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_function(BenchmarkId::new("lines", count), |b| {
+            b.iter(|| sluice::wasm::fuzzing::header_lines(&map))
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    let env = Env::new();
+    let mut c = Criterion::default()
+        .sample_size(50)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let mut browser = headers(BROWSER.len());
+    browser.insert(AUTHORIZATION, HeaderValue::from_str(&env.bearer).expect("header value"));
+    let request = RequestTemplate::new(browser);
+    let slots = builtin(&mut c, &env, &request);
+    chain(&mut c, &env, &request, slots);
+    instance(&mut c, &env);
+    marshalling(&mut c, &env);
+    c.final_summary();
 }

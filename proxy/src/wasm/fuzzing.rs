@@ -2,10 +2,12 @@
 //! run an arbitrary sequence of host calls with arbitrary arguments against
 //! a real [`HostState`] holding a request, then a response, and check that
 //! what the host kept is still a valid HTTP message within the limits. A
-//! panic anywhere is a finding. Not used by the proxy itself.
+//! panic anywhere is a finding. Also home of [`header_lines`], a host
+//! internal the `filter_call` benchmark times. Not used by the proxy itself.
 
+use super::bindings::HeaderLine;
 use super::bindings::sluice::filter::{context, request, response, shared_state};
-use super::host::{Exchange, HostState, RequestHead};
+use super::host::{Exchange, HostState, RequestHead, headers};
 use crate::limits;
 use crate::shared_state::SharedState;
 use std::collections::HashSet;
@@ -61,6 +63,14 @@ pub fn run(calls: &[HostCall]) {
         apply(&mut state, call.clone());
     }
     check(&state.exchange);
+}
+
+/// The host side of a filter's `headers()` call: `map` turned into the
+/// list that is then lowered into guest memory (not included). For the
+/// `filter_call` benchmark's `marshalling/lines` group.
+#[doc(hidden)]
+pub fn header_lines(map: &http::HeaderMap) -> Vec<HeaderLine> {
+    headers::lines(map)
 }
 
 fn apply(s: &mut HostState, call: HostCall) {

@@ -139,7 +139,7 @@ fn header_value(value: &[u8]) -> Result<HeaderValue, HostError> {
 }
 
 /// Header operations shared by the request and the response.
-mod headers {
+pub(super) mod headers {
     use super::*;
 
     pub fn get(map: &HeaderMap, name: &str) -> Option<Vec<u8>> {

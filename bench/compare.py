@@ -1,0 +1,531 @@
+#!/usr/bin/env python3
+"""sluice against direct, nginx and HAProxy, measured in one run.
+
+Called by bench/compare.sh, which installs the tools and builds the release
+binary. Every target serves the same request (GET with a JWT) from the same
+upstream (an nginx returning a fixed body, on core 0 with the load
+generator); the proxy under test runs alone on core 1 with one worker.
+
+For each round, protocol (HTTP/1.1, HTTP/2 cleartext) and rate, every target
+is started fresh, warmed up, then sent a fixed number of requests at a fixed
+rate with h2load. Recorded per run: the proxy's utime+stime over the run
+(/proc/PID/stat) divided by the requests, its peak RSS (VmHWM), and the
+latency of every request (h2load --log-file) → p50/p99/p99.9. Latency is
+reported as overhead over the direct run of the same round. Targets run in a
+different order each round, so drift in the machine spreads over all.
+
+Output: bench/results/latest.{json,md,png}, and the table in README.md
+between the bench markers.
+"""
+
+import argparse
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SLUICE = ROOT / "target" / "release" / "sluice"
+SECRET = "bench-secret-bench-secret-0123456789"
+BODY = "x" * 511 + "\n"  # the upstream's fixed 512-byte response body
+TICK = os.sysconf("SC_CLK_TCK")
+UP_H1, UP_H2 = 19100, 19101  # upstream: HTTP/1.1 and h2c (prior knowledge)
+PX_H1, PX_H2 = 18100, 18101  # proxy under test
+LOAD_CORE, PROXY_CORE = "0", "1"
+PATH = "/bench/item?id=42"
+TARGETS = ["direct", "sluice", "sluice-4-filters", "nginx", "haproxy"]
+# h2load shape: HTTP/1.1 gets 16 connections (one request at a time each),
+# HTTP/2 4 connections with up to 16 streams each.
+SHAPE = {"h1": ["--h1", "-c", "16", "-m", "1"], "h2": ["-c", "4", "-m", "16"]}
+
+
+def jwt() -> str:
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "bench"}).encode())
+    claims = {"sub": "bench-user", "iss": "bench", "aud": "api", "exp": int(time.time()) + 86400}
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+# --- configurations -------------------------------------------------------
+
+NGINX_COMMON = """
+worker_processes 1;
+daemon off;
+master_process on;
+pid {work}/{name}.pid;
+error_log {work}/{name}.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {work}/{name}-body;
+    proxy_temp_path {work}/{name}-proxy;
+    fastcgi_temp_path {work}/{name}-fastcgi;
+    uwsgi_temp_path {work}/{name}-uwsgi;
+    scgi_temp_path {work}/{name}-scgi;
+{server}
+}}
+"""
+
+UPSTREAM_SERVER = f"""
+    server {{
+        listen 127.0.0.1:{UP_H1};
+        listen 127.0.0.1:{UP_H2} http2;
+        location / {{ default_type text/plain; return 200 "{BODY.strip()}\\n"; }}
+    }}
+"""
+
+NGINX_PROXY_SERVER = f"""
+    upstream up {{
+        server 127.0.0.1:{UP_H1};
+        keepalive 64;
+        keepalive_requests 10000000;
+    }}
+    server {{
+        listen 127.0.0.1:{PX_H1};
+        listen 127.0.0.1:{PX_H2} http2;
+        location / {{
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+"""
+
+HAPROXY = f"""
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+    option http-keep-alive
+    http-reuse always
+frontend bench
+    bind 127.0.0.1:{PX_H1}
+    bind 127.0.0.1:{PX_H2} proto h2
+    option forwardfor
+    default_backend up
+backend up
+    server up 127.0.0.1:{UP_H1}
+"""
+
+SLUICE_BASE = f"""
+plugins_dir = "plugins"
+[[listeners]]
+name = "h1"
+address = "127.0.0.1:{PX_H1}"
+[[listeners]]
+name = "h2"
+address = "127.0.0.1:{PX_H2}"
+[[clusters]]
+name = "up"
+endpoints = ["127.0.0.1:{UP_H1}"]
+[[clusters]]
+name = "up2"
+endpoints = ["127.0.0.1:{UP_H1}"]
+[[routes]]
+name = "bench"
+path_prefix = "/"
+cluster = "up"
+"""
+
+# The four built-ins as a user would chain them: verify the JWT, limit per
+# subject (far above the offered rate), rewrite headers both ways, split 90/10
+# (both clusters are the same upstream, so every target serves alike).
+SLUICE_FILTERS = f"""
+[[routes.filters]]
+plugin = "auth"
+config.jwt = {{ issuers = ["bench"], audiences = ["api"], keys = [{{ kid = "bench", alg = "HS256", secret = "{SECRET}" }}] }}
+[[routes.filters]]
+plugin = "rate-limit"
+config = {{ key = ["context:auth.subject"], limits = [{{ requests = 100000000, per = "1s" }}] }}
+[[routes.filters]]
+plugin = "header-rewrite"
+config.request = {{ set = {{ "x-caller" = "${{context.auth.subject}}" }}, remove = ["x-internal"] }}
+config.response = {{ set = {{ "x-served-by" = "sluice" }} }}
+[[routes.filters]]
+plugin = "traffic-split"
+config = {{ clusters = [{{ cluster = "up", weight = 90 }}, {{ cluster = "up2", weight = 10 }}] }}
+"""
+
+
+# --- processes -------------------------------------------------------------
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = "".join(Path(proc.log_path).read_text(errors="replace").splitlines(True)[-20:])
+            sys.exit(f"{what} exited with status {proc.returncode} while starting:\n{tail}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{what} did not listen on {port} within 30 s")
+
+
+def start(cmd: list[str], core: str, work: Path, name: str) -> subprocess.Popen:
+    path = work / f"{name}.log"
+    with open(path, "ab") as log:
+        env = dict(os.environ, RUST_LOG="warn")
+        proc = subprocess.Popen(["taskset", "-c", core, *cmd], stdout=log, stderr=log, env=env, cwd=work)
+    proc.log_path = path
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its children (nginx's worker)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [pid, *(int(p) for p in out.split())]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / TICK
+
+
+def peak_rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        m = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+        total += int(m.group(1)) if m else 0
+    return total
+
+
+class Target:
+    """One proxy (or none, for direct) started on the proxy core."""
+
+    def __init__(self, name: str, work: Path):
+        self.name, self.work, self.proc = name, work, None
+
+    def port(self, proto: str) -> int:
+        if self.name == "direct":
+            return UP_H1 if proto == "h1" else UP_H2
+        return PX_H1 if proto == "h1" else PX_H2
+
+    def __enter__(self) -> "Target":
+        w = self.work
+        if self.name.startswith("sluice"):
+            cmd = [str(SLUICE), "run", "--threads", "1", "--config", str(w / f"{self.name}.toml")]
+        elif self.name == "nginx":
+            cmd = ["nginx", "-p", str(w), "-c", str(w / "nginx.conf")]
+        elif self.name == "haproxy":
+            cmd = ["haproxy", "-db", "-f", str(w / "haproxy.cfg")]
+        else:
+            return self
+        self.proc = start(cmd, PROXY_CORE, w, self.name)
+        wait_port(PX_H1, self.proc, self.name)
+        wait_port(PX_H2, self.proc, self.name)
+        time.sleep(0.2)  # nginx forks its worker after listening
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc:
+            stop(self.proc)
+
+    def pids(self) -> list[int]:
+        return process_tree(self.proc.pid) if self.proc else []
+
+
+def write_configs(work: Path) -> None:
+    for name in ["upstream", "nginx"]:
+        server = UPSTREAM_SERVER if name == "upstream" else NGINX_PROXY_SERVER
+        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"]:
+            (work / f"{name}-{sub}").mkdir(exist_ok=True)
+        (work / "logs").mkdir(exist_ok=True)
+        conf = NGINX_COMMON.format(work=work, name=name, server=server)
+        (work / f"{name}.conf").write_text(conf)
+    (work / "haproxy.cfg").write_text(HAPROXY)
+    (work / "plugins").mkdir(exist_ok=True)
+    (work / "sluice.toml").write_text(SLUICE_BASE)
+    (work / "sluice-4-filters.toml").write_text(SLUICE_BASE + SLUICE_FILTERS)
+
+
+# --- load ------------------------------------------------------------------
+
+
+def h2load(proto: str, port: int, token: str, extra: list[str], log: Path | None = None) -> str:
+    cmd = ["taskset", "-c", LOAD_CORE, "h2load", *SHAPE[proto], *extra]
+    if log:
+        cmd.append(f"--log-file={log}")
+    cmd += ["-H", f"authorization: Bearer {token}", f"http://127.0.0.1:{port}{PATH}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+    m = re.search(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    status = re.search(r"status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if not m or m.group(3) != "0" or m.group(4) != "0" or not status or status.groups() != ("0", "0", "0"):
+        sys.exit(f"h2load against port {port} ({proto}) had failures:\n{out}")
+    return out
+
+
+def capacity(target: Target, proto: str, token: str, seconds: int) -> float:
+    """Closed-loop throughput for `seconds` after a 1 s warm-up: requests/s."""
+    out = h2load(proto, target.port(proto), token, ["-D", str(seconds), "--warm-up-time=1"])
+    return float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out).group(1))
+
+
+def percentile(sorted_xs: list[int], q: float) -> float:
+    return sorted_xs[min(len(sorted_xs) - 1, int(q * len(sorted_xs)))]
+
+
+def fixed_rate_run(target: Target, proto: str, token: str, rate: int, count: int) -> dict:
+    clients = int(SHAPE[proto][SHAPE[proto].index("-c") + 1])
+    rps = max(1, rate // clients)
+    port = target.port(proto)
+    warm = max(rps * clients, count // 10)
+    h2load(proto, port, token, ["-n", str(warm), "--rps", str(rps)])
+    log = target.work / "latency.tsv"
+    pids = target.pids()
+    before = cpu_seconds(pids) if pids else 0.0
+    h2load(proto, port, token, ["-n", str(count), "--rps", str(rps)], log)
+    cpu = cpu_seconds(pids) - before if pids else None
+    lat = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line)
+    log.unlink()
+    return {
+        "cpu_us_per_req": cpu / count * 1e6 if cpu is not None else None,
+        "peak_rss_kib": peak_rss_kib(pids) if pids else None,
+        "p50_us": percentile(lat, 0.50),
+        "p99_us": percentile(lat, 0.99),
+        "p999_us": percentile(lat, 0.999),
+        "requests": len(lat),
+    }
+
+
+# --- the run ---------------------------------------------------------------
+
+
+def measure(args, work: Path, token: str) -> dict:
+    upstream = start(["nginx", "-p", str(work), "-c", str(work / "upstream.conf")], LOAD_CORE, work, "upstream")
+    try:
+        wait_port(UP_H1, upstream, "upstream nginx")
+        wait_port(UP_H2, upstream, "upstream nginx")
+        caps: dict = {p: {} for p in args.protocols}
+        for proto in args.protocols:
+            for name in args.targets:
+                with Target(name, work) as t:
+                    caps[proto][name] = capacity(t, proto, token, args.capacity_seconds)
+                print(f"capacity {proto} {name}: {caps[proto][name]:.0f} req/s", flush=True)
+        # Fixed rates: a low one, and half of the smallest proxy capacity, so
+        # every proxy runs at or below half of what it can do on one core.
+        half = {p: args.half_rate or int(min(caps[p][n] for n in args.targets[1:]) / 2) for p in args.protocols}
+        rates = {p: {"low": args.low_rate, "half": half[p]} for p in args.protocols}
+        runs = []
+        for rnd in range(1, args.rounds + 1):
+            order = args.targets[:]
+            random.Random(rnd).shuffle(order)
+            for proto in args.protocols:
+                for label, rate in rates[proto].items():
+                    count = max(5000, rate * args.run_seconds)
+                    for name in order:
+                        with Target(name, work) as t:
+                            r = fixed_rate_run(t, proto, token, rate, count)
+                        r.update(round=rnd, protocol=proto, rate_label=label, rate=rate, target=name)
+                        runs.append(r)
+                        cpu = f"{r['cpu_us_per_req']:.1f} µs/req" if r["cpu_us_per_req"] else "-"
+                        print(f"round {rnd} {proto} {label} {rate}/s {name:<17} {cpu:>14}  p99 {r['p99_us']} µs", flush=True)
+        return {"capacity": caps, "rates": rates, "runs": runs}
+    finally:
+        stop(upstream)
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
+    return f"{model.group(1) if model else platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}"
+
+
+def med_range(xs: list[float], fmt: str = "{:.1f}") -> str:
+    if not xs:
+        return "–"
+    return f"{fmt.format(statistics.median(xs))} [{fmt.format(min(xs))}–{fmt.format(max(xs))}]"
+
+
+def summarise(data: dict) -> dict:
+    """Per protocol, rate and target: lists over rounds, latency as overhead over direct."""
+    direct = {(r["round"], r["protocol"], r["rate_label"]): r for r in data["runs"] if r["target"] == "direct"}
+    s: dict = {}
+    for r in data["runs"]:
+        d = direct[(r["round"], r["protocol"], r["rate_label"])]
+        e = s.setdefault((r["protocol"], r["rate_label"], r["target"]), {k: [] for k in ["cpu", "rss", "p50", "p99", "p999"]})
+        if r["cpu_us_per_req"] is not None:
+            e["cpu"].append(r["cpu_us_per_req"])
+            e["rss"].append(r["peak_rss_kib"] / 1024)
+        for q in ["p50", "p99", "p999"]:
+            v = r[f"{q}_us"]
+            e[q].append(v if r["target"] == "direct" else v - d[f"{q}_us"])
+    return s
+
+
+def ratio(s: dict, key: tuple, other: tuple) -> float | None:
+    a, b = s.get(key, {}).get("cpu"), s.get(other, {}).get("cpu")
+    return statistics.median(a) / statistics.median(b) if a and b else None
+
+
+def markdown(data: dict, args) -> str:
+    s = summarise(data)
+    names = {"h1": "HTTP/1.1", "h2": "HTTP/2 (h2c)"}
+    lines = [
+        f"Measured {data['date']} on {data['machine']}; {args.rounds} rounds, "
+        f"{args.run_seconds} s of requests per run; median [min–max] over rounds. "
+        "CPU is the proxy's utime+stime per request on its one core; latency is the "
+        "h2load request time minus the direct run's in the same round (µs). "
+        "Command: `bench/compare.sh`.",
+        "",
+    ]
+    for proto in args.protocols:
+        for label in ["half", "low"]:
+            rate = data["rates"][proto][label]
+            what = {"half": "half of the slowest proxy's capacity", "low": "low rate"}[label]
+            if label == "half" and args.half_rate:
+                what = "fixed by --half-rate"
+            lines += [
+                f"**{names[proto]}, {rate} req/s ({what})**",
+                "",
+                "| target | CPU µs/request | ×nginx | ×HAProxy | peak RSS MiB | p50 | p99 | p99.9 |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for t in args.targets:
+                e = s.get((proto, label, t))
+                if not e:
+                    continue
+                rn = ratio(s, (proto, label, t), (proto, label, "nginx"))
+                rh = ratio(s, (proto, label, t), (proto, label, "haproxy"))
+                lat = [med_range(e[q], "{:.0f}") for q in ["p50", "p99", "p999"]]
+                if t == "direct":
+                    lat = [f"({x} absolute)" for x in lat]
+                else:
+                    lat = [f"+{x}" if not x.startswith("-") else x for x in lat]
+                lines.append(
+                    f"| {t} | {med_range(e['cpu'])} | {f'{rn:.2f}' if rn else '–'} | {f'{rh:.2f}' if rh else '–'} "
+                    f"| {med_range(e['rss'], '{:.1f}')} | " + " | ".join(lat) + " |"
+                )
+            lines.append("")
+    caps = ", ".join(
+        f"{names[p]}: " + ", ".join(f"{t} {data['capacity'][p][t]:.0f}" for t in args.targets) for p in args.protocols
+    )
+    lines.append(f"Closed-loop capacity (req/s, one short run, load generator on the other core): {caps}.")
+    return "\n".join(lines) + "\n"
+
+
+def chart(data: dict, args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = summarise(data)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.8 / len(args.protocols)
+    for i, proto in enumerate(args.protocols):
+        for ax, key, ts in [(axes[0], "cpu", args.targets[1:]), (axes[1], "p99", args.targets[1:])]:
+            meds, lo, hi = [], [], []
+            for t in ts:
+                xs = s[(proto, "half", t)][key]
+                m = statistics.median(xs)
+                meds.append(m)
+                lo.append(m - min(xs))
+                hi.append(max(xs) - m)
+            xs_pos = [j + i * width for j in range(len(ts))]
+            label = f"{proto} @ {data['rates'][proto]['half']} req/s"
+            ax.bar(xs_pos, meds, width, yerr=[lo, hi], capsize=3, label=label)
+            ax.set_xticks([j + width * (len(args.protocols) - 1) / 2 for j in range(len(ts))], ts)
+    axes[0].set_title("proxy CPU per request (µs, lower is better)")
+    axes[1].set_title("p99 latency overhead over direct (µs)")
+    for ax in axes:
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"sluice vs nginx vs HAProxy, one core each — {data['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def update_readme(table: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    begin, end = "<!-- bench:compare:begin -->", "<!-- bench:compare:end -->"
+    if begin not in text or end not in text:
+        print("README.md has no bench markers; table not copied", file=sys.stderr)
+        return
+    head, rest = text.split(begin, 1)
+    readme.write_text(head + begin + "\n" + table + rest[rest.index(end) :])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--run-seconds", type=int, default=6, help="requests per run = rate × this")
+    p.add_argument("--low-rate", type=int, default=1000)
+    p.add_argument("--half-rate", type=int, help="use this rate instead of half the slowest proxy's capacity")
+    p.add_argument("--capacity-seconds", type=int, default=4)
+    p.add_argument("--protocols", nargs="+", default=["h1", "h2"], choices=["h1", "h2"])
+    p.add_argument("--targets", nargs="+", default=TARGETS, choices=TARGETS, help="direct always runs")
+    p.add_argument("--no-readme", action="store_true", help="do not copy the table into README.md")
+    args = p.parse_args()
+    args.targets = ["direct", *(t for t in args.targets if t != "direct")]
+    for tool in ["nginx", "haproxy", "h2load", "taskset"]:
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: run bench/compare.sh, which installs it")
+    work = Path(tempfile.mkdtemp(prefix="sluice-compare-"))
+    try:
+        write_configs(work)
+        data = measure(args, work, jwt())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    data["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    data["machine"] = machine()
+    data["versions"] = {
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+        "sluice": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(data, indent=1))
+    table = markdown(data, args)
+    (RESULTS / "latest.md").write_text(table)
+    chart(data, args, RESULTS / "latest.png")
+    if not args.no_readme:
+        update_readme(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
