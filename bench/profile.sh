@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Where sluice's CPU goes on one request path, from a perf profile:
-#   bench/profile.sh [sluice|sluice-4-filters] [h1|h2] [rate] [seconds]
+# Where a proxy's CPU goes on one request path, from a perf profile:
+#   bench/profile.sh [target] [h1|h2] [rate] [seconds]
 # Starts the same upstream and sluice configuration as bench/compare.py (proxy
 # on core 1, one thread; upstream and h2load on core 0), records the proxy with
 # `perf record -e cpu-clock -g` (hardware counters are not available on these
 # VMs) while h2load sends a fixed rate, and prints the share of samples by
 # component (kernel, Wasm JIT code, wasmtime, hyper/h2/http, tokio, sluice,
 # libc allocator/memcpy) and the top symbols. Needs `perf` (Debian
-# linux-perf); run bench/compare.sh once first for the other tools.
+# linux-perf); run bench/compare.sh once first for the other tools. The
+# recording stays in $PERF_DATA (default /tmp/sluice-profile.perf) for
+# `perf report -i`. Targets: sluice, sluice-4-filters, nginx, haproxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${1:-sluice-4-filters}
@@ -26,19 +28,29 @@ compare.write_configs(Path(sys.argv[1]))
 Path(sys.argv[1], "token").write_text(compare.jwt())
 PY
 taskset -c 0 nginx -p "$WORK" -c "$WORK/upstream.conf" > "$WORK/upstream.log" 2>&1 &
-RUST_LOG=warn taskset -c 1 target/release/sluice run --threads 1 --config "$WORK/$TARGET.toml" > "$WORK/sluice.log" 2>&1 &
-PROXY=$!
-sleep 1.5
+case $TARGET in
+    sluice|sluice-4-filters)
+        RUST_LOG=warn taskset -c 1 target/release/sluice run --threads 1 --config "$WORK/$TARGET.toml" > "$WORK/proxy.log" 2>&1 &
+        PROXY=$!; sleep 1.5 ;;
+    nginx)
+        taskset -c 1 nginx -p "$WORK" -c "$WORK/nginx.conf" > "$WORK/proxy.log" 2>&1 &
+        sleep 1.5; PROXY=$(pgrep -P $!) ;;  # the worker
+    haproxy)
+        taskset -c 1 haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/proxy.log" 2>&1 &
+        PROXY=$!; sleep 1.5 ;;
+    *) echo "unknown target $TARGET (sluice, sluice-4-filters, nginx, haproxy)"; exit 1 ;;
+esac
 if [ "$PROTO" = h1 ]; then SHAPE=(--h1 -c 16 -m 1); PORT=18100; CLIENTS=16; else SHAPE=(-c 4 -m 16); PORT=18101; CLIENTS=4; fi
 N=$((RATE * (SECONDS_ + 3)))
 taskset -c 0 h2load "${SHAPE[@]}" --rps $((RATE / CLIENTS)) -n $N -H "authorization: Bearer $(cat "$WORK/token")" \
     "http://127.0.0.1:$PORT/bench/item?id=42" > "$WORK/h2load.out" 2>&1 &
 LOAD=$!
 sleep 1.5
-perf record -q -F 4000 -e cpu-clock -g -p "$PROXY" -o "$WORK/perf.data" -- sleep "$SECONDS_" 2>/dev/null
+PERF_DATA=${PERF_DATA:-/tmp/sluice-profile.perf}
+perf record -q -F 4000 -e cpu-clock --call-graph ${CALL_GRAPH:-fp} -p "$PROXY" -o "$PERF_DATA" -- sleep "$SECONDS_" 2>/dev/null
 wait $LOAD
 grep -E "^requests:|^status codes:" "$WORK/h2load.out"
-perf report -i "$WORK/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null > "$WORK/report.txt"
+perf report -i "$PERF_DATA" --no-children --sort dso,sym --stdio -g none 2>/dev/null > "$WORK/report.txt"
 python3 - "$WORK/report.txt" "$TARGET" "$PROTO" "$RATE" <<'PY'
 import re, sys
 from collections import Counter

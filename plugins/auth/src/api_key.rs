@@ -94,7 +94,7 @@ impl ApiKeys {
     }
 }
 
-pub(crate) fn sha256(text: &str) -> [u8; 32] {
+fn sha256(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
 

@@ -3,7 +3,6 @@
 //! scopes and claims. Outcomes of verified tokens are cached per instance.
 
 use crate::Identity;
-use crate::api_key::sha256;
 use crate::cache::{Entry, Outcome, TokenCache};
 use crate::challenge::Denial;
 use crate::config::{self, JwtSettings, MAX_CACHE_SIZE, MAX_LEEWAY_SECONDS};
@@ -113,14 +112,14 @@ impl Jwt {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Denial::InvalidToken("token too large"));
         }
-        let digest = sha256(token);
-        if let Some(entry) = self.cache.get(&digest) {
+        let fingerprint = self.cache.fingerprint(token);
+        if let Some(entry) = self.cache.get(&fingerprint) {
             // The signature was checked when the entry was made; the clock
             // has moved since, so the validity window is checked again.
             return match check_time(entry.exp, entry.nbf, now, self.leeway) {
                 Ok(()) => entry.outcome.clone(),
                 Err(reason) => {
-                    self.cache.remove(&digest);
+                    self.cache.remove(&fingerprint);
                     Err(Denial::InvalidToken(reason))
                 }
             };
@@ -129,7 +128,7 @@ impl Jwt {
         let (exp, nbf) = self.validate(&claims, now).map_err(Denial::InvalidToken)?;
         let outcome = self.authorize(&claims).map(|()| self.identity(&claims));
         self.cache.insert(
-            digest,
+            fingerprint,
             Entry {
                 exp,
                 nbf,

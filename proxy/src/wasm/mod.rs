@@ -71,6 +71,11 @@ impl WasmRuntime {
             .memory_guard_size(32 << 20)
             .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // For profiling filters with `perf`: name the compiled Wasm
+        // functions in /tmp/perf-<pid>.map (see bench/README.md).
+        if std::env::var_os("SLUICE_WASM_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);
