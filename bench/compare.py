@@ -191,6 +191,15 @@ def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
     sys.exit(f"{what} did not listen on {port} within 30 s")
 
 
+def ensure_free(*ports: int) -> None:
+    for port in ports:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            continue
+        sys.exit(f"port {port} is already in use: stop whatever listens there and run again")
+
+
 def start(cmd: list[str], core: str, work: Path, name: str) -> subprocess.Popen:
     path = work / f"{name}.log"
     with open(path, "ab") as log:
@@ -253,10 +262,13 @@ class Target:
             cmd = ["haproxy", "-db", "-f", str(w / "haproxy.cfg")]
         else:
             return self
+        ensure_free(PX_H1, PX_H2)
         self.proc = start(cmd, PROXY_CORE, w, self.name)
         wait_port(PX_H1, self.proc, self.name)
         wait_port(PX_H2, self.proc, self.name)
         time.sleep(0.2)  # nginx forks its worker after listening
+        if self.proc.poll() is not None:
+            sys.exit(f"{self.name} exited with status {self.proc.returncode} after starting")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -334,6 +346,7 @@ def fixed_rate_run(target: Target, proto: str, token: str, rate: int, count: int
 
 
 def measure(args, work: Path, token: str) -> dict:
+    ensure_free(UP_H1, UP_H2, PX_H1, PX_H2)
     upstream = start(["nginx", "-p", str(work), "-c", str(work / "upstream.conf")], LOAD_CORE, work, "upstream")
     try:
         wait_port(UP_H1, upstream, "upstream nginx")
