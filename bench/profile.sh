@@ -30,7 +30,7 @@ PY
 taskset -c 0 nginx -p "$WORK" -c "$WORK/upstream.conf" > "$WORK/upstream.log" 2>&1 &
 case $TARGET in
     sluice|sluice-4-filters)
-        RUST_LOG=warn taskset -c 1 target/release/sluice run --threads 1 --config "$WORK/$TARGET.toml" > "$WORK/proxy.log" 2>&1 &
+        SLUICE_WASM_PERF_MAP=1 RUST_LOG=warn taskset -c 1 target/release/sluice run --threads 1 --config "$WORK/$TARGET.toml" > "$WORK/proxy.log" 2>&1 &
         PROXY=$!; sleep 1.5 ;;
     nginx)
         taskset -c 1 nginx -p "$WORK" -c "$WORK/nginx.conf" > "$WORK/proxy.log" 2>&1 &
@@ -64,7 +64,7 @@ for line in open(path):
 def component(dso, sym):
     if dso.startswith("[kernel"):
         return "kernel (TCP loopback, epoll, scheduler)"
-    if dso in ("[unknown]", "[JIT]", "[anon]") or dso.endswith(".cwasm") or dso.startswith(("jitted", "perf-", "memfd")):
+    if dso in ("[unknown]", "[anon]") or dso.endswith(".cwasm") or dso.startswith(("[JIT]", "jitted", "perf-", "memfd")):
         return "Wasm JIT code (the filters themselves)"
     if dso.startswith("libc") or dso == "[vdso]" or dso.startswith("libm"):
         return "libc (malloc/free, memcpy) and vdso"
