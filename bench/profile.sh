@@ -77,7 +77,9 @@ def component(dso, sym):
                          ("sluice", "sluice (router, forwarding, telemetry)"), ("<sluice", "sluice (router, forwarding, telemetry)")]:
         if sym.startswith(prefix):
             return name
-    return "other Rust code in the binary (std, bytes, hashing, futures)"
+    if dso == "sluice":
+        return "other Rust code in the binary (std, bytes, hashing, futures)"
+    return f"{dso} (the proxy's own code)"
 
 by = Counter()
 for pct, dso, sym in rows:
