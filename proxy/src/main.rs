@@ -14,7 +14,9 @@ use tracing_subscriber::EnvFilter;
     about = "HTTP proxy with a chain of sandboxed WebAssembly filters"
 )]
 struct Cli {
-    /// Worker threads of the async runtime (default: one per CPU).
+    /// Worker threads of the async runtime (default: one per CPU). With 1,
+    /// everything runs on one thread (a current-thread runtime), the
+    /// cheapest setup for a sidecar.
     #[arg(long, global = true)]
     threads: Option<usize>,
     #[command(subcommand)]

@@ -51,27 +51,27 @@ impl TokenCache {
         hasher.finish128().as_u128()
     }
 
-    pub(crate) fn get(&self, digest: &Fingerprint) -> Option<&Entry> {
-        self.entries.get(digest)
+    pub(crate) fn get(&self, fingerprint: &Fingerprint) -> Option<&Entry> {
+        self.entries.get(fingerprint)
     }
 
-    pub(crate) fn remove(&mut self, digest: &Fingerprint) {
-        self.entries.remove(digest);
+    pub(crate) fn remove(&mut self, fingerprint: &Fingerprint) {
+        self.entries.remove(fingerprint);
     }
 
     /// Store an entry. When full, drop the entries expired at `now` (with
     /// `leeway`); if that frees nothing, start over with an empty cache.
-    pub(crate) fn insert(&mut self, digest: Fingerprint, entry: Entry, now: u64, leeway: u64) {
+    pub(crate) fn insert(&mut self, fingerprint: Fingerprint, entry: Entry, now: u64, leeway: u64) {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(&digest) {
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&fingerprint) {
             self.entries.retain(|_, e| now < e.exp.saturating_add(leeway));
             if self.entries.len() >= self.capacity {
                 self.entries.clear();
             }
         }
-        self.entries.insert(digest, entry);
+        self.entries.insert(fingerprint, entry);
     }
 
     pub(crate) fn len(&self) -> usize {
