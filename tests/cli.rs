@@ -111,7 +111,8 @@ fn run_refuses_a_bad_config() {
 }
 
 /// curl, as a user would run it, over HTTP/1.1 and HTTP/2 through a
-/// two-filter chain.
+/// two-filter chain, on a sidecar-style single thread (`--threads 1`, the
+/// current-thread runtime the benchmarks use).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_through_a_two_filter_chain() {
     let up = Upstream::start("app").await;
@@ -119,7 +120,7 @@ async fn curl_through_a_two_filter_chain() {
         "[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\n\n[[routes]]\ncluster = \"app\"\n[[routes.filters]]\nplugin = \"probe\"\nconfig = {{ request_headers = {{ \"x-probe\" = \"on\" }}, tag = \"curl\" }}\n[[routes.filters]]\nplugin = \"header-rewrite\"\nconfig.response = {{ set = {{ \"x-rewritten\" = \"yes\" }} }}\n",
         up.addr
     );
-    let proxy = start_binary(&body, &[("probe-filter", "probe")]);
+    let proxy = start_binary_with(&body, &[("probe-filter", "probe")], &["--threads", "1"]);
     for flag in ["--http1.1", "--http2-prior-knowledge"] {
         let out = tokio::process::Command::new("curl")
             .args(["-sS", "-i", flag, "-d", "hello=world"])

@@ -136,9 +136,15 @@ pub fn binary() -> &'static Path {
 
 /// Start the binary and wait for its "listening" log line.
 pub fn start_binary(body: &str, filters: &[(&str, &str)]) -> BinaryProxy {
+    start_binary_with(body, filters, &[])
+}
+
+/// [`start_binary`] with extra command-line arguments (e.g. `--threads 1`).
+pub fn start_binary_with(body: &str, filters: &[(&str, &str)], args: &[&str]) -> BinaryProxy {
     use std::io::{BufRead, BufReader};
     let work = Workdir::new(body, filters);
     let mut child = Command::new(binary())
+        .args(args)
         .args(["run", "--config"])
         .arg(work.config_path())
         .env("RUST_LOG", "info")
