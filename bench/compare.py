@@ -280,11 +280,10 @@ class Target:
 
 
 def write_configs(work: Path) -> None:
-    for name in ["upstream", "nginx"]:
-        server = UPSTREAM_SERVER if name == "upstream" else NGINX_PROXY_SERVER
+    (work / "logs").mkdir(exist_ok=True)  # nginx opens logs/error.log before reading its config
+    for name, server in [("upstream", UPSTREAM_SERVER), ("nginx", NGINX_PROXY_SERVER)]:
         for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"]:
             (work / f"{name}-{sub}").mkdir(exist_ok=True)
-        (work / "logs").mkdir(exist_ok=True)
         conf = NGINX_COMMON.format(work=work, name=name, server=server)
         (work / f"{name}.conf").write_text(conf)
     (work / "haproxy.cfg").write_text(HAPROXY)

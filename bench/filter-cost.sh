@@ -20,16 +20,8 @@ BIN=target/release/sluice
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 
-# A JWT for the auth filter (HS256, valid for a day), minted with the stdlib.
-TOKEN=$(python3 - <<'PY'
-import base64, hashlib, hmac, json, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "bench"}).encode())
-body = b64(json.dumps({"sub": "bench-user", "iss": "bench", "aud": "api", "exp": int(time.time()) + 86400}).encode())
-sig = b64(hmac.new(b"bench-secret-bench-secret-0123456789", f"{head}.{body}".encode(), hashlib.sha256).digest())
-print(f"{head}.{body}.{sig}")
-PY
-)
+# A JWT for the auth filter (HS256, valid for a day), as bench/compare.py mints it.
+TOKEN=$(python3 -c 'import sys; sys.path.insert(0, "bench"); import compare; print(compare.jwt())')
 
 AUTH='plugin = "auth"
 config.jwt = { issuers = ["bench"], audiences = ["api"], keys = [{ kid = "bench", alg = "HS256", secret = "bench-secret-bench-secret-0123456789" }] }'

@@ -20,15 +20,16 @@ pub fn full(data: impl Into<Bytes>) -> ProxyBody {
 }
 
 /// A body that counts the data bytes passing through it into a shared
-/// counter (the request body, read by the access log when the response ends).
+/// counter, if given one (the request body, read by the access log when the
+/// response ends).
 #[derive(Debug)]
 pub struct Counted<B> {
     inner: B,
-    bytes: Arc<AtomicU64>,
+    bytes: Option<Arc<AtomicU64>>,
 }
 
 impl<B> Counted<B> {
-    pub fn new(inner: B, bytes: Arc<AtomicU64>) -> Self {
+    pub fn new(inner: B, bytes: Option<Arc<AtomicU64>>) -> Self {
         Counted { inner, bytes }
     }
 }
@@ -40,10 +41,11 @@ impl<B: Body + Unpin> Body for Counted<B> {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
+        if let Some(bytes) = &this.bytes
+            && let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
-            this.bytes.fetch_add(data.remaining() as u64, Ordering::Relaxed);
+            bytes.fetch_add(data.remaining() as u64, Ordering::Relaxed);
         }
         polled
     }

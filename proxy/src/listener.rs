@@ -84,7 +84,7 @@ pub async fn serve(
                     // `Connection: close`, HTTP/2 GOAWAY).
                     reached.notify_one();
                 }
-                async move { Ok::<_, Infallible>(proxy::handle(generation, req, downstream, &telemetry).await) }
+                async move { Ok::<_, Infallible>(proxy::handle(generation, req, downstream, telemetry).await) }
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);

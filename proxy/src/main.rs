@@ -64,10 +64,16 @@ fn parse_demo_upstream(text: &str) -> Result<(String, SocketAddr), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // RUST_LOG wins over the config's `[log] level`, which wins over `info`.
-    let configured = match &cli.command {
-        Command::Run { config, .. } => sluice::config::Config::load(config).ok().and_then(|c| c.log_level),
+    // `run` reads its config once, here, so the log level is known before
+    // logging starts.
+    let loaded = match &cli.command {
+        Command::Run { config, .. } => Some(sluice::config::Config::load(config)),
         _ => None,
     };
+    let configured = loaded
+        .as_ref()
+        .and_then(|l| l.as_ref().ok())
+        .and_then(|c| c.log_level.as_deref());
     let filter = EnvFilter::try_from_default_env()
         .ok()
         .or_else(|| configured.and_then(|level| EnvFilter::try_new(level).ok()))
@@ -95,10 +101,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli.command))
+    runtime.block_on(run(cli.command, loaded))
 }
 
-async fn run(command: Command) -> ExitCode {
+async fn run(
+    command: Command,
+    loaded: Option<Result<sluice::config::Config, sluice::config::ConfigError>>,
+) -> ExitCode {
     match command {
         Command::Check { config } => match sluice::server::check(&config).await {
             Ok(report) => {
@@ -134,7 +143,7 @@ async fn run(command: Command) -> ExitCode {
                     }
                 }
             }
-            let loaded = match sluice::config::Config::load(&config) {
+            let loaded = match loaded.unwrap_or_else(|| sluice::config::Config::load(&config)) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");

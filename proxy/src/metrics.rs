@@ -87,13 +87,14 @@ pub enum CallOutcome {
     Unavailable,
 }
 
-const OUTCOMES: [(CallOutcome, &str); 6] = [
-    (CallOutcome::Continue, "continue"),
-    (CallOutcome::LocalResponse, "local_response"),
-    (CallOutcome::Trap, "trap"),
-    (CallOutcome::Deadline, "deadline"),
-    (CallOutcome::MemoryCap, "memory_cap"),
-    (CallOutcome::Unavailable, "unavailable"),
+/// Label of each [`CallOutcome`], in the enum's order (indexed by it).
+const OUTCOMES: [&str; 6] = [
+    "continue",
+    "local_response",
+    "trap",
+    "deadline",
+    "memory_cap",
+    "unavailable",
 ];
 
 /// Every metric sluice exports.
@@ -279,7 +280,7 @@ impl Metrics {
         };
         FilterMetrics {
             calls: PHASES.map(|phase| {
-                OUTCOMES.map(|(_, outcome)| {
+                OUTCOMES.map(|outcome| {
                     self.filter_calls
                         .get_or_create(&FilterCallLabels {
                             plugin: plugin.to_string(),
@@ -352,9 +353,8 @@ pub struct FilterMetrics {
 impl FilterMetrics {
     /// Count one call of `phase` (index into [`PHASES`]).
     pub fn call(&self, phase: usize, outcome: CallOutcome, elapsed: Duration) {
-        let at = OUTCOMES.iter().position(|(o, _)| *o == outcome).unwrap_or(0);
         if let Some(counters) = self.calls.get(phase) {
-            counters[at].inc();
+            counters[outcome as usize].inc();
         }
         if let Some(h) = self.duration.get(phase) {
             h.observe(elapsed.as_secs_f64());

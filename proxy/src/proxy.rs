@@ -30,10 +30,10 @@ pub async fn handle(
     generation: Arc<Generation>,
     req: Request<Incoming>,
     downstream: Downstream,
-    telemetry: &Arc<Telemetry>,
+    telemetry: Arc<Telemetry>,
 ) -> Response<ObservedBody> {
     let (parts, body) = req.into_parts();
-    let mut record = Record::start(telemetry, downstream.client, &parts, generation.unrouted.clone());
+    let mut record = Record::start(&telemetry, downstream.client, &parts);
     let response = match proxy(&generation, parts, body, downstream, &mut record).await {
         Ok(response) => response,
         Err(e) => {
@@ -41,9 +41,12 @@ pub async fn handle(
             e.into_response()
         }
     };
+    if record.metrics.is_none() {
+        record.metrics = Some(generation.unrouted.clone());
+    }
     let (parts, body) = response.into_parts();
     let status = parts.status.as_u16();
-    Response::from_parts(parts, ObservedBody::new(body, status, record, telemetry.clone()))
+    Response::from_parts(parts, ObservedBody::new(body, status, record, telemetry))
 }
 
 async fn proxy(
@@ -63,18 +66,22 @@ async fn proxy(
             .cloned()
             .ok_or(ProxyError::BadRequest("missing Host header\n"))?,
     };
-    record.authority = Some(host.clone());
+    let logs = record.logs();
+    if logs {
+        record.authority = Some(host.clone());
+    }
     let authority = host.to_str().map_err(|_| ProxyError::BadRequest("invalid Host\n"))?;
     let route = generation
         .router
         .route(authority, parts.uri.path())
-        .cloned()
         .ok_or_else(|| ProxyError::NoRoute {
             host: authority.to_string(),
             path: parts.uri.path().to_string(),
         })?;
-    record.metrics = route.metrics.clone();
-    record.route = Some(route.name.clone());
+    record.metrics = Some(route.metrics.clone());
+    if logs {
+        record.route = Some(route.name.clone());
+    }
     parts.headers.insert(header::HOST, host);
     forwarding::strip_hop_by_hop(&mut parts.headers);
     // The client's `Expect: 100-continue` was answered by this hop.
@@ -98,7 +105,9 @@ async fn proxy(
         .request
         .take()
         .ok_or(ProxyError::BadRequest("request lost\n"))?;
-    record.request_id = request_id(&exchange, &head.parts.headers);
+    if logs {
+        record.request_id = request_id(&exchange, &head.parts.headers);
+    }
     if let RequestOutcome::Respond { response, by } = outcome {
         let (parts, body) = response.into_parts();
         exchange.response = Some(parts);
@@ -124,8 +133,10 @@ async fn proxy(
     let (response, endpoint) = cluster
         .send(upstream_request, route.connect_timeout, route.timeout)
         .await?;
-    record.endpoint = Some(endpoint.clone());
     tracing::trace!(%endpoint, status = response.status().as_u16(), "upstream answered");
+    if logs {
+        record.endpoint = Some(endpoint);
+    }
 
     // Filter chain, response phase.
     let (mut parts, body) = response.into_parts();

@@ -48,8 +48,9 @@ pub struct Record {
     started: Instant,
     client: SocketAddr,
     arrival: Option<Arrival>,
-    /// The route's counters (or the "no route" ones).
-    pub metrics: Arc<RouteMetrics>,
+    /// The route's counters; `None` until routed (then the "no route" ones
+    /// count the request).
+    pub metrics: Option<Arc<RouteMetrics>>,
     pub route: Option<Arc<str>>,
     /// The authority the router saw (request target or Host), once known.
     pub authority: Option<HeaderValue>,
@@ -58,18 +59,14 @@ pub struct Record {
     pub endpoint: Option<Authority>,
     pub request_id: Option<HeaderValue>,
     pub trace: Option<TraceContext>,
-    /// Request body bytes, counted as they stream upstream.
-    pub bytes_in: Arc<AtomicU64>,
+    /// Request body bytes, counted as they stream upstream (only when an
+    /// access log will print them).
+    pub bytes_in: Option<Arc<AtomicU64>>,
 }
 
 impl Record {
     /// Start a record for a request that just arrived.
-    pub fn start(
-        telemetry: &Telemetry,
-        client: SocketAddr,
-        req: &http::request::Parts,
-        unrouted: Arc<RouteMetrics>,
-    ) -> Record {
+    pub fn start(telemetry: &Telemetry, client: SocketAddr, req: &http::request::Parts) -> Record {
         let arrival = telemetry.access_log.as_ref().map(|log| Arrival {
             time: SystemTime::now(),
             method: req.method.clone(),
@@ -77,19 +74,26 @@ impl Record {
             version: req.version,
             headers: logged_headers(log, &req.headers),
         });
+        let bytes_in = arrival.is_some().then(|| Arc::new(AtomicU64::new(0)));
         Record {
             started: Instant::now(),
             client,
             arrival,
-            metrics: unrouted,
+            metrics: None,
             route: None,
             authority: None,
             cluster: None,
             endpoint: None,
             request_id: None,
             trace: None,
-            bytes_in: Arc::new(AtomicU64::new(0)),
+            bytes_in,
         }
+    }
+
+    /// Whether an access log will print this record: fields only it reads
+    /// (authority, route, request id, endpoint) need not be filled otherwise.
+    pub fn logs(&self) -> bool {
+        self.arrival.is_some()
     }
 }
 
@@ -158,7 +162,9 @@ impl Drop for ObservedBody {
     fn drop(&mut self) {
         let r = &self.record;
         let elapsed = r.started.elapsed();
-        r.metrics.observe(r.cluster.as_deref(), self.status, elapsed);
+        if let Some(metrics) = &r.metrics {
+            metrics.observe(r.cluster.as_deref(), self.status, elapsed);
+        }
         let (Some(log), Some(a)) = (&self.telemetry.access_log, &r.arrival) else {
             return;
         };
@@ -179,7 +185,7 @@ impl Drop for ObservedBody {
             route: r.route.as_deref().unwrap_or(""),
             cluster: r.cluster.as_deref().unwrap_or(""),
             upstream: r.endpoint.as_ref().map(|e| e.to_string()).unwrap_or_default(),
-            bytes_in: r.bytes_in.load(Ordering::Relaxed),
+            bytes_in: r.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed)),
             bytes_out: self.bytes_out,
             request_id: r.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
             trace_id: &trace_id,

@@ -38,7 +38,7 @@ impl TraceContext {
                 }
             }
         };
-        if let Ok(value) = HeaderValue::from_str(&context.traceparent()) {
+        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(context.traceparent())) {
             headers.insert(TRACEPARENT.clone(), value);
         }
         context
