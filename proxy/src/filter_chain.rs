@@ -159,12 +159,10 @@ impl Snapshot {
 /// Turn a filter's local response into an HTTP response, refusing what
 /// would make an invalid or ambiguous message.
 fn local_response(slot: &FilterSlot, local: LocalResponse) -> Result<Response<ProxyBody>, ProxyError> {
-    let invalid = |reason: String| {
-        tracing::warn!(plugin = %slot.plugin.name, %reason, "filter produced an invalid local response");
-        ProxyError::FilterFailed {
-            plugin: slot.plugin.name.to_string(),
-            reason,
-        }
+    // `run` logs the failure (once) with the filter's policy.
+    let invalid = |reason: String| ProxyError::FilterFailed {
+        plugin: slot.plugin.name.to_string(),
+        reason,
     };
     let status = StatusCode::from_u16(local.status)
         .ok()

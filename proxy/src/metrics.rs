@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,85 +125,89 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut r = Registry::with_prefix("sluice");
-        let reloads = Family::<ReloadLabels, Counter>::default();
-        r.register("reloads", "Reloads of config and plugins, by outcome", reloads.clone());
-        let generation = Gauge::default();
-        r.register(
+        let reloads = register(
+            &mut r,
+            "reloads",
+            "Reloads of config and plugins, by outcome",
+            Family::<ReloadLabels, Counter>::default(),
+        );
+        let generation = register(
+            &mut r,
             "generation",
             "Id of the generation serving requests",
-            generation.clone(),
+            Gauge::default(),
         );
-        let requests = Family::<RequestLabels, Counter>::default();
-        r.register(
+        let requests = register(
+            &mut r,
             "requests",
             "Requests answered, by route, cluster and status class (route and cluster empty when no route matched)",
-            requests.clone(),
+            Family::<RequestLabels, Counter>::default(),
         );
-        let request_duration = HistogramFamily::<RouteLabels>::new_with_constructor(request_buckets as fn() -> _);
-        r.register(
+        let request_duration = register(
+            &mut r,
             "request_duration_seconds",
             "Time from the request's arrival to the end of its response body, by route",
-            request_duration.clone(),
+            HistogramFamily::<RouteLabels>::new_with_constructor(request_buckets as fn() -> _),
         );
-        let upstream_duration = HistogramFamily::<ClusterLabels>::new_with_constructor(request_buckets as fn() -> _);
-        r.register(
+        let upstream_duration = register(
+            &mut r,
             "upstream_request_duration_seconds",
             "Time from sending a request upstream to its response headers, by cluster",
-            upstream_duration.clone(),
+            HistogramFamily::<ClusterLabels>::new_with_constructor(request_buckets as fn() -> _),
         );
-        let upstream_connect_errors = Family::<ClusterLabels, Counter>::default();
-        r.register(
+        let upstream_connect_errors = register(
+            &mut r,
             "upstream_connect_errors",
             "Upstream requests that failed to connect or timed out connecting, by cluster",
-            upstream_connect_errors.clone(),
+            Family::<ClusterLabels, Counter>::default(),
         );
-        let open_connections = Gauge::default();
-        r.register(
+        let open_connections = register(
+            &mut r,
             "downstream_connections",
             "Open client connections",
-            open_connections.clone(),
+            Gauge::default(),
         );
-        let accepted_connections = Counter::default();
-        r.register(
+        let accepted_connections = register(
+            &mut r,
             "downstream_connections_accepted",
             "Client connections accepted",
-            accepted_connections.clone(),
+            Counter::default(),
         );
-        let rejected_connections = Counter::default();
-        r.register(
+        let rejected_connections = register(
+            &mut r,
             "downstream_connections_rejected",
             "Client connections closed at once because the listener was at max_connections",
-            rejected_connections.clone(),
+            Counter::default(),
         );
-        let filter_calls = Family::<FilterCallLabels, Counter>::default();
-        r.register(
+        let filter_calls = register(
+            &mut r,
             "filter_calls",
             "Filter calls by plugin, phase and outcome (continue, local_response, trap, deadline, memory_cap, unavailable)",
-            filter_calls.clone(),
+            Family::<FilterCallLabels, Counter>::default(),
         );
-        let filter_duration = HistogramFamily::<FilterPhaseLabels>::new_with_constructor(filter_buckets as fn() -> _);
-        r.register(
+        let filter_duration = register(
+            &mut r,
             "filter_call_duration_seconds",
             "Duration of one filter call, by plugin and phase",
-            filter_duration.clone(),
+            HistogramFamily::<FilterPhaseLabels>::new_with_constructor(filter_buckets as fn() -> _),
         );
-        let filter_instances_created = Family::<PluginLabels, Counter>::default();
-        r.register(
+        let filter_instances_created = register(
+            &mut r,
             "filter_instances_created",
             "Filter instances created (at load and when every pooled instance was busy), by plugin",
-            filter_instances_created.clone(),
+            Family::<PluginLabels, Counter>::default(),
         );
-        let filter_idle_instances = Family::<PluginLabels, Gauge>::default();
-        r.register(
+        let filter_idle_instances = register(
+            &mut r,
             "filter_idle_instances",
             "Configured filter instances waiting in pools, by plugin",
-            filter_idle_instances.clone(),
+            Family::<PluginLabels, Gauge>::default(),
         );
-        let access_log_dropped = Counter::default();
-        r.register(
+        let access_log_dropped = register(
+            &mut r,
             "access_log_dropped",
             "Access log lines dropped because the writer fell behind",
-            access_log_dropped.clone(),
+            Counter::default(),
         );
         Metrics {
             registry: r,
@@ -223,6 +227,12 @@ impl Default for Metrics {
             access_log_dropped,
         }
     }
+}
+
+/// Register `metric` under `name` and hand it back.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {

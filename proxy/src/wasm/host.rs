@@ -104,7 +104,7 @@ impl WasiView for HostState {
 }
 
 /// Headers only the host may change.
-const RESERVED: [&str; 9] = [
+pub(super) const RESERVED: [&str; 9] = [
     "content-length",
     "transfer-encoding",
     "connection",
