@@ -73,6 +73,9 @@ pub(crate) struct JwtSettings {
     pub context_claims: Vec<String>,
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
+    /// Accepted `typ` header values (RFC 8725 §3.11); empty accepts any.
+    #[serde(default)]
+    pub types: Vec<String>,
 }
 
 /// One entry of `jwt.keys`: exactly one of `secret`, `pem` or `jwk`.

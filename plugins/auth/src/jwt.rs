@@ -1,13 +1,19 @@
-//! JWT bearer tokens: signature (jsonwebtoken, one algorithm per key), then
-//! the registered claims against the host's clock, then the route's required
-//! scopes and claims. Outcomes of verified tokens are cached per instance.
+//! JWT bearer tokens: the protected header (no `crit`, an accepted `typ`),
+//! the signature (jsonwebtoken, one algorithm per key), then the registered
+//! claims against the host's clock, then the route's required scopes and
+//! claims. Outcomes of verified tokens are cached per instance.
 
 use crate::Identity;
 use crate::cache::{Entry, Outcome, TokenCache};
 use crate::challenge::Denial;
 use crate::config::{self, JwtSettings, MAX_CACHE_SIZE, MAX_LEEWAY_SECONDS};
 use crate::keys::{self, VerifyKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Header;
 use jsonwebtoken::errors::ErrorKind;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 /// Longer bearer tokens are refused before any parsing.
@@ -15,10 +21,16 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 type Claims = Map<String, Value>;
 
+/// The denial for a token that does not even parse.
+const MALFORMED: Denial = Denial::InvalidToken("malformed token");
+
 pub(crate) struct Jwt {
     keys: Vec<VerifyKey>,
     issuers: Vec<String>,
     audiences: Vec<String>,
+    /// Accepted `typ` values as full media types in lower case; empty
+    /// accepts any `typ`, or none.
+    types: Vec<String>,
     leeway: u64,
     required_scopes: Vec<String>,
     /// Claim name and the values it may have.
@@ -32,9 +44,18 @@ pub(crate) struct Jwt {
 
 impl Jwt {
     pub(crate) fn from_settings(s: &JwtSettings) -> Result<Self, String> {
-        for (key, list) in [("jwt.issuers", &s.issuers), ("jwt.audiences", &s.audiences)] {
+        for (key, list) in [
+            ("jwt.issuers", &s.issuers),
+            ("jwt.audiences", &s.audiences),
+            ("jwt.types", &s.types),
+        ] {
             if let Some(i) = list.iter().position(String::is_empty) {
                 return Err(format!("{key}[{i}]: must not be empty"));
+            }
+        }
+        for (i, typ) in s.types.iter().enumerate() {
+            if typ.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+                return Err(format!("jwt.types[{i}]: `{typ}` is not a media type"));
             }
         }
         if s.leeway_seconds > MAX_LEEWAY_SECONDS {
@@ -77,6 +98,7 @@ impl Jwt {
             keys: keys::load(&s.keys, s.jwks.as_ref())?,
             issuers: s.issuers.clone(),
             audiences: s.audiences.clone(),
+            types: s.types.iter().map(|t| media_type(t)).collect(),
             leeway: s.leeway_seconds,
             required_scopes: s.required_scopes.clone(),
             required_claims,
@@ -140,9 +162,13 @@ impl Jwt {
         outcome
     }
 
-    /// Find the keys that may have signed the token and check the signature.
+    /// Check the header, find the keys that may have signed the token and
+    /// check the signature.
     fn verify(&mut self, token: &str) -> Result<Claims, Denial> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| Denial::InvalidToken("malformed token"))?;
+        let header = protected_header(token)?;
+        if !self.type_accepted(header.typ.as_deref()) {
+            return Err(Denial::InvalidToken("invalid token type"));
+        }
         let mut result = None;
         let mut attempts = 0;
         for key in self.keys.iter().filter(|k| k.accepts(&header)) {
@@ -167,6 +193,13 @@ impl Jwt {
             None if self.keys.iter().any(|k| k.alg() == header.alg) => Err(Denial::InvalidToken("unknown key id")),
             None => Err(Denial::InvalidToken("algorithm not accepted")),
         }
+    }
+
+    /// Explicit typing (RFC 8725 §3.11): with `jwt.types` set, a token of
+    /// another kind (an ID token, say) is not taken for an access token even
+    /// when the same issuer signed both with the same key.
+    fn type_accepted(&self, typ: Option<&str>) -> bool {
+        self.types.is_empty() || typ.is_some_and(|t| self.types.contains(&media_type(t)))
     }
 
     /// The registered claims: exp (required), nbf, iss, aud. Returns exp and nbf.
@@ -239,6 +272,52 @@ impl Jwt {
                 .filter_map(|name| Some((format!("auth.claim.{name}"), text(name)?)))
                 .collect(),
         }
+    }
+}
+
+/// The protected header of a compact JWS (exactly three parts). Decoded here
+/// rather than by jsonwebtoken alone because of `crit`; refusing before the
+/// signature check also spares a token the filter must refuse anyway.
+fn protected_header(token: &str) -> Result<Header, Denial> {
+    let mut parts = token.split('.');
+    let (Some(encoded), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(MALFORMED);
+    };
+    // The same base64url flavour jsonwebtoken decodes the header with.
+    let json = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| MALFORMED)?;
+    let header: Header = serde_json::from_slice(&json).map_err(|_| MALFORMED)?;
+    // RFC 7515 §4.1.11: a JWS listing a critical extension the recipient does
+    // not understand is invalid, and this filter understands none. A
+    // malformed `crit` (empty, naming a standard parameter) is invalid too.
+    // `Header` reads `"crit": null` as absent, so the raw JSON decides.
+    let probe: CritProbe = serde_json::from_slice(&json).map_err(|_| MALFORMED)?;
+    if probe.crit {
+        return Err(Denial::InvalidToken("unsupported critical header"));
+    }
+    Ok(header)
+}
+
+/// Whether a JSON object has a `crit` member, whatever its value.
+#[derive(Deserialize)]
+struct CritProbe {
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// Called only for a member that is there; the value itself is skipped.
+fn present<'de, D: Deserializer<'de>>(value: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(value).map(|_| true)
+}
+
+/// A `typ` value as a full media type in lower case: media types compare
+/// case-insensitively, and `application/` is implied when there is no `/`
+/// (RFC 7515 §4.1.9), so `at+jwt` and `application/AT+JWT` are the same.
+fn media_type(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    if lower.contains('/') {
+        lower
+    } else {
+        format!("application/{lower}")
     }
 }
 

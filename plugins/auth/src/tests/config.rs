@@ -292,3 +292,30 @@ cache_size = 1024
     );
     filter(&MockHost::new().config_toml(&full));
 }
+
+#[test]
+fn off_curve_ec_points_and_short_oct_keys_are_rejected() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // RFC 8725 §3.4: a point that is not on the curve is refused when the
+    // configuration loads. Flipping one bit of y moves the fixture key off
+    // P-256 while keeping the encoding well-formed.
+    let mut ec = fixture_jwk("ec-1");
+    let mut y = URL_SAFE_NO_PAD
+        .decode(ec["y"].as_str().unwrap_or_default())
+        .unwrap_or_default();
+    assert_eq!(y.len(), 32);
+    y[31] ^= 1;
+    ec["y"] = json!(URL_SAFE_NO_PAD.encode(&y));
+    assert_rejected(
+        &format!("[jwt]\nkeys = [{{ jwk = {} }}]", inline_table(&ec)),
+        "jwt.keys[0].jwk: not a valid P-256 public key",
+    );
+    // RFC 8725 §3.5: an `oct` JWK is held to the same minimum length as a
+    // `secret` (31 bytes here).
+    let k = URL_SAFE_NO_PAD.encode([7u8; 31]);
+    assert_rejected(
+        &format!("[jwt]\nkeys = [{{ jwk = {{ kty = \"oct\", k = \"{k}\" }} }}]"),
+        "jwt.keys[0].jwk: too short for HS256: use at least 32 bytes",
+    );
+}

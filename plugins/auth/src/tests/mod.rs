@@ -3,6 +3,7 @@
 
 mod api_key;
 mod config;
+mod header;
 mod jwt;
 mod keys;
 
