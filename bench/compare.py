@@ -170,6 +170,7 @@ config.request = {{ set = {{ "x-caller" = "${{context.auth.subject}}" }}, remove
 config.response = {{ set = {{ "x-served-by" = "sluice" }} }}
 [[routes.filters]]
 plugin = "traffic-split"
+clusters = ["up", "up2"]
 config = {{ clusters = [{{ cluster = "up", weight = 90 }}, {{ cluster = "up2", weight = 10 }}] }}
 """
 

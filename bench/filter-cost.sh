@@ -31,6 +31,7 @@ REWRITE='plugin = "header-rewrite"
 config.request = { set = { "x-caller" = "${context.auth.subject}" }, remove = ["x-internal"] }
 config.response = { set = { "x-served-by" = "sluice" } }'
 SPLIT='plugin = "traffic-split"
+clusters = ["up", "up2"]
 config = { clusters = [{ cluster = "up", weight = 90 }, { cluster = "up2", weight = 10 }] }'
 
 route() { # name, filter tables…

@@ -283,6 +283,7 @@ name = "web"
 cluster = "stable"
 [[routes.filters]]
 plugin = "traffic-split"
+clusters = ["stable", "canary"]
 [routes.filters.config]
 clusters = [{{ cluster = "stable", weight = 90 }}, {{ cluster = "canary", weight = 10 }}]
 overrides = [{{ header = "x-canary", value = "always", cluster = "canary" }}]
@@ -373,6 +374,7 @@ response.set = {{ "x-served-by" = "sluice" }}
 
 [[routes.filters]]
 plugin = "traffic-split"
+clusters = ["stable", "canary"]
 [routes.filters.config]
 clusters = [{{ cluster = "stable", weight = 100 }}, {{ cluster = "canary", weight = 0 }}]
 overrides = [{{ header = "x-canary", value = "always", cluster = "canary" }}]

@@ -159,6 +159,7 @@ async fn filter_chooses_the_cluster() {
 cluster = "a"
 [[routes.filters]]
 plugin = "probe"
+clusters = ["b"]
 config = {{ cluster = "b" }}
 "#,
         cluster("a", a.addr),
@@ -167,6 +168,53 @@ config = {{ cluster = "b" }}
     let proxy = start(&body, &[PROBE]).await;
     let resp = h2().get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.headers()["x-upstream"], "b");
+}
+
+/// A filter may send requests only to its route's cluster and the ones its
+/// entry lists: `set-cluster` to any other is refused with `unknown-cluster`
+/// (the probe answers 500 naming the error), and `/metrics` has request
+/// series for exactly the clusters each route can reach.
+#[tokio::test]
+async fn filter_may_choose_only_listed_clusters() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let c = Upstream::start("c").await;
+    let body = format!(
+        r#"{}{}{}
+[[routes]]
+name = "listed"
+path_prefix = "/listed"
+cluster = "a"
+[[routes.filters]]
+plugin = "probe"
+clusters = ["b"]
+config = {{ cluster = "b" }}
+
+[[routes]]
+name = "unlisted"
+cluster = "a"
+[[routes.filters]]
+plugin = "probe"
+clusters = ["b"]
+config = {{ cluster = "c" }}
+"#,
+        cluster("a", a.addr),
+        cluster("b", b.addr),
+        cluster("c", c.addr)
+    );
+    let proxy = start(&body, &[PROBE]).await;
+    let resp = h1().get(proxy.url("/listed")).send().await.unwrap();
+    assert_eq!(resp.headers()["x-upstream"], "b");
+    let resp = h1().get(proxy.url("/other")).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    assert_eq!(resp.text().await.unwrap(), "set_cluster c: unknown cluster");
+    let metrics = proxy.running.metrics.encode();
+    for route in ["listed", "unlisted"] {
+        for (cluster, present) in [("a", true), ("b", true), ("c", false)] {
+            let series = format!(r#"sluice_requests_total{{route="{route}",cluster="{cluster}",status="2xx"}}"#);
+            assert_eq!(metrics.contains(&series), present, "{series}:\n{metrics}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -197,7 +245,11 @@ config = {{ panic_on_path = "/boom", count_key = "requests" }}
     assert_eq!(echoed(&echo, "x-probe-count"), ["2"]);
 }
 
-#[tokio::test]
+/// 100 concurrent requests on four worker threads through a filter whose
+/// calls take 2 ms, with `max_instances = 2`: every request succeeds and is
+/// counted once, calls overlapped (a second instance was needed) and the
+/// pool never grew past its bound (no third instance was ever created).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_share_a_bounded_pool() {
     let up = Upstream::start("app").await;
     let body = format!(
@@ -206,13 +258,16 @@ async fn concurrent_requests_share_a_bounded_pool() {
 cluster = "app"
 [[routes.filters]]
 plugin = "probe"
-config = {{ count_key = "n", tag = "t" }}
+max_instances = 2
+pool_wait = "30s"
+deadline = "1s"
+config = {{ count_key = "n", tag = "t", spin_ms = 2 }}
 "#,
         cluster("app", up.addr)
     );
     let proxy = start(&body, &[PROBE]).await;
     let client = h2();
-    let requests = (0..200).map(|_| {
+    let requests = (0..100).map(|_| {
         let client = client.clone();
         let url = proxy.url("/");
         tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) })
@@ -223,7 +278,20 @@ config = {{ count_key = "n", tag = "t" }}
     // Every request was counted exactly once by an atomic increment.
     let resp = client.get(proxy.url("/")).send().await.unwrap();
     let echo: Value = resp.json().await.unwrap();
-    assert_eq!(echoed(&echo, "x-probe-count"), ["201"]);
+    assert_eq!(echoed(&echo, "x-probe-count"), ["101"]);
+    let metrics = proxy.running.metrics.encode();
+    let created = metric_value(&metrics, r#"sluice_filter_instances_created_total{plugin="probe"}"#);
+    assert_eq!(
+        created, 2.0,
+        "instances created (bound 2, calls overlapping):\n{metrics}"
+    );
+}
+
+/// The value of the series `name{labels}` in Prometheus text.
+fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 /// The example custom filter from `examples/custom-filter`, end to end.

@@ -305,3 +305,187 @@ async fn sighup_reloads_the_config() {
     .await;
     assert!(took.is_some(), "SIGHUP did not reload");
 }
+
+fn sighup(proxy: &BinaryProxy) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &proxy.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A reload applies what it can while running — `[limits]`, `[log] level`,
+/// `[access_log]` — and keeps the running listeners, admin address and
+/// cache directory, naming them in its log line; `/config` shows what is in
+/// force, not what the file says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_reports_settings_that_wait_for_restart() {
+    let up = Upstream::start("app").await;
+    let body = format!(
+        "[admin]\naddress = \"127.0.0.1:0\"\n\n[log]\nlevel = \"info\"\n\n[reload]\nwatch = false\n\n\
+         [[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\n\n[[routes]]\nname = \"app\"\npath_prefix = \"/app\"\ncluster = \"app\"\n",
+        up.addr
+    );
+    let proxy = start_binary(&body, &[]);
+    let admin = proxy.admin.expect("admin address");
+    let client = h1();
+    let url = |path: &str| format!("http://{}{path}", proxy.addr);
+    // At `info`, a request without a route is not logged (it is at debug).
+    assert_eq!(client.get(url("/nothing")).send().await.unwrap().status(), 404);
+    let resp = client.get(url("/app")).send().await.unwrap();
+    assert!(resp.headers().get("connection").is_none());
+
+    let config_path = proxy.work.config_path();
+    let access_log = proxy.work.dir.path().join("access.log");
+    let edited = std::fs::read_to_string(&config_path)
+        .unwrap()
+        .replace(
+            "address = \"127.0.0.1:0\"\n\n[admin]",
+            "address = \"127.0.0.1:1\"\n\n[admin]",
+        )
+        .replace(
+            "[admin]\naddress = \"127.0.0.1:0\"",
+            "[admin]\naddress = \"127.0.0.1:2\"",
+        )
+        .replace("cache_dir = ", "cache_dir = \"elsewhere\"\n#")
+        .replace("level = \"info\"", "level = \"debug\"")
+        + &format!(
+            "\n[limits]\nmax_requests_per_connection = 1\n\n[access_log]\npath = {:?}\n",
+            access_log.display().to_string()
+        );
+    std::fs::write(&config_path, &edited).unwrap();
+    sighup(&proxy);
+    let reloaded = wait_until(Duration::from_secs(30), || async {
+        !proxy.log_lines_with("reloaded").is_empty()
+    })
+    .await;
+    assert!(reloaded.is_some(), "no reload logged");
+    let line = proxy.log_lines_with("reloaded").remove(0);
+    assert!(
+        line.contains("restart_required=listeners, admin.address, cache_dir"),
+        "{line}"
+    );
+
+    // `/config` on the admin address still in use shows what is in force.
+    let config: Value = client
+        .get(format!("http://{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["listeners"][0]["address"], "127.0.0.1:0", "{config}");
+    assert_eq!(config["admin"], "127.0.0.1:0", "{config}");
+    assert!(
+        !config["cache_dir"].as_str().unwrap_or("").ends_with("elsewhere"),
+        "{config}"
+    );
+    assert_eq!(config["log_level"], "debug", "{config}");
+    assert_eq!(config["limits"]["max_requests_per_connection"], 1, "{config}");
+    assert_eq!(
+        config["access_log"]["path"],
+        access_log.display().to_string(),
+        "{config}"
+    );
+
+    // And each live setting is in force: the limit closes connections, the
+    // access log writes to its new file, debug lines are logged.
+    let fresh = h1();
+    let resp = fresh.get(url("/app")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["connection"], "close");
+    assert_eq!(fresh.get(url("/nothing")).send().await.unwrap().status(), 404);
+    let logged = wait_until(Duration::from_secs(30), || async {
+        std::fs::read_to_string(&access_log).is_ok_and(|t| t.contains("path=/app"))
+    })
+    .await;
+    assert!(logged.is_some(), "the new access log got no line");
+    let debug = wait_until(Duration::from_secs(30), || async {
+        !proxy.log_lines_with("request failed").is_empty()
+    })
+    .await;
+    assert!(debug.is_some(), "log level debug not applied");
+    assert_eq!(
+        proxy.log_lines_with("request failed").len(),
+        1,
+        "logged at info before the reload"
+    );
+}
+
+/// A changed `plugins_dir` is loaded from, and the watcher moves with it: a
+/// plugin changed in the new directory is picked up without a signal.
+#[tokio::test]
+async fn watcher_follows_a_changed_plugins_dir() {
+    let up = Upstream::start("app").await;
+    let proxy = start(&route_with("versioned", up.addr), &[("version-1", "versioned")]).await;
+    let client = h2();
+    assert_eq!(version(&client, &proxy.url("/")).await.as_deref(), Some("1"));
+    let moved = proxy.work.dir.path().join("plugins2");
+    std::fs::create_dir(&moved).unwrap();
+    std::fs::write(moved.join("versioned.wasm"), v2()).unwrap();
+    let config = proxy.work.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("plugins_dir = \"plugins\"", "plugins_dir = \"plugins2\""),
+    )
+    .unwrap();
+    let moved_over = wait_until(Duration::from_secs(10), || async {
+        version(&client, &proxy.url("/")).await.as_deref() == Some("2")
+    })
+    .await;
+    assert!(moved_over.is_some(), "the new plugins_dir was not loaded");
+    // Now only the new directory is watched.
+    write_renamed(&moved.join("versioned.wasm"), &v1());
+    let followed = wait_until(Duration::from_secs(10), || async {
+        version(&client, &proxy.url("/")).await.as_deref() == Some("1")
+    })
+    .await;
+    assert!(followed.is_some(), "a change in the new plugins_dir was not picked up");
+}
+
+/// On one thread (`--threads 1`), a reload whose filter takes most of a
+/// second in `init` runs beside the serving worker: requests keep completing
+/// while that `init` is still running (seen by its "done" line not yet
+/// logged when they have all answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_with_a_slow_filter_init_does_not_stall_requests() {
+    let up = Upstream::start("app").await;
+    let body = format!(
+        "[reload]\nwatch = false\n\n[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\n\n\
+         [[routes]]\nname = \"good\"\npath_prefix = \"/good\"\ncluster = \"app\"\n",
+        up.addr
+    );
+    let proxy = start_binary_with(&body, &[("probe-filter", "probe")], &["--threads", "1"]);
+    let client = h1();
+    let url = format!("http://{}/good", proxy.addr);
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    let config = proxy.work.config_path();
+    let slow = "\n[[routes]]\nname = \"slow\"\npath_prefix = \"/slow\"\ncluster = \"app\"\n[[routes.filters]]\n\
+                plugin = \"probe\"\nconfig = { init_spin_ms = 800, init_log = \"SLOW-INIT\" }\n";
+    let text = std::fs::read_to_string(&config).unwrap() + slow;
+    std::fs::write(&config, text).unwrap();
+    sighup(&proxy);
+    let started = wait_until(Duration::from_secs(30), || async {
+        !proxy.log_lines_with("SLOW-INIT").is_empty()
+    })
+    .await;
+    assert!(started.is_some(), "the slow init never started");
+    for _ in 0..5 {
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    }
+    assert!(
+        proxy.log_lines_with("SLOW-INIT done").is_empty(),
+        "requests waited for the reload's filter init"
+    );
+    let done = wait_until(Duration::from_secs(30), || async {
+        client
+            .get(format!("http://{}/slow", proxy.addr))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(done.is_some(), "the reload with the slow filter never finished");
+}

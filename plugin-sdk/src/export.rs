@@ -22,10 +22,10 @@ mod glue {
 
     fn phases(p: Phases) -> WitPhases {
         let mut bits = 0;
-        if p.request_headers {
+        if p.request_headers() {
             bits |= WitPhases::REQUEST_HEADERS.bits();
         }
-        if p.response_headers {
+        if p.response_headers() {
             bits |= WitPhases::RESPONSE_HEADERS.bits();
         }
         WitPhases::from_bits_retain(bits)

@@ -110,7 +110,9 @@ impl Request {
     pub fn cluster(&self) -> String {
         sys::cluster()
     }
-    /// Send the request to another cluster of the configuration.
+    /// Send the request to another cluster: the route's own, or one the
+    /// filter entry's `clusters` list allows; any other is refused with
+    /// [`HostError::UnknownCluster`].
     pub fn set_cluster(&mut self, cluster: &str) -> Result<(), HostError> {
         sys::set_cluster(cluster)
     }

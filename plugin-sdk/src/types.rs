@@ -2,7 +2,11 @@
 //! refused a call, log levels and the phases a filter asks for.
 
 /// What a phase tells the host to do next.
+///
+/// Non-exhaustive: later versions of the contract may add actions, so a
+/// `match` on an `Action` needs a `_` arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Action {
     /// Go on with the next filter, the upstream or the client.
     Continue,
@@ -22,7 +26,11 @@ impl Action {
 }
 
 /// A response produced by a filter instead of the upstream's.
+///
+/// Non-exhaustive so fields can be added: build one with
+/// [`LocalResponse::new`] and the builder methods; the fields stay readable.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LocalResponse {
     /// HTTP status code, 200–599.
     pub status: u16,
@@ -56,7 +64,11 @@ impl LocalResponse {
 }
 
 /// Why the host refused a call. The refused change was not applied.
+///
+/// Non-exhaustive: calls added later may fail for new reasons, so a `match`
+/// on a `HostError` needs a `_` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HostError {
     /// The header name is not a valid HTTP token.
     InvalidName,
@@ -102,28 +114,121 @@ pub enum LogLevel {
 }
 
 /// The phases a filter wants to be called for; the host skips the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// A set of phases, combined with `|`. Its representation is private so that
+/// phases added in later versions of the contract (for example body phases)
+/// are new constants, not new fields that would break every filter building
+/// one by hand. New phases are opt-in: they never join [`Phases::ALL`], the
+/// default of [`Filter::phases`](crate::Filter::phases), so a filter is only
+/// called for a phase it asked for by name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Phases {
-    /// Call `on_request_headers`.
-    pub request_headers: bool,
-    /// Call `on_response_headers`.
-    pub response_headers: bool,
+    bits: u8,
 }
 
 impl Phases {
-    /// Both phases.
-    pub const ALL: Phases = Phases {
-        request_headers: true,
-        response_headers: true,
-    };
-    /// Only the request phase.
+    const REQUEST_HEADERS: u8 = 1;
+    const RESPONSE_HEADERS: u8 = 1 << 1;
+
+    /// No phase: the filter is never called after `create`.
+    pub const NONE: Phases = Phases { bits: 0 };
+    /// Only the request-headers phase (`on_request_headers`).
     pub const REQUEST: Phases = Phases {
-        request_headers: true,
-        response_headers: false,
+        bits: Self::REQUEST_HEADERS,
     };
-    /// Only the response phase.
+    /// Only the response-headers phase (`on_response_headers`).
     pub const RESPONSE: Phases = Phases {
-        request_headers: false,
-        response_headers: true,
+        bits: Self::RESPONSE_HEADERS,
     };
+    /// Both header phases, `REQUEST | RESPONSE`. It stays exactly that:
+    /// phases added later are opt-in and not part of it.
+    pub const ALL: Phases = Phases {
+        bits: Self::REQUEST_HEADERS | Self::RESPONSE_HEADERS,
+    };
+
+    /// Every phase of `self` and of `other`; the same as `self | other`,
+    /// usable in `const` items.
+    pub const fn union(self, other: Phases) -> Phases {
+        Phases {
+            bits: self.bits | other.bits,
+        }
+    }
+
+    /// `self`, plus `other` if `on` is true: builds a set from conditions,
+    /// as in `Phases::NONE.with(Phases::REQUEST, !rules.is_empty())`.
+    #[must_use]
+    pub const fn with(self, other: Phases, on: bool) -> Phases {
+        if on { self.union(other) } else { self }
+    }
+
+    /// Whether every phase of `other` is in `self`.
+    pub const fn contains(self, other: Phases) -> bool {
+        self.bits & other.bits == other.bits
+    }
+
+    /// Whether no phase is set.
+    pub const fn is_empty(self) -> bool {
+        self.bits == 0
+    }
+
+    /// Whether `on_request_headers` is called.
+    pub const fn request_headers(self) -> bool {
+        self.contains(Phases::REQUEST)
+    }
+
+    /// Whether `on_response_headers` is called.
+    pub const fn response_headers(self) -> bool {
+        self.contains(Phases::RESPONSE)
+    }
+}
+
+impl std::ops::BitOr for Phases {
+    type Output = Phases;
+    fn bitor(self, other: Phases) -> Phases {
+        self.union(other)
+    }
+}
+
+impl std::ops::BitOrAssign for Phases {
+    fn bitor_assign(&mut self, other: Phases) {
+        *self = self.union(other);
+    }
+}
+
+impl std::fmt::Debug for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names = Vec::new();
+        if self.request_headers() {
+            names.push("REQUEST");
+        }
+        if self.response_headers() {
+            names.push("RESPONSE");
+        }
+        if names.is_empty() {
+            f.write_str("Phases(NONE)")
+        } else {
+            write!(f, "Phases({})", names.join(" | "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Phases;
+
+    #[test]
+    fn phases_combine() {
+        assert_eq!(Phases::REQUEST | Phases::RESPONSE, Phases::ALL);
+        assert_eq!(
+            Phases::NONE.with(Phases::REQUEST, true).with(Phases::RESPONSE, false),
+            Phases::REQUEST
+        );
+        let mut p = Phases::NONE;
+        assert!(p.is_empty());
+        p |= Phases::RESPONSE;
+        assert!(p.response_headers() && !p.request_headers());
+        assert!(Phases::ALL.contains(Phases::REQUEST) && !Phases::REQUEST.contains(Phases::ALL));
+        assert_eq!(format!("{:?}", Phases::ALL), "Phases(REQUEST | RESPONSE)");
+        assert_eq!(format!("{:?}", Phases::NONE), "Phases(NONE)");
+    }
 }

@@ -29,7 +29,10 @@ use criterion::{BatchSize, Bencher, BenchmarkId, Criterion, Throughput};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sluice::config::SandboxConfig;
 use sluice::filter_chain::{FilterChain, RequestOutcome};
-use sluice::wasm::{Exchange, FilterSlot, Phase, PhaseOutcome, Plugin, PluginSource, RequestHead, WasmRuntime};
+use sluice::wasm::{
+    Context, FilterSlot, Message, Phase, PhaseOutcome, Plugin, PluginSource, RequestExchange, RequestHead,
+    ResponseExchange, WasmRuntime,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +79,7 @@ fn headers(count: usize) -> HeaderMap {
     map
 }
 
-/// A request head, copied into a fresh [`Exchange`] per call as the proxy
+/// A request head, copied into a fresh [`RequestExchange`] per call as the proxy
 /// builds one per request.
 struct RequestTemplate {
     parts: http::request::Parts,
@@ -98,16 +101,17 @@ impl RequestTemplate {
         }
     }
 
-    fn exchange(&self) -> Exchange {
-        Exchange {
-            request: Some(RequestHead {
+    fn exchange(&self) -> RequestExchange {
+        RequestExchange {
+            head: RequestHead {
                 parts: self.parts.clone(),
                 client: ([10, 1, 2, 3], 40000).into(),
                 scheme: "http",
                 cluster: self.cluster.clone(),
                 route: self.route.clone(),
-            }),
-            ..Exchange::default()
+                paths: sluice::config::PathPolicy::default(),
+            },
+            context: Context::new(),
         }
     }
 }
@@ -189,8 +193,8 @@ impl Env {
 
     /// One untimed call (warming caches such as auth's token cache) that
     /// must let the message through; returns the exchange it left.
-    fn call_once(&self, slot: &FilterSlot, phase: Phase, mut exchange: Exchange) -> Exchange {
-        let outcome = self.tokio.block_on(slot.call(phase, &mut exchange)).expect("call");
+    fn call_once<M: Message>(&self, slot: &FilterSlot, mut exchange: M) -> M {
+        let outcome = self.tokio.block_on(slot.call(&mut exchange)).expect("call");
         assert!(
             matches!(outcome, PhaseOutcome::Continue),
             "{} answered locally: {outcome:?}",
@@ -202,11 +206,11 @@ impl Env {
 
 /// Time one `phase` call of `slot` per iteration, each on a fresh message
 /// from `message`, made and dropped outside the timing.
-fn bench_call(b: &mut Bencher<'_>, tokio: &Runtime, slot: &FilterSlot, phase: Phase, message: impl Fn() -> Exchange) {
+fn bench_call<M: Message>(b: &mut Bencher<'_>, tokio: &Runtime, slot: &FilterSlot, message: impl Fn() -> M) {
     b.to_async(tokio).iter_batched(
         message,
         move |mut exchange| async move {
-            slot.call(phase, &mut exchange).await.expect("call");
+            slot.call(&mut exchange).await.expect("call");
             exchange
         },
         BatchSize::SmallInput,
@@ -223,21 +227,16 @@ fn builtin(c: &mut Criterion, env: &Env, request: &RequestTemplate) -> Vec<Arc<F
     let mut slots = Vec::new();
     for &(name, ..) in &env.filters {
         let slot = env.slot(name);
-        let after = env.call_once(&slot, Phase::RequestHeaders, request.exchange());
-        group.bench_function(name, |b| {
-            bench_call(b, &env.tokio, &slot, Phase::RequestHeaders, || request.exchange())
-        });
+        let after = env.call_once(&slot, request.exchange());
+        group.bench_function(name, |b| bench_call(b, &env.tokio, &slot, || request.exchange()));
         if slot.wants(Phase::ResponseHeaders) {
             // The response phase sees the context its request phase left.
-            let reply = || Exchange {
-                response: Some(response.clone()),
+            let reply = || ResponseExchange {
+                head: response.clone(),
                 context: after.context.clone(),
-                ..Exchange::default()
             };
-            env.call_once(&slot, Phase::ResponseHeaders, reply());
-            group.bench_function(format!("{name}/response"), |b| {
-                bench_call(b, &env.tokio, &slot, Phase::ResponseHeaders, reply)
-            });
+            env.call_once(&slot, reply());
+            group.bench_function(format!("{name}/response"), |b| bench_call(b, &env.tokio, &slot, reply));
         }
         slots.push(slot);
     }
@@ -256,10 +255,12 @@ fn chain(c: &mut Criterion, env: &Env, request: &RequestTemplate, slots: Vec<Arc
             let mut exchange = request.exchange();
             let outcome = chain.on_request(&mut exchange).await.expect("request phase");
             assert!(matches!(outcome, RequestOutcome::Forward), "the chain answered locally");
-            exchange.request = None;
-            exchange.response = Some(http::Response::new(()).into_parts().0);
+            let reply = ResponseExchange {
+                head: http::Response::new(()).into_parts().0,
+                context: exchange.context,
+            };
             chain
-                .on_response(ran, &mut exchange, sluice::body::full(""))
+                .on_response(ran, reply, sluice::body::full(""))
                 .await
                 .expect("response phase")
         })
@@ -286,9 +287,9 @@ fn marshalling(c: &mut Criterion, env: &Env) {
     let mut group = c.benchmark_group("marshalling");
     for count in [0, 11, 50] {
         let request = RequestTemplate::new(headers(count));
-        env.call_once(&slot, Phase::RequestHeaders, request.exchange());
+        env.call_once(&slot, request.exchange());
         group.bench_function(BenchmarkId::new("header-rewrite", count), |b| {
-            bench_call(b, &env.tokio, &slot, Phase::RequestHeaders, || request.exchange())
+            bench_call(b, &env.tokio, &slot, || request.exchange())
         });
     }
     // Set last: the group's throughput applies to every benchmark after it.

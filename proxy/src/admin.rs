@@ -28,9 +28,7 @@ pub struct AdminState {
 /// Serve the admin endpoints until the task is dropped.
 pub async fn serve(listener: TcpListener, state: AdminState) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, _) = crate::accept::next_connection(&listener).await;
         let state = state.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {

@@ -16,9 +16,7 @@ use tokio::net::TcpListener;
 /// Serve the echo upstream until the task is dropped.
 pub async fn serve(listener: TcpListener, name: String) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, _) = crate::accept::next_connection(&listener).await;
         let name = name.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| echo(name.clone(), req));

@@ -3,13 +3,51 @@
 use crate::body::{self, ProxyBody};
 use http::{Response, StatusCode, header};
 
+/// What is wrong with a malformed request (answered 400, connection closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadRequest {
+    #[error("no Host header and no authority in the request target")]
+    MissingHost,
+    #[error("the request target's authority is not a valid host[:port]")]
+    InvalidAuthority,
+    #[error("the Host header is not a valid host[:port]")]
+    InvalidHost,
+    #[error("more than one Host header line")]
+    DuplicateHost,
+    #[error("the Host header names another authority than :authority")]
+    HostMismatch,
+    #[error("invalid path: {0}")]
+    InvalidPath(#[source] crate::normalize::PathError),
+    #[error("the request target cannot be forwarded")]
+    InvalidTarget,
+    #[error("the request body was malformed or cut short")]
+    MalformedBody,
+}
+
+impl BadRequest {
+    /// The one-line body the client sees.
+    fn body(self) -> &'static str {
+        match self {
+            BadRequest::MissingHost => "missing Host header\n",
+            BadRequest::InvalidAuthority => "invalid authority\n",
+            BadRequest::InvalidHost => "invalid Host\n",
+            BadRequest::DuplicateHost => "more than one Host header\n",
+            BadRequest::HostMismatch => "Host does not match :authority\n",
+            BadRequest::InvalidPath(_) => "invalid path\n",
+            BadRequest::InvalidTarget => "invalid request target\n",
+            BadRequest::MalformedBody => "malformed request body\n",
+        }
+    }
+}
+
 /// Why a request could not be proxied.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("no route matches host {host:?} and path {path:?}")]
     NoRoute { host: String, path: String },
-    #[error("request has no valid host")]
-    BadRequest(&'static str),
+    #[error("bad request: {0}")]
+    BadRequest(#[from] BadRequest),
     #[error("cluster {0} has no endpoints")]
     NoEndpoint(String),
     #[error("upstream {endpoint} unreachable: {source}")]
@@ -53,7 +91,7 @@ impl ProxyError {
     fn body(&self) -> &'static str {
         match self {
             ProxyError::NoRoute { .. } => "no route for this host and path\n",
-            ProxyError::BadRequest(why) => why,
+            ProxyError::BadRequest(why) => why.body(),
             ProxyError::NoEndpoint(_) => "no upstream endpoint available\n",
             ProxyError::UpstreamUnreachable { .. } => "upstream unreachable\n",
             ProxyError::UpstreamConnectTimeout { .. } => "upstream connect timeout\n",

@@ -8,8 +8,8 @@ use crate::body::{self, ProxyBody};
 use crate::config::FailurePolicy;
 use crate::error::ProxyError;
 use crate::limits;
-use crate::wasm::Phase;
-use crate::wasm::{CallError, Exchange, FilterSlot, LocalResponse, PhaseOutcome};
+use crate::wasm::{CallError, FilterSlot, LocalResponse, Message, Phase, PhaseOutcome};
+use crate::wasm::{RequestExchange, ResponseExchange};
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use std::sync::Arc;
@@ -32,12 +32,12 @@ pub struct FilterChain {
 
 impl FilterChain {
     /// Run the request phase of each filter in order.
-    pub async fn on_request(&self, exchange: &mut Exchange) -> Result<RequestOutcome, ProxyError> {
+    pub async fn on_request(&self, exchange: &mut RequestExchange) -> Result<RequestOutcome, ProxyError> {
         for (i, slot) in self.slots.iter().enumerate() {
             if !slot.wants(Phase::RequestHeaders) {
                 continue;
             }
-            if let Some(response) = run(slot, Phase::RequestHeaders, exchange).await? {
+            if let Some(response) = run(slot, exchange).await? {
                 return Ok(RequestOutcome::Respond { response, by: i });
             }
         }
@@ -50,50 +50,45 @@ impl FilterChain {
     pub async fn on_response(
         &self,
         ran: usize,
-        exchange: &mut Exchange,
+        mut exchange: ResponseExchange,
         mut body: ProxyBody,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         for slot in self.slots[..ran.min(self.slots.len())].iter().rev() {
             if !slot.wants(Phase::ResponseHeaders) {
                 continue;
             }
-            if let Some(response) = run(slot, Phase::ResponseHeaders, exchange).await? {
+            if let Some(response) = run(slot, &mut exchange).await? {
                 let (parts, replacement) = response.into_parts();
-                exchange.response = Some(parts);
+                exchange.head = parts;
                 body = replacement;
             }
         }
-        let parts = exchange.response.take().ok_or_else(|| ProxyError::FilterFailed {
-            plugin: String::new(),
-            reason: "response lost".into(),
-        })?;
-        Ok(Response::from_parts(parts, body))
+        Ok(Response::from_parts(exchange.head, body))
     }
 }
 
 /// Run one phase of one filter: `Some(response)` if it answered locally.
 /// A failure is handled by the filter's policy: fail closed → the error,
-/// fail open → the exchange as it was before the call, and `None`.
-async fn run(
+/// fail open → the message as it was before the call, and `None`.
+async fn run<M: Message + Restorable>(
     slot: &FilterSlot,
-    phase: Phase,
-    exchange: &mut Exchange,
+    message: &mut M,
 ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
     let fail_open = slot.sandbox().on_failure == FailurePolicy::FailOpen;
-    let before = fail_open.then(|| Snapshot::take(exchange));
-    let result = match slot.call(phase, exchange).await {
+    let before = fail_open.then(|| message.snapshot());
+    let result = match slot.call(message).await {
         Ok(PhaseOutcome::Continue) => Ok(None),
         Ok(PhaseOutcome::Respond(local)) => local_response(slot, local).map(Some),
         Err(e) => Err(failure(slot, e)),
     };
     match (result, before) {
         (Err(e), Some(before)) => {
-            tracing::warn!(plugin = %slot.plugin.name, phase = ?phase, error = %e, "filter failed; skipped (fail_open), its changes discarded");
-            before.restore(exchange);
+            tracing::warn!(plugin = %slot.plugin.name, phase = ?M::PHASE, error = %e, "filter failed; skipped (fail_open), its changes discarded");
+            message.restore(before);
             Ok(None)
         }
         (Err(e), None) => {
-            tracing::warn!(plugin = %slot.plugin.name, phase = ?phase, error = %e, "filter failed; request failed closed");
+            tracing::warn!(plugin = %slot.plugin.name, phase = ?M::PHASE, error = %e, "filter failed; request failed closed");
             Err(e)
         }
         (ok, _) => ok,
@@ -116,43 +111,58 @@ fn failure(slot: &FilterSlot, e: CallError) -> ProxyError {
     }
 }
 
-/// What a fail-open filter could change, copied before its call.
-struct Snapshot {
-    request: Option<(http::Method, http::Uri, http::HeaderMap, Arc<str>, &'static str)>,
-    response: Option<(StatusCode, http::HeaderMap)>,
-    context: crate::wasm::Context,
+/// What a fail-open filter could change, copied before its call and put
+/// back if the call fails.
+trait Restorable {
+    type Snapshot;
+    fn snapshot(&self) -> Self::Snapshot;
+    fn restore(&mut self, snapshot: Self::Snapshot);
 }
 
-impl Snapshot {
-    fn take(exchange: &Exchange) -> Snapshot {
-        Snapshot {
-            request: exchange.request.as_ref().map(|r| {
-                (
-                    r.parts.method.clone(),
-                    r.parts.uri.clone(),
-                    r.parts.headers.clone(),
-                    r.cluster.clone(),
-                    r.scheme,
-                )
-            }),
-            response: exchange.response.as_ref().map(|r| (r.status, r.headers.clone())),
-            context: exchange.context.clone(),
-        }
+impl Restorable for RequestExchange {
+    type Snapshot = (
+        http::Method,
+        http::Uri,
+        http::HeaderMap,
+        Arc<str>,
+        &'static str,
+        crate::wasm::Context,
+    );
+
+    fn snapshot(&self) -> Self::Snapshot {
+        let r = &self.head;
+        (
+            r.parts.method.clone(),
+            r.parts.uri.clone(),
+            r.parts.headers.clone(),
+            r.cluster.clone(),
+            r.scheme,
+            self.context.clone(),
+        )
     }
 
-    fn restore(self, exchange: &mut Exchange) {
-        if let (Some((method, uri, headers, cluster, scheme)), Some(r)) = (self.request, exchange.request.as_mut()) {
-            r.parts.method = method;
-            r.parts.uri = uri;
-            r.parts.headers = headers;
-            r.cluster = cluster;
-            r.scheme = scheme;
-        }
-        if let (Some((status, headers)), Some(r)) = (self.response, exchange.response.as_mut()) {
-            r.status = status;
-            r.headers = headers;
-        }
-        exchange.context = self.context;
+    fn restore(&mut self, (method, uri, headers, cluster, scheme, context): Self::Snapshot) {
+        let r = &mut self.head;
+        r.parts.method = method;
+        r.parts.uri = uri;
+        r.parts.headers = headers;
+        r.cluster = cluster;
+        r.scheme = scheme;
+        self.context = context;
+    }
+}
+
+impl Restorable for ResponseExchange {
+    type Snapshot = (StatusCode, http::HeaderMap, crate::wasm::Context);
+
+    fn snapshot(&self) -> Self::Snapshot {
+        (self.head.status, self.head.headers.clone(), self.context.clone())
+    }
+
+    fn restore(&mut self, (status, headers, context): Self::Snapshot) {
+        self.head.status = status;
+        self.head.headers = headers;
+        self.context = context;
     }
 }
 

@@ -7,6 +7,7 @@ use crate::config::{Config, ConfigError};
 use crate::filter_chain::FilterChain;
 use crate::metrics::RouteMetrics;
 use crate::router::Router;
+use crate::telemetry::access_log::AccessLog;
 use crate::upstream::Upstreams;
 use crate::wasm::{FilterSlot, PluginSet, WasmRuntime};
 use std::collections::HashSet;
@@ -36,6 +37,9 @@ pub struct Generation {
     pub plugins: PluginSet,
     /// Counters for requests no route matched.
     pub unrouted: Arc<RouteMetrics>,
+    /// The access log requests on this generation write to; the previous
+    /// generation's when its settings did not change.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 impl Generation {
@@ -65,13 +69,29 @@ impl Generation {
         };
 
         let metrics = &runtime.metrics;
+        let access_log = match (&config.access_log, &previous) {
+            (None, _) => None,
+            (Some(c), Some(p)) if p.config.access_log.as_ref() == Some(c) && p.access_log.is_some() => {
+                p.access_log.clone()
+            }
+            (Some(c), _) => Some(Arc::new(
+                AccessLog::start(c.clone(), metrics.access_log_dropped.clone())
+                    .map_err(|e| located(&config, None, "access_log.path".into(), format!("cannot open: {e}")))?,
+            )),
+        };
         let upstreams = Upstreams::new(&config, metrics);
-        let cluster_names: Vec<Arc<str>> = config.clusters.iter().map(|c| Arc::from(c.name.as_str())).collect();
-        let clusters: Arc<HashSet<Arc<str>>> = Arc::new(cluster_names.iter().cloned().collect());
         let mut routes = Vec::new();
         for (i, rc) in config.routes.iter().enumerate() {
             let mut chain = FilterChain::default();
             for (j, fc) in rc.filters.iter().enumerate() {
+                // The clusters `set-cluster` may choose: the route's own and
+                // the entry's `clusters` list.
+                let clusters: Arc<HashSet<Arc<str>>> = Arc::new(
+                    std::iter::once(&rc.cluster)
+                        .chain(&fc.clusters)
+                        .map(|c| Arc::from(c.as_str()))
+                        .collect(),
+                );
                 let key = format!("routes[{i}].filters[{j}].plugin");
                 let plugin = match plugins.get(&fc.plugin) {
                     Some(p) => p.clone(),
@@ -135,7 +155,7 @@ impl Generation {
                 timeout: rc.timeout,
                 connect_timeout: rc.connect_timeout,
                 chain,
-                metrics: Arc::new(metrics.route(&rc.name, &cluster_names)),
+                metrics: Arc::new(metrics.route(&rc.name, &rc.reachable_clusters())),
             };
             routes.push((rc.hosts.clone(), rc.path.clone(), Arc::new(route)));
         }
@@ -147,6 +167,7 @@ impl Generation {
             upstreams,
             plugins,
             unrouted: Arc::new(metrics.route("", &[])),
+            access_log,
             config,
         })
     }

@@ -15,6 +15,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod accept;
 pub mod admin;
 pub mod body;
 pub mod builtin;
@@ -27,11 +28,13 @@ pub mod generation;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod normalize;
 pub mod proxy;
 pub mod reload;
 pub mod router;
 pub mod server;
 pub mod shared_state;
+pub mod target;
 pub mod telemetry;
 pub mod upstream;
 pub mod wasm;

@@ -8,6 +8,7 @@
 //! gracefully (HTTP/2 GOAWAY, HTTP/1.1 close after the in-flight response)
 //! and returns once they have.
 
+use crate::accept;
 use crate::config::ListenerLimits;
 use crate::generation::Generation;
 use crate::proxy::{self, Downstream};
@@ -18,44 +19,36 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 /// The generation currently serving; swapped whole on reload.
 pub type Current = Arc<ArcSwap<Generation>>;
 
 /// Serve connections from `listener` until `stop` turns true, then drain:
-/// returns when every connection has finished.
+/// returns when every connection has finished. Each new connection gets the
+/// client limits of the generation current when it is accepted.
 pub async fn serve(
     listener: TcpListener,
     current: Current,
     telemetry: Arc<Telemetry>,
-    limits: ListenerLimits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(builder(&limits));
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut settings = ServerSettings::new(current.load().config.limits);
+    let open = Arc::new(AtomicUsize::new(0));
     let mut connections = JoinSet::new();
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (stream, client) = tokio::select! {
+            accepted = accept::next_connection(&listener) => accepted,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             _ = stop.wait_for(|stop| *stop) => break,
         };
-        let (stream, client) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Usually EMFILE: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
         let metrics = telemetry.metrics.clone();
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        settings.follow(&current.load().config.limits);
+        let limits = settings.limits;
+        let Some(slot) = OpenConnection::claim(&open, limits.max_connections) else {
             // Over the connection limit: close at once.
             metrics.rejected_connections.inc();
             tracing::debug!(%client, "connection limit reached; closing");
@@ -66,8 +59,7 @@ pub async fn serve(
         metrics.accepted_connections.inc();
         metrics.open_connections.inc();
         let current = current.clone();
-        let builder = builder.clone();
-        let telemetry = telemetry.clone();
+        let builder = settings.builder.clone();
         let mut stop = stop.clone();
         let max_requests = limits.max_requests_per_connection;
         connections.spawn(async move {
@@ -78,13 +70,12 @@ pub async fn serve(
             let reached = limit_reached.clone();
             let service = service_fn(move |req| {
                 let generation = current.load_full();
-                let telemetry = telemetry.clone();
                 if max_requests > 0 && count.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests {
                     // The last one: finish it, then close (HTTP/1.1
                     // `Connection: close`, HTTP/2 GOAWAY).
                     reached.notify_one();
                 }
-                async move { Ok::<_, Infallible>(proxy::handle(generation, req, downstream, telemetry).await) }
+                async move { Ok::<_, Infallible>(proxy::handle(generation, req, downstream).await) }
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
@@ -109,6 +100,47 @@ pub async fn serve(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// One connection counted against `max_connections`, until dropped.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    /// Count a new connection, unless `max` are open already.
+    fn claim(open: &Arc<AtomicUsize>, max: usize) -> Option<OpenConnection> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| OpenConnection(open.clone()))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The server settings built from the limits in force, rebuilt when a
+/// reload changes them.
+struct ServerSettings {
+    limits: ListenerLimits,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+}
+
+impl ServerSettings {
+    fn new(limits: ListenerLimits) -> Self {
+        ServerSettings {
+            builder: Arc::new(builder(&limits)),
+            limits,
+        }
+    }
+
+    /// Take `limits` if they differ from the ones in use.
+    fn follow(&mut self, limits: &ListenerLimits) {
+        if *limits != self.limits {
+            *self = ServerSettings::new(*limits);
+        }
+    }
 }
 
 /// The HTTP/1.1 + HTTP/2 server settings for `limits`.

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(
@@ -74,15 +76,29 @@ fn main() -> ExitCode {
         .as_ref()
         .and_then(|l| l.as_ref().ok())
         .and_then(|c| c.log_level.as_deref());
-    let filter = EnvFilter::try_from_default_env()
-        .ok()
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let fixed_by_env = from_env.is_some();
+    let filter = from_env
         .or_else(|| configured.and_then(|level| EnvFilter::try_new(level).ok()))
         .unwrap_or_else(|| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    // The filter sits behind a reload handle so a config reload can change
+    // `[log] level` while running.
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .init();
+    sluice::telemetry::log_filter::install(move |level| {
+        if fixed_by_env {
+            return Err("RUST_LOG is set and overrides [log] level".into());
+        }
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    });
     // One thread: a current-thread runtime, which serves from the main
     // thread without the work-stealing scheduler's cross-thread handoffs.
     let mut builder = match cli.threads {

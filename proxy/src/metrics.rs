@@ -248,7 +248,7 @@ impl Metrics {
 
     /// Handles for one route (`""` for requests no route matched), with a
     /// status counter per cluster it may send to.
-    pub fn route(&self, route: &str, clusters: &[Arc<str>]) -> RouteMetrics {
+    pub fn route(&self, route: &str, clusters: &[&str]) -> RouteMetrics {
         let counters = |cluster: &str| {
             STATUS_CLASSES.map(|status| {
                 self.requests
@@ -268,7 +268,7 @@ impl Metrics {
                 })
                 .clone(),
             unsent: counters(""),
-            by_cluster: clusters.iter().map(|c| (c.clone(), counters(c))).collect(),
+            by_cluster: clusters.iter().map(|c| (Arc::from(*c), counters(c))).collect(),
         }
     }
 
@@ -379,7 +379,7 @@ mod tests {
     #[test]
     fn handles_share_the_registered_series() {
         let m = Metrics::default();
-        let route = m.route("api", &["app".into()]);
+        let route = m.route("api", &["app"]);
         route.observe(Some("app"), 204, Duration::from_millis(3));
         route.observe(Some("app"), 503, Duration::from_millis(3));
         route.observe(None, 401, Duration::from_millis(1));

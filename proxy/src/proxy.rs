@@ -3,12 +3,13 @@
 //! them become a response in one place (`ProxyError::into_response`).
 
 use crate::body::{Counted, ProxyBody};
-use crate::error::ProxyError;
+use crate::error::{BadRequest, ProxyError};
 use crate::filter_chain::RequestOutcome;
 use crate::forwarding;
 use crate::generation::Generation;
-use crate::telemetry::{ObservedBody, Record, Telemetry, TraceContext};
-use crate::wasm::{Exchange, RequestHead};
+use crate::target;
+use crate::telemetry::{ObservedBody, Record, TraceContext};
+use crate::wasm::{Context, RequestExchange, RequestHead, ResponseExchange};
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use http_body_util::Either;
@@ -30,10 +31,9 @@ pub async fn handle(
     generation: Arc<Generation>,
     req: Request<Incoming>,
     downstream: Downstream,
-    telemetry: Arc<Telemetry>,
 ) -> Response<ObservedBody> {
     let (parts, body) = req.into_parts();
-    let mut record = Record::start(&telemetry, downstream.client, &parts);
+    let mut record = Record::start(generation.access_log.as_ref(), downstream.client, &parts);
     let response = match proxy(&generation, parts, body, downstream, &mut record).await {
         Ok(response) => response,
         Err(e) => {
@@ -46,7 +46,7 @@ pub async fn handle(
     }
     let (parts, body) = response.into_parts();
     let status = parts.status.as_u16();
-    Response::from_parts(parts, ObservedBody::new(body, status, record, telemetry))
+    Response::from_parts(parts, ObservedBody::new(body, status, record))
 }
 
 async fn proxy(
@@ -56,21 +56,17 @@ async fn proxy(
     downstream: Downstream,
     record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    // Router: the authority comes from the request target (HTTP/2, absolute
-    // form) or the Host header; from here on the Host header carries it.
-    let host = match parts.uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::BadRequest("invalid authority\n"))?,
-        None => parts
-            .headers
-            .get(header::HOST)
-            .cloned()
-            .ok_or(ProxyError::BadRequest("missing Host header\n"))?,
-    };
+    // Router: what it routes by is what the filters and the upstream will
+    // see — the checked, normalized authority (from the request target or
+    // the Host line; from here on the Host header carries it) and the
+    // normalized path.
+    let host = target::authority(&parts)?;
+    target::normalize_path(&mut parts.uri, generation.config.paths)?;
     let logs = record.logs();
     if logs {
         record.authority = Some(host.clone());
     }
-    let authority = host.to_str().map_err(|_| ProxyError::BadRequest("invalid Host\n"))?;
+    let authority = host.to_str().map_err(|_| BadRequest::InvalidHost)?;
     let route = generation
         .router
         .route(authority, parts.uri.path())
@@ -90,28 +86,26 @@ async fn proxy(
     let received = parts.version;
 
     // Filter chain, request phase.
-    let mut exchange = Exchange {
-        request: Some(RequestHead {
+    let mut exchange = RequestExchange {
+        head: RequestHead {
             parts,
             client: downstream.client,
             scheme: downstream.scheme,
             cluster: route.cluster.clone(),
             route: route.name.clone(),
-        }),
-        ..Exchange::default()
+            paths: generation.config.paths,
+        },
+        context: Context::new(),
     };
     let outcome = route.chain.on_request(&mut exchange).await?;
-    let mut head = exchange
-        .request
-        .take()
-        .ok_or(ProxyError::BadRequest("request lost\n"))?;
+    let RequestExchange { mut head, context } = exchange;
     if logs {
-        record.request_id = request_id(&exchange, &head.parts.headers);
+        record.request_id = request_id(&context, &head.parts.headers);
     }
     if let RequestOutcome::Respond { response, by } = outcome {
         let (parts, body) = response.into_parts();
-        exchange.response = Some(parts);
-        return route.chain.on_response(by, &mut exchange, body).await;
+        let exchange = ResponseExchange { head: parts, context };
+        return route.chain.on_response(by, exchange, body).await;
     }
 
     // Upstream.
@@ -129,6 +123,9 @@ async fn proxy(
     );
     forwarding::append_via(&mut head.parts.headers, received);
     record.cluster = Some(head.cluster.clone());
+    if logs {
+        record.note_forwarded(&head.parts.uri);
+    }
     let upstream_request = Request::from_parts(head.parts, Counted::new(body, record.bytes_in.clone()));
     let (response, endpoint) = cluster
         .send(upstream_request, route.connect_timeout, route.timeout)
@@ -143,17 +140,17 @@ async fn proxy(
     forwarding::strip_hop_by_hop(&mut parts.headers);
     forwarding::append_via(&mut parts.headers, parts.version);
     parts.version = http::Version::default();
-    exchange.response = Some(parts);
+    let exchange = ResponseExchange { head: parts, context };
     route
         .chain
-        .on_response(route.chain.slots.len(), &mut exchange, Either::Left(body))
+        .on_response(route.chain.slots.len(), exchange, Either::Left(body))
         .await
 }
 
 /// The request id a filter recorded in the context (`request_id`, as the
 /// header-rewrite filter does), else the `x-request-id` header.
-fn request_id(exchange: &Exchange, headers: &http::HeaderMap) -> Option<HeaderValue> {
-    match exchange.context.get("request_id") {
+fn request_id(context: &Context, headers: &http::HeaderMap) -> Option<HeaderValue> {
+    match context.get("request_id") {
         Some(id) => HeaderValue::from_str(id).ok(),
         None => headers.get("x-request-id").cloned(),
     }

@@ -9,13 +9,15 @@ use crate::config::Config;
 use crate::generation::Generation;
 use crate::listener::Current;
 use crate::metrics::Metrics;
+use crate::telemetry::log_filter;
 use crate::wasm::WasmRuntime;
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
 
 /// Quiet time after the last file event before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(75);
@@ -31,7 +33,8 @@ pub enum Outcome {
     Unchanged,
 }
 
-/// Builds and swaps generations.
+/// Builds and swaps generations, and keeps the file watcher on the
+/// directories the serving configuration names.
 pub struct Reloader {
     runtime: Arc<WasmRuntime>,
     config_path: PathBuf,
@@ -40,93 +43,184 @@ pub struct Reloader {
     /// One reload at a time.
     busy: Mutex<()>,
     metrics: Arc<Metrics>,
+    /// Where watchers send file events; the debounce task reads them.
+    events: mpsc::UnboundedSender<()>,
+    /// The watcher for the current `plugins_dir` (none when `[reload]
+    /// watch` is off); replaced when either changes.
+    watcher: std::sync::Mutex<Option<notify::RecommendedWatcher>>,
 }
 
 impl Reloader {
-    pub fn new(
+    /// A reloader for the serving generation in `current`, watching what its
+    /// config asks for, with the task that turns file events into reloads
+    /// (stop it by aborting the handle).
+    pub fn start(
         runtime: Arc<WasmRuntime>,
         config_path: PathBuf,
         current: Current,
         metrics: Arc<Metrics>,
-    ) -> Arc<Reloader> {
-        let next_id = current.load().id + 1;
-        metrics
-            .generation
-            .set(i64::try_from(current.load().id).unwrap_or(i64::MAX));
-        Arc::new(Reloader {
+    ) -> (Arc<Reloader>, JoinHandle<()>) {
+        let serving = current.load_full();
+        metrics.generation.set(i64::try_from(serving.id).unwrap_or(i64::MAX));
+        let (events, rx) = mpsc::unbounded_channel();
+        let reloader = Arc::new(Reloader {
             runtime,
             config_path,
+            next_id: AtomicU64::new(serving.id + 1),
             current,
-            next_id: AtomicU64::new(next_id),
             busy: Mutex::new(()),
             metrics,
-        })
+            events,
+            watcher: std::sync::Mutex::new(None),
+        });
+        reloader.rewatch(&serving.config);
+        let task = tokio::spawn(debounce(Arc::downgrade(&reloader), rx));
+        (reloader, task)
     }
 
     /// Re-read the config file and the plugins directory; swap in a new
-    /// generation if anything changed and everything is valid.
+    /// generation if anything changed and everything is valid. The file is
+    /// read and the generation built (plugins compiled, filters' `init` run)
+    /// on a blocking thread, never on a worker that serves requests.
     pub async fn reload(&self, reason: &str) -> Result<Outcome, String> {
         let _one_at_a_time = self.busy.lock().await;
         let started = Instant::now();
         let previous = self.current.load_full();
-        let result = async {
-            let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
-            if config.listeners.iter().map(|l| (&l.name, l.address)).ne(previous
-                .config
-                .listeners
-                .iter()
-                .map(|l| (&l.name, l.address)))
-                || config.admin != previous.config.admin
-            {
-                tracing::warn!("listener and admin addresses changed in the config: they take effect on restart");
-            }
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            Generation::build(self.runtime.clone(), Arc::new(config), id, Some(previous.clone()))
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        match result {
+        let result = self.build_next(&previous).await;
+        let (next, mut waiting) = match result {
             Err(error) => {
                 self.metrics.reload("failure");
                 tracing::error!(%reason, %error, serving = previous.id, "reload rejected; the running generation keeps serving");
-                Err(error)
+                return Err(error);
             }
-            Ok(next) if same_content(&previous, &next) => {
-                self.metrics.reload("unchanged");
+            Ok(built) => built,
+        };
+        if same_content(&previous, &next) {
+            self.metrics.reload("unchanged");
+            if waiting.is_empty() {
                 tracing::debug!(%reason, "reload found nothing changed");
-                Ok(Outcome::Unchanged)
+            } else {
+                tracing::warn!(%reason, restart_required = %waiting.join(", "), "changed settings wait for a restart; nothing else changed");
             }
-            Ok(next) => {
-                for p in next.plugins.iter().filter(|p| p.generation == next.id) {
-                    tracing::info!(
-                        plugin = %p.name,
-                        hash = %&p.hash[..16],
-                        cached = p.cached,
-                        compile_ms = p.load_time.as_secs_f64() * 1e3,
-                        generation = next.id,
-                        "plugin reloaded"
-                    );
-                }
-                // A plugin file that failed to load this time is a failed
-                // reload for that plugin, even though the rest is applied
-                // (and the previous version of that plugin keeps serving).
-                let mut new_errors = 0;
-                for (name, e) in &next.plugins.errors {
-                    if previous.plugins.errors.get(name) != Some(e) {
-                        new_errors += 1;
-                        tracing::warn!(plugin = %name, path = %e.path.display(), error = %e.message, generation = next.id, "plugin not updated");
-                    }
-                }
-                let id = next.id;
-                self.current.store(Arc::new(next));
-                self.metrics.reload(if new_errors == 0 { "success" } else { "failure" });
-                self.metrics.generation.set(i64::try_from(id).unwrap_or(i64::MAX));
-                tracing::info!(%reason, generation = id, plugin_errors = new_errors, took_ms = started.elapsed().as_secs_f64() * 1e3, "reloaded");
-                Ok(Outcome::Swapped(id))
+            return Ok(Outcome::Unchanged);
+        }
+        let next = self.apply_log_level(&previous, next, &mut waiting);
+        for p in next.plugins.iter().filter(|p| p.generation == next.id) {
+            tracing::info!(
+                plugin = %p.name,
+                hash = %&p.hash[..16],
+                cached = p.cached,
+                compile_ms = p.load_time.as_secs_f64() * 1e3,
+                generation = next.id,
+                "plugin reloaded"
+            );
+        }
+        // A plugin file that failed to load this time is a failed reload for
+        // that plugin, even though the rest is applied (and the previous
+        // version of that plugin keeps serving).
+        let mut new_errors = 0;
+        for (name, e) in &next.plugins.errors {
+            if previous.plugins.errors.get(name) != Some(e) {
+                new_errors += 1;
+                tracing::warn!(plugin = %name, path = %e.path.display(), error = %e.message, generation = next.id, "plugin not updated");
             }
         }
+        let id = next.id;
+        let rewatch =
+            next.config.plugins_dir != previous.config.plugins_dir || next.config.watch != previous.config.watch;
+        let config = next.config.clone();
+        self.current.store(Arc::new(next));
+        if rewatch {
+            self.rewatch(&config);
+        }
+        self.metrics.reload(if new_errors == 0 { "success" } else { "failure" });
+        self.metrics.generation.set(i64::try_from(id).unwrap_or(i64::MAX));
+        let restart_required = waiting.join(", ");
+        if waiting.is_empty() {
+            tracing::info!(%reason, generation = id, plugin_errors = new_errors, took_ms = started.elapsed().as_secs_f64() * 1e3, "reloaded");
+        } else {
+            tracing::warn!(%reason, generation = id, plugin_errors = new_errors, took_ms = started.elapsed().as_secs_f64() * 1e3, %restart_required, "reloaded; changed settings wait for a restart");
+        }
+        Ok(Outcome::Swapped(id))
     }
+
+    /// Load the config and build the next generation off the workers. The
+    /// generation keeps the running bootstrap settings; the ones the file
+    /// changed are returned by config key.
+    async fn build_next(&self, previous: &Arc<Generation>) -> Result<(Generation, Vec<String>), String> {
+        let path = self.config_path.clone();
+        let mut config = tokio::task::spawn_blocking(move || Config::load(&path))
+            .await
+            .map_err(|e| format!("config loading failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let waiting: Vec<String> = config
+            .bootstrap
+            .differences(&previous.config.bootstrap)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        config.bootstrap = previous.config.bootstrap.clone();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let build = Generation::build(self.runtime.clone(), Arc::new(config), id, Some(previous.clone()));
+        let handle = tokio::runtime::Handle::current();
+        let next = tokio::task::spawn_blocking(move || handle.block_on(build))
+            .await
+            .map_err(|e| format!("building the generation failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        Ok((next, waiting))
+    }
+
+    /// Apply a changed `[log] level` to the process. When it cannot change
+    /// (see `log_filter`), the generation records the level in force and
+    /// the setting joins `waiting`.
+    fn apply_log_level(&self, previous: &Generation, mut next: Generation, waiting: &mut Vec<String>) -> Generation {
+        let (old, new) = (&previous.config.log_level, &next.config.log_level);
+        if old == new {
+            return next;
+        }
+        if let Err(why) = log_filter::apply(new.as_deref().unwrap_or("info")) {
+            waiting.push(format!("log.level ({why})"));
+            let mut config = (*next.config).clone();
+            config.log_level = old.clone();
+            next.config = Arc::new(config);
+        }
+        next
+    }
+
+    /// Watch `config`'s plugins directory and the config file's directory
+    /// (or nothing when `[reload] watch` is off), replacing any watcher.
+    fn rewatch(&self, config: &Config) {
+        let watcher = if config.watch {
+            match watch(self.events.clone(), &self.config_path, &config.plugins_dir) {
+                Ok(w) => {
+                    tracing::debug!(plugins_dir = %config.plugins_dir.display(), "watching for changes");
+                    Some(w)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch for changes; reload with SIGHUP");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = watcher;
+    }
+
+    /// The directories whose files a reload reads.
+    fn watched_dirs(&self) -> Vec<PathBuf> {
+        vec![
+            self.current.load().config.plugins_dir.clone(),
+            config_dir(&self.config_path),
+        ]
+    }
+}
+
+fn config_dir(config_path: &Path) -> PathBuf {
+    config_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Whether two generations would serve the same way: equal configs and the
@@ -143,7 +237,7 @@ fn same_content(a: &Generation, b: &Generation) -> bool {
 
 /// Size and modification time of every entry in `dir` (following symlinks),
 /// to tell when a writer has finished.
-fn snapshot(dirs: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+fn snapshot(dirs: &[PathBuf]) -> Snapshot {
     let mut out = Vec::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
@@ -161,18 +255,17 @@ fn snapshot(dirs: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     out
 }
 
-/// Start watching the plugins directory and the config file's directory;
-/// returns the watcher, which stops watching when dropped.
-pub fn watch(reloader: Arc<Reloader>, plugins_dir: &Path) -> Result<notify::RecommendedWatcher, notify::Error> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let config_path = reloader.config_path.clone();
+/// A watcher on `plugins_dir` and the config file's directory that sends
+/// `events` for changes to plugins, the config file, or a ConfigMap's
+/// `..data` swap; it stops watching when dropped.
+fn watch(
+    events: mpsc::UnboundedSender<()>,
+    config_path: &Path,
+    plugins_dir: &Path,
+) -> Result<notify::RecommendedWatcher, notify::Error> {
     let config_name = config_path.file_name().map(|n| n.to_os_string());
-    let config_dir = config_path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let config_dir = config_dir(config_path);
     let plugins = plugins_dir.to_path_buf();
-    let plugins_for_events = plugins.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(
@@ -182,7 +275,7 @@ pub fn watch(reloader: Arc<Reloader>, plugins_dir: &Path) -> Result<notify::Reco
             return;
         }
         let relevant = event.paths.iter().any(|p| {
-            let in_plugins = p.parent() == Some(plugins_for_events.as_path());
+            let in_plugins = p.parent() == Some(plugins.as_path());
             let name = p.file_name();
             // The config file itself, or a ConfigMap's `..data` swap next to it.
             let config = name == config_name.as_deref()
@@ -190,38 +283,52 @@ pub fn watch(reloader: Arc<Reloader>, plugins_dir: &Path) -> Result<notify::Reco
             in_plugins || config
         });
         if relevant {
-            let _ = tx.send(());
+            let _ = events.send(());
         }
     })?;
-    if plugins.is_dir() {
-        watcher.watch(&plugins, RecursiveMode::NonRecursive)?;
+    if plugins_dir.is_dir() {
+        watcher.watch(plugins_dir, RecursiveMode::NonRecursive)?;
     } else {
-        tracing::warn!(dir = %plugins.display(), "plugins directory does not exist; not watching it");
+        tracing::warn!(dir = %plugins_dir.display(), "plugins directory does not exist; not watching it");
     }
-    if config_dir != plugins {
+    if config_dir != plugins_dir {
         watcher.watch(&config_dir, RecursiveMode::NonRecursive)?;
     }
-    let watched = vec![plugins, config_dir];
-    tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            // Debounce: wait for a quiet period, then for files to stop
-            // changing (a slow copy), before building anything.
-            loop {
-                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                    Ok(Some(())) => continue,
-                    Ok(None) => return,
-                    Err(_) => {}
-                }
-                let before = snapshot(&watched);
-                tokio::time::sleep(SETTLE).await;
-                if snapshot(&watched) == before && rx.is_empty() {
-                    break;
-                }
-            }
-            let _ = reloader.reload("file change").await;
-        }
-    });
     Ok(watcher)
+}
+
+/// Turn bursts of file events into one reload each: wait for a quiet
+/// period, then for files to stop changing (a slow copy), then reload.
+async fn debounce(reloader: Weak<Reloader>, mut rx: mpsc::UnboundedReceiver<()>) {
+    while rx.recv().await.is_some() {
+        loop {
+            match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                Ok(Some(())) => continue,
+                Ok(None) => return,
+                Err(_) => {}
+            }
+            let Some(dirs) = reloader.upgrade().map(|r| r.watched_dirs()) else {
+                return;
+            };
+            let before = snapshot_off_worker(dirs.clone()).await;
+            tokio::time::sleep(SETTLE).await;
+            let after = snapshot_off_worker(dirs).await;
+            if after == before && rx.is_empty() {
+                break;
+            }
+        }
+        let Some(reloader) = reloader.upgrade() else { return };
+        let _ = reloader.reload("file change").await;
+    }
+}
+
+type Snapshot = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// [`snapshot`] on a blocking thread (it reads directories).
+async fn snapshot_off_worker(dirs: Vec<PathBuf>) -> Snapshot {
+    tokio::task::spawn_blocking(move || snapshot(&dirs))
+        .await
+        .unwrap_or_default()
 }
 
 /// Reload on every SIGHUP.

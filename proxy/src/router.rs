@@ -68,13 +68,7 @@ impl<R> Router<R> {
                     .map(|(_, routes)| routes)
             })
             .unwrap_or(&self.any);
-        group
-            .iter()
-            .find(|(m, _)| match m {
-                PathMatch::Exact(p) => p == path,
-                PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-            })
-            .map(|(_, r)| r)
+        group.iter().find(|(m, _)| m.matches(path)).map(|(_, r)| r)
     }
 }
 

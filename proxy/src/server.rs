@@ -8,14 +8,12 @@ use crate::listener::{self, Current};
 use crate::metrics::Metrics;
 use crate::reload::{self, Reloader};
 use crate::telemetry::Telemetry;
-use crate::telemetry::access_log::AccessLog;
 use crate::wasm::{PluginSource, WasmRuntime};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,8 +25,6 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("cannot start the Wasm engine: {0}")]
     Engine(String),
-    #[error("cannot open the access log: {0}")]
-    AccessLog(String),
     #[error("cannot listen on {address} ({name}): {source}")]
     Bind {
         name: String,
@@ -49,18 +45,18 @@ pub struct Running {
     /// Set when the drain starts; `/ready` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
-    grace: Duration,
     listener_tasks: Vec<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
-    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Running {
     /// Drain: turn unready, stop accepting (the listening sockets close, so
     /// new connections are refused), let in-flight requests finish, and
-    /// return once they have or the grace period ran out. Whether every
-    /// connection finished in time.
+    /// return once they have or the grace period (of the serving
+    /// generation's config) ran out. Whether every connection finished in
+    /// time.
     pub async fn shutdown(mut self) -> bool {
+        let grace = self.current.load().config.shutdown_grace;
         self.draining.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
         let listeners = std::mem::take(&mut self.listener_tasks);
@@ -69,7 +65,7 @@ impl Running {
                 let _ = task.await;
             }
         };
-        tokio::time::timeout(self.grace, all_drained).await.is_ok()
+        tokio::time::timeout(grace, all_drained).await.is_ok()
     }
 }
 
@@ -83,42 +79,24 @@ impl Drop for Running {
 
 /// Load `config`, build the first generation and start serving.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let runtime = WasmRuntime::new(config.cache_dir.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+    let runtime =
+        WasmRuntime::new(config.bootstrap.cache_dir.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
     let config = Arc::new(config);
     let generation = Generation::build(runtime.clone(), config.clone(), 1, None).await?;
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
     let metrics = runtime.metrics.clone();
-    metrics.generation.set(1);
-    let access_log = match &config.access_log {
-        Some(c) => Some(
-            AccessLog::start(c.clone(), metrics.access_log_dropped.clone())
-                .map_err(|e| StartError::AccessLog(e.to_string()))?,
-        ),
-        None => None,
-    };
     let telemetry = Arc::new(Telemetry {
         metrics: metrics.clone(),
-        access_log,
     });
     let (stop, stopped) = watch::channel(false);
     let draining = Arc::new(AtomicBool::new(false));
-    let reloader = Reloader::new(runtime.clone(), config.source.clone(), current.clone(), metrics.clone());
-    let watcher = if config.watch {
-        match reload::watch(reloader.clone(), &config.plugins_dir) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch for changes; reload with SIGHUP");
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let (reloader, watching) =
+        Reloader::start(runtime.clone(), config.source.clone(), current.clone(), metrics.clone());
 
-    let mut tasks = Vec::new();
+    let mut tasks = vec![watching];
     let mut listener_tasks = Vec::new();
     let mut listeners = Vec::new();
-    for l in &config.listeners {
+    for l in &config.bootstrap.listeners {
         let socket = TcpListener::bind(l.address).await.map_err(|source| StartError::Bind {
             name: l.name.clone(),
             address: l.address,
@@ -131,11 +109,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             socket,
             current.clone(),
             telemetry.clone(),
-            config.limits,
             stopped.clone(),
         )));
     }
-    let admin = match config.admin {
+    let admin = match config.bootstrap.admin {
         Some(address) => {
             let socket = TcpListener::bind(address).await.map_err(|source| StartError::Bind {
                 name: "admin".into(),
@@ -174,10 +151,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics,
         draining,
         stop,
-        grace: config.shutdown_grace,
         listener_tasks,
         tasks,
-        _watcher: watcher,
     })
 }
 
@@ -185,7 +160,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 /// without serving. Returns a human-readable report.
 pub async fn check(path: &Path) -> Result<String, StartError> {
     let config = Config::load(path)?;
-    let runtime = WasmRuntime::new(config.cache_dir.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+    let runtime =
+        WasmRuntime::new(config.bootstrap.cache_dir.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
     let config = Arc::new(config);
     let generation = Generation::build(runtime, config.clone(), 0, None).await?;
     let mut out = format!("{}: OK\n", path.display());
@@ -206,7 +182,7 @@ pub async fn check(path: &Path) -> Result<String, StartError> {
     for (name, e) in &generation.plugins.errors {
         out += &format!("  plugin {name:<20} NOT LOADED ({}): {}\n", e.path.display(), e.message);
     }
-    for l in &config.listeners {
+    for l in &config.bootstrap.listeners {
         out += &format!("listener {} on {}\n", l.name, l.address);
     }
     for c in &config.clusters {

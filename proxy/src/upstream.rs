@@ -3,7 +3,7 @@
 
 use crate::body::RequestBody;
 use crate::config::{Config, UpstreamProtocol};
-use crate::error::ProxyError;
+use crate::error::{BadRequest, ProxyError};
 use crate::metrics::{ClusterMetrics, Metrics};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, Version};
@@ -143,7 +143,7 @@ impl Cluster {
         parts.scheme = Some(Scheme::HTTP);
         parts.authority = Some(endpoint.clone());
         parts.path_and_query = Some(path);
-        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target\n"))?;
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest(BadRequest::InvalidTarget))?;
         *req.version_mut() = match self.protocol {
             UpstreamProtocol::Http1 => Version::HTTP_11,
             UpstreamProtocol::Http2 => Version::HTTP_2,
@@ -166,7 +166,7 @@ impl Cluster {
             }
             Ok(Err(source)) if downstream_body_failed(&source) => {
                 tracing::debug!(error = %source, "request body from the client was malformed or cut short");
-                Err(ProxyError::BadRequest("malformed request body\n"))
+                Err(ProxyError::BadRequest(BadRequest::MalformedBody))
             }
             Ok(Err(source)) => {
                 if source.is_connect() {

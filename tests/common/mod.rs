@@ -113,6 +113,9 @@ pub struct BinaryProxy {
     pub work: Workdir,
     /// Every stderr line so far (the process's log).
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every stdout line so far (where a filter's stdout would land, and
+    /// the access log when it goes to `stdout`).
+    pub out: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl BinaryProxy {
@@ -120,6 +123,12 @@ impl BinaryProxy {
     pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         log.iter().filter(|l| l.contains(needle)).cloned().collect()
+    }
+
+    /// The stdout lines so far that contain `needle`.
+    pub fn stdout_lines_with(&self, needle: &str) -> Vec<String> {
+        let out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        out.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 }
 
@@ -143,16 +152,29 @@ pub fn start_binary(body: &str, filters: &[(&str, &str)]) -> BinaryProxy {
 pub fn start_binary_with(body: &str, filters: &[(&str, &str)], args: &[&str]) -> BinaryProxy {
     use std::io::{BufRead, BufReader};
     let work = Workdir::new(body, filters);
-    let mut child = Command::new(binary())
+    let mut command = Command::new(binary());
+    command
         .args(args)
         .args(["run", "--config"])
         .arg(work.config_path())
-        .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice");
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // A config with its own `[log] level` gets it; RUST_LOG would override it.
+    if body.contains("[log]") {
+        command.env_remove("RUST_LOG");
+    } else {
+        command.env("RUST_LOG", "info");
+    }
+    let mut child = command.spawn().expect("spawn sluice");
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().expect("stdout");
+    let keep_out = out.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            keep_out.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    });
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -196,6 +218,7 @@ pub fn start_binary_with(body: &str, filters: &[(&str, &str)], args: &[&str]) ->
         admin,
         work,
         log,
+        out,
     }
 }
 

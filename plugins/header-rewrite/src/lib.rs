@@ -149,17 +149,18 @@ impl Filter for HeaderRewrite {
             request_id: settings.request_id,
         };
         let phases = filter.phases();
-        if !phases.request_headers && !phases.response_headers {
+        if phases.is_empty() {
             return Err("nothing to do: give `request`, `response` or `request_id`".into());
         }
         Ok(filter)
     }
 
     fn phases(&self) -> Phases {
-        Phases {
-            request_headers: !self.request.is_empty() || self.path.is_some() || self.request_id.is_some(),
-            response_headers: !self.response.is_empty() || self.request_id.as_ref().is_some_and(|r| r.echo),
-        }
+        let request = !self.request.is_empty() || self.path.is_some() || self.request_id.is_some();
+        let response = !self.response.is_empty() || self.request_id.as_ref().is_some_and(|r| r.echo);
+        Phases::NONE
+            .with(Phases::REQUEST, request)
+            .with(Phases::RESPONSE, response)
     }
 
     fn on_request_headers(&mut self, req: &mut Request) -> Action {

@@ -41,6 +41,7 @@ fn status(action: &Action) -> u16 {
     match action {
         Action::Continue => 200,
         Action::Respond(r) => r.status,
+        other => panic!("unexpected action {other:?}"),
     }
 }
 
@@ -52,6 +53,7 @@ fn header(action: &Action, name: &str) -> Option<String> {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned()),
+        other => panic!("unexpected action {other:?}"),
     }
 }
 

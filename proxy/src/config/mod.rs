@@ -6,6 +6,7 @@ mod raw;
 mod redact;
 mod validate;
 
+pub use crate::normalize::{EscapedSlashes, PathPolicy};
 pub use redact::redacted_json;
 
 use std::net::SocketAddr;
@@ -28,17 +29,21 @@ pub const ALWAYS_REDACTED: [&str; 5] = [
 ];
 
 /// A validated configuration.
+///
+/// Settings fall in two groups. [`Bootstrap`] ones are read once when the
+/// process starts (they bind sockets or build the engine); a reload that
+/// changes them keeps the running values, names them in its log line, and
+/// they take effect on restart. Everything else is reloadable and applies
+/// to the generation built from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The file it came from.
     pub source: PathBuf,
+    /// Settings that need a restart to change.
+    pub bootstrap: Bootstrap,
     /// Directory scanned for `*.wasm` plugins (relative paths resolved
-    /// against the config file's directory).
+    /// against the config file's directory). The watcher follows it.
     pub plugins_dir: PathBuf,
-    /// Where compiled plugins are cached; `None` disables the disk cache.
-    pub cache_dir: Option<PathBuf>,
-    /// Admin listener address.
-    pub admin: Option<SocketAddr>,
     /// `[log] level`: a tracing filter such as `info` or `sluice=debug`;
     /// `RUST_LOG` overrides it.
     pub log_level: Option<String>,
@@ -47,14 +52,43 @@ pub struct Config {
     /// `[shutdown] grace_period`: how long in-flight requests may take to
     /// finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
-    /// `[limits]`: what clients may do.
+    /// `[limits]`: what clients may do; new connections get the limits of
+    /// the generation current when they are accepted.
     pub limits: ListenerLimits,
     /// Reload when the config file or a plugin changes (`[reload] watch`,
     /// default true). SIGHUP reloads either way.
     pub watch: bool,
-    pub listeners: Vec<ListenerConfig>,
+    /// `[paths]`: how request paths are normalized before routing.
+    pub paths: PathPolicy,
     pub clusters: Vec<ClusterConfig>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// The settings read once at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bootstrap {
+    pub listeners: Vec<ListenerConfig>,
+    /// Admin listener address.
+    pub admin: Option<SocketAddr>,
+    /// Where compiled plugins are cached; `None` disables the disk cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Bootstrap {
+    /// The settings of `self` that differ from `running`, by config key.
+    pub fn differences(&self, running: &Bootstrap) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.listeners != running.listeners {
+            changed.push("listeners");
+        }
+        if self.admin != running.admin {
+            changed.push("admin.address");
+        }
+        if self.cache_dir != running.cache_dir {
+            changed.push("cache_dir");
+        }
+        changed
+    }
 }
 
 /// How access log lines are written.
@@ -119,14 +153,31 @@ pub enum HostMatch {
     Suffix(String),
 }
 
-/// How a route matches the request's path (query excluded).
+/// How a route matches the request's (normalized) path, query excluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
-    /// Paths starting with this prefix, on a segment boundary or not
-    /// (`/api` matches `/api`, `/api/x` and `/apix`).
+    /// This prefix ending on a segment boundary (the default): `/api`
+    /// matches `/api`, `/api/` and `/api/x`, not `/apiary`.
     Prefix(String),
+    /// Any path starting with this string (`prefix_match = "string"`):
+    /// `/api` also matches `/apiary`.
+    StringPrefix(String),
     /// Exactly this path.
     Exact(String),
+}
+
+impl PathMatch {
+    /// Whether `path` (normalized, no query) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => p == path,
+            PathMatch::StringPrefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Prefix(p) => {
+                path.starts_with(p.as_str())
+                    && (p.ends_with('/') || path.len() == p.len() || path.as_bytes()[p.len()] == b'/')
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,10 +194,27 @@ pub struct RouteConfig {
     pub filters: Vec<FilterConfig>,
 }
 
+impl RouteConfig {
+    /// Every cluster a request on this route can go to: the route's own and
+    /// those its filters may choose, without repeats, the route's first.
+    pub fn reachable_clusters(&self) -> Vec<&str> {
+        let mut out = vec![self.cluster.as_str()];
+        for c in self.filters.iter().flat_map(|f| &f.clusters) {
+            if !out.contains(&c.as_str()) {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterConfig {
     /// Plugin name: a `.wasm` file stem in the plugins directory or a built-in.
     pub plugin: String,
+    /// Clusters this filter may send the request to (`clusters = [...]`),
+    /// besides the route's own. `set-cluster` to any other is refused.
+    pub clusters: Vec<String>,
     /// The filter's table as JSON, as handed to the filter's `init`.
     pub config_json: String,
     /// Line of the filter entry, for errors found when loading the plugin.

@@ -17,6 +17,7 @@ pub(super) struct RawConfig {
     pub access_log: Option<RawAccessLog>,
     pub shutdown: Option<RawShutdown>,
     pub limits: Option<RawLimits>,
+    pub paths: Option<RawPaths>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]
@@ -91,6 +92,7 @@ pub(super) struct RawRoute {
     pub hosts: Vec<Spanned<String>>,
     pub path_prefix: Option<Spanned<String>>,
     pub path_exact: Option<Spanned<String>>,
+    pub prefix_match: Option<Spanned<String>>,
     pub cluster: Spanned<String>,
     pub timeout: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
@@ -102,6 +104,8 @@ pub(super) struct RawRoute {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFilter {
     pub plugin: Spanned<String>,
+    #[serde(default)]
+    pub clusters: Vec<Spanned<String>>,
     pub config: Option<Spanned<BTreeMap<String, toml::Value>>>,
     pub deadline: Option<Spanned<String>>,
     pub memory_limit: Option<Spanned<String>>,
@@ -120,4 +124,11 @@ pub(super) struct RawLimits {
     pub max_headers: Option<Spanned<u32>>,
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,
     pub h2_max_pending_reset_streams: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPaths {
+    pub merge_slashes: Option<bool>,
+    pub escaped_slashes: Option<Spanned<String>>,
 }

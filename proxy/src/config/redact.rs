@@ -3,7 +3,7 @@
 //! names a credential (`secret`, `key`, `password`, `token`, `pem`,
 //! `sha256`, …), at any depth.
 
-use super::{Config, HostMatch, LogDestination, PathMatch};
+use super::{Config, HostMatch, ListenerLimits, LogDestination, PathMatch};
 use serde_json::{Value, json};
 
 /// Keys whose values are never shown, and suffixes that mark one.
@@ -57,7 +57,7 @@ pub fn redacted_json(config: &Config) -> Value {
                 .map(|f| {
                     let mut cfg = serde_json::from_str(&f.config_json).unwrap_or(Value::Null);
                     redact(&mut cfg);
-                    json!({ "plugin": f.plugin, "config": cfg })
+                    json!({ "plugin": f.plugin, "clusters": f.clusters, "config": cfg })
                 })
                 .collect();
             let hosts: Vec<String> = r
@@ -68,14 +68,16 @@ pub fn redacted_json(config: &Config) -> Value {
                     HostMatch::Suffix(s) => format!("*{s}"),
                 })
                 .collect();
-            let (path_kind, path) = match &r.path {
-                PathMatch::Prefix(p) => ("path_prefix", p),
-                PathMatch::Exact(p) => ("path_exact", p),
+            let (path_kind, path, prefix_match) = match &r.path {
+                PathMatch::Prefix(p) => ("path_prefix", p, Some("segment")),
+                PathMatch::StringPrefix(p) => ("path_prefix", p, Some("string")),
+                PathMatch::Exact(p) => ("path_exact", p, None),
             };
             json!({
                 "name": r.name,
                 "hosts": hosts,
                 path_kind: path,
+                "prefix_match": prefix_match,
                 "cluster": r.cluster,
                 "timeout_seconds": secs(r.timeout),
                 "connect_timeout_seconds": r.connect_timeout.map(secs),
@@ -86,8 +88,8 @@ pub fn redacted_json(config: &Config) -> Value {
     json!({
         "source": config.source.display().to_string(),
         "plugins_dir": config.plugins_dir.display().to_string(),
-        "cache_dir": config.cache_dir.as_ref().map(|d| d.display().to_string()),
-        "admin": config.admin.map(|a| a.to_string()),
+        "cache_dir": config.bootstrap.cache_dir.as_ref().map(|d| d.display().to_string()),
+        "admin": config.bootstrap.admin.map(|a| a.to_string()),
         "log_level": config.log_level,
         "access_log": config.access_log.as_ref().map(|a| json!({
             "format": format!("{:?}", a.format).to_ascii_lowercase(),
@@ -101,7 +103,12 @@ pub fn redacted_json(config: &Config) -> Value {
         })),
         "shutdown_grace_seconds": secs(config.shutdown_grace),
         "watch": config.watch,
-        "listeners": config.listeners.iter().map(|l| json!({"name": l.name, "address": l.address.to_string()})).collect::<Vec<_>>(),
+        "limits": limits_json(&config.limits),
+        "paths": json!({
+            "merge_slashes": config.paths.merge_slashes,
+            "escaped_slashes": format!("{:?}", config.paths.escaped_slashes).to_ascii_lowercase(),
+        }),
+        "listeners": config.bootstrap.listeners.iter().map(|l| json!({"name": l.name, "address": l.address.to_string()})).collect::<Vec<_>>(),
         "clusters": config.clusters.iter().map(|c| json!({
             "name": c.name,
             "endpoints": c.endpoints,
@@ -109,6 +116,18 @@ pub fn redacted_json(config: &Config) -> Value {
             "connect_timeout_seconds": secs(c.connect_timeout),
         })).collect::<Vec<_>>(),
         "routes": routes,
+    })
+}
+
+fn limits_json(l: &ListenerLimits) -> Value {
+    json!({
+        "max_connections": l.max_connections,
+        "max_requests_per_connection": l.max_requests_per_connection,
+        "header_read_timeout_seconds": secs(l.header_read_timeout),
+        "max_header_bytes": l.max_header_bytes,
+        "max_headers": l.max_headers,
+        "h2_max_concurrent_streams": l.h2_max_concurrent_streams,
+        "h2_max_pending_reset_streams": l.h2_max_pending_reset_streams,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Turns the raw TOML into a [`Config`], checking every cross-reference and
 //! value once. Each check reports the file, line and key it is about.
 
-use super::raw::{RawAccessLog, RawConfig, RawFilter, RawLimits, RawProtocol};
+use super::raw::{RawAccessLog, RawConfig, RawFilter, RawLimits, RawPaths, RawProtocol};
 use super::*;
 use std::collections::HashSet;
 use toml::Spanned;
@@ -108,6 +108,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         Some(l) => listener_limits(loc, l)?,
         None => ListenerLimits::default(),
     };
+    let paths = path_policy(loc, raw.paths.as_ref())?;
     let shutdown_grace = match &raw.shutdown {
         Some(s) => loc.duration(&s.grace_period, "shutdown.grace_period".into())?,
         None => DEFAULT_SHUTDOWN_GRACE,
@@ -205,6 +206,20 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         for (j, h) in r.hosts.iter().enumerate() {
             hosts.push(host_match(loc, h, format!("routes[{i}].hosts[{j}]"))?);
         }
+        let string_prefix = match &r.prefix_match {
+            None => false,
+            Some(m) => match m.get_ref().as_str() {
+                "segment" => false,
+                "string" => true,
+                other => {
+                    return loc.at(
+                        m,
+                        key("prefix_match"),
+                        format!("`{other}` is not `segment` or `string`"),
+                    );
+                }
+            },
+        };
         let path = match (&r.path_prefix, &r.path_exact) {
             (Some(_), Some(e)) => {
                 return loc.at(
@@ -213,8 +228,9 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                     "give either `path_prefix` or `path_exact`, not both",
                 );
             }
-            (Some(p), None) => PathMatch::Prefix(path_value(loc, p, key("path_prefix"))?),
-            (None, Some(e)) => PathMatch::Exact(path_value(loc, e, key("path_exact"))?),
+            (Some(p), None) if string_prefix => PathMatch::StringPrefix(path_value(loc, p, key("path_prefix"), paths)?),
+            (Some(p), None) => PathMatch::Prefix(path_value(loc, p, key("path_prefix"), paths)?),
+            (None, Some(e)) => PathMatch::Exact(path_value(loc, e, key("path_exact"), paths)?),
             (None, None) => PathMatch::Prefix("/".into()),
         };
         let timeout = match &r.timeout {
@@ -245,8 +261,23 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                 })?,
                 None => "{}".to_string(),
             };
+            let mut allowed = Vec::new();
+            for (k, c) in f.clusters.iter().enumerate() {
+                if !clusters.iter().any(|known| known.name == *c.get_ref()) {
+                    let known: Vec<_> = clusters.iter().map(|c| c.name.as_str()).collect();
+                    return loc.at(
+                        c,
+                        format!("routes[{i}].filters[{j}].clusters[{k}]"),
+                        format!("unknown cluster `{}` (defined: {})", c.get_ref(), list(&known)),
+                    );
+                }
+                if !allowed.contains(c.get_ref()) {
+                    allowed.push(c.get_ref().clone());
+                }
+            }
             filters.push(FilterConfig {
                 plugin: plugin.clone(),
+                clusters: allowed,
                 config_json,
                 line: loc.line(f.plugin.span().start),
                 sandbox: sandbox(loc, f, &format!("routes[{i}].filters[{j}]"))?,
@@ -265,15 +296,18 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
 
     Ok(Config {
         source: loc.file.to_path_buf(),
+        bootstrap: Bootstrap {
+            listeners,
+            admin,
+            cache_dir,
+        },
         plugins_dir,
-        cache_dir,
-        admin,
         log_level,
         access_log,
         shutdown_grace,
         limits,
         watch: raw.reload.and_then(|r| r.watch).unwrap_or(true),
-        listeners,
+        paths,
         clusters,
         routes,
     })
@@ -439,7 +473,9 @@ fn host_match(loc: &Locator<'_>, h: &Spanned<String>, key: String) -> Result<Hos
     )
 }
 
-fn path_value(loc: &Locator<'_>, p: &Spanned<String>, key: String) -> Result<String, ConfigError> {
+/// A route's path: absolute, without query or spaces, and already in the
+/// normalized form requests are routed by (else no request could match).
+fn path_value(loc: &Locator<'_>, p: &Spanned<String>, key: String, paths: PathPolicy) -> Result<String, ConfigError> {
     let text = p.get_ref();
     if !text.starts_with('/') || text.contains(['?', '#']) || text.bytes().any(|b| b <= b' ') {
         return loc.at(
@@ -448,7 +484,42 @@ fn path_value(loc: &Locator<'_>, p: &Spanned<String>, key: String) -> Result<Str
             format!("`{text}` must be a path starting with `/`, without query or spaces"),
         );
     }
-    Ok(text.clone())
+    match crate::normalize::normalize_path(text, paths) {
+        Ok(normal) if normal == text.as_str() => Ok(text.clone()),
+        Ok(normal) => loc.at(
+            p,
+            key,
+            format!(
+                "`{text}` is not in normalized form (requests are routed by their normalized path; write `{normal}`)"
+            ),
+        ),
+        Err(e) => loc.at(p, key, format!("`{text}` can never match a request: {e}")),
+    }
+}
+
+fn path_policy(loc: &Locator<'_>, raw: Option<&RawPaths>) -> Result<PathPolicy, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(PathPolicy::default());
+    };
+    let escaped_slashes = match &raw.escaped_slashes {
+        None => EscapedSlashes::default(),
+        Some(v) => match v.get_ref().as_str() {
+            "reject" => EscapedSlashes::Reject,
+            "keep" => EscapedSlashes::Keep,
+            "decode" => EscapedSlashes::Decode,
+            other => {
+                return loc.at(
+                    v,
+                    "paths.escaped_slashes".into(),
+                    format!("`{other}` is not `reject`, `keep` or `decode`"),
+                );
+            }
+        },
+    };
+    Ok(PathPolicy {
+        merge_slashes: raw.merge_slashes.unwrap_or(true),
+        escaped_slashes,
+    })
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
@@ -529,5 +600,43 @@ endpoints = ["127.0.0.1:9000"]
         );
         assert_eq!(e.key, "clusters[0].protocol", "{e}");
         assert_eq!(e.line, Some(6), "{e}");
+    }
+
+    #[test]
+    fn filter_clusters_are_checked_and_reachable() {
+        let e = parse_err(&format!(
+            "{BASE}\n[[routes]]\ncluster = \"app\"\n[[routes.filters]]\nplugin = \"p\"\nclusters = [\"app\", \"gone\"]\n"
+        ));
+        assert_eq!(e.key, "routes[0].filters[0].clusters[1]", "{e}");
+        assert_eq!(e.line, Some(13), "{e}");
+        assert!(e.message.contains("unknown cluster `gone`"), "{e}");
+
+        let text = format!(
+            "{BASE}\n[[clusters]]\nname = \"b\"\nendpoints = [\"127.0.0.1:9001\"]\n[[routes]]\ncluster = \"app\"\n\
+             [[routes.filters]]\nplugin = \"p\"\nclusters = [\"b\", \"app\", \"b\"]\n[[routes.filters]]\nplugin = \"q\"\n"
+        );
+        let c = Config::parse(Path::new("gw.toml"), &text).unwrap();
+        assert_eq!(c.routes[0].filters[0].clusters, ["b", "app"]);
+        assert!(c.routes[0].filters[1].clusters.is_empty());
+        assert_eq!(c.routes[0].reachable_clusters(), ["app", "b"]);
+    }
+
+    #[test]
+    fn bootstrap_differences_name_their_keys() {
+        let text = format!("{BASE}\n[[routes]]\ncluster = \"app\"\n");
+        let a = Config::parse(Path::new("gw.toml"), &text).unwrap();
+        let b = Config::parse(
+            Path::new("gw.toml"),
+            &format!(
+                "cache_dir = \"/x\"\n[admin]\naddress = \"127.0.0.1:1\"\n{}",
+                text.replace("8080", "8081")
+            ),
+        )
+        .unwrap();
+        assert!(a.bootstrap.differences(&a.bootstrap).is_empty());
+        assert_eq!(
+            b.bootstrap.differences(&a.bootstrap),
+            ["listeners", "admin.address", "cache_dir"]
+        );
     }
 }

@@ -21,6 +21,8 @@ pub struct Entry<'a> {
     pub method: &'a str,
     pub authority: &'a str,
     pub path: &'a str,
+    /// The path and query sent upstream, when it differs from `path`.
+    pub forwarded_path: Option<&'a str>,
     pub protocol: &'a str,
     pub status: u16,
     pub duration_ms: f64,
@@ -36,6 +38,7 @@ pub struct Entry<'a> {
 }
 
 /// A running access log.
+#[derive(Debug)]
 pub struct AccessLog {
     config: AccessLogConfig,
     lines: SyncSender<String>,
@@ -106,6 +109,9 @@ fn json_line(e: &Entry<'_>) -> String {
     m.insert("method".into(), e.method.into());
     m.insert("authority".into(), e.authority.into());
     m.insert("path".into(), e.path.into());
+    if let Some(forwarded) = e.forwarded_path {
+        m.insert("forwarded_path".into(), forwarded.into());
+    }
     m.insert("protocol".into(), e.protocol.into());
     m.insert("status".into(), e.status.into());
     m.insert("duration_ms".into(), ((e.duration_ms * 1000.0).round() / 1000.0).into());
@@ -159,6 +165,9 @@ fn text_line(e: &Entry<'_>) -> String {
     field("method", e.method);
     field("authority", e.authority);
     field("path", e.path);
+    if let Some(forwarded) = e.forwarded_path {
+        field("forwarded_path", forwarded);
+    }
     field("protocol", e.protocol);
     field("status", &e.status.to_string());
     field("duration_ms", &format!("{:.3}", e.duration_ms));

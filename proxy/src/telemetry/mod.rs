@@ -6,6 +6,7 @@
 //! body.
 
 pub mod access_log;
+pub mod log_filter;
 pub mod trace_context;
 
 use crate::body::ProxyBody;
@@ -24,22 +25,33 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 pub use trace_context::TraceContext;
 
-/// Process-wide observability: the metrics registry and the access log.
+/// Process-wide observability: the metrics registry. (The access log
+/// belongs to the generation: its settings are reloadable.)
 pub struct Telemetry {
     pub metrics: Arc<Metrics>,
-    pub access_log: Option<AccessLog>,
 }
 
 /// The request line and headers as they arrived, kept only when an access
 /// log will print them.
-#[derive(Debug)]
 struct Arrival {
+    /// The log this request's line goes to: the one of the generation it
+    /// started on.
+    log: Arc<AccessLog>,
     time: SystemTime,
     method: Method,
     uri: Uri,
     version: Version,
     /// Configured headers, values redacted where required.
     headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Arrival {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arrival")
+            .field("method", &self.method)
+            .field("uri", &self.uri)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Facts about one request, filled in along the request path.
@@ -62,12 +74,17 @@ pub struct Record {
     /// Request body bytes, counted as they stream upstream (only when an
     /// access log will print them).
     pub bytes_in: Option<Arc<AtomicU64>>,
+    /// The path and query sent upstream, when it differs from the one
+    /// received (normalization, a filter's rewrite).
+    forwarded: Option<http::uri::PathAndQuery>,
 }
 
 impl Record {
-    /// Start a record for a request that just arrived.
-    pub fn start(telemetry: &Telemetry, client: SocketAddr, req: &http::request::Parts) -> Record {
-        let arrival = telemetry.access_log.as_ref().map(|log| Arrival {
+    /// Start a record for a request that just arrived; `log` is the access
+    /// log of the generation serving it.
+    pub fn start(log: Option<&Arc<AccessLog>>, client: SocketAddr, req: &http::request::Parts) -> Record {
+        let arrival = log.map(|log| Arrival {
+            log: log.clone(),
             time: SystemTime::now(),
             method: req.method.clone(),
             uri: req.uri.clone(),
@@ -87,6 +104,17 @@ impl Record {
             request_id: None,
             trace: None,
             bytes_in,
+            forwarded: None,
+        }
+    }
+
+    /// Note the target sent upstream, for the access log's `forwarded_path`
+    /// (kept only when it differs from the one received).
+    pub fn note_forwarded(&mut self, uri: &Uri) {
+        if let Some(arrival) = &self.arrival
+            && uri.path_and_query() != arrival.uri.path_and_query()
+        {
+            self.forwarded = uri.path_and_query().cloned();
         }
     }
 
@@ -119,17 +147,15 @@ pub struct ObservedBody {
     status: u16,
     bytes_out: u64,
     record: Box<Record>,
-    telemetry: Arc<Telemetry>,
 }
 
 impl ObservedBody {
-    pub fn new(inner: ProxyBody, status: u16, record: Record, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(inner: ProxyBody, status: u16, record: Record) -> Self {
         ObservedBody {
             inner,
             status,
             bytes_out: 0,
             record: Box::new(record),
-            telemetry,
         }
     }
 }
@@ -165,7 +191,7 @@ impl Drop for ObservedBody {
         if let Some(metrics) = &r.metrics {
             metrics.observe(r.cluster.as_deref(), self.status, elapsed);
         }
-        let (Some(log), Some(a)) = (&self.telemetry.access_log, &r.arrival) else {
+        let Some(a) = &r.arrival else {
             return;
         };
         let trace_id = r.trace.map(|t| t.trace_id_hex()).unwrap_or_default();
@@ -175,6 +201,7 @@ impl Drop for ObservedBody {
             method: a.method.as_str(),
             authority: r.authority.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
             path: a.uri.path_and_query().map_or("/", |p| p.as_str()),
+            forwarded_path: r.forwarded.as_ref().map(|p| p.as_str()),
             protocol: match a.version {
                 Version::HTTP_2 => "HTTP/2",
                 Version::HTTP_10 => "HTTP/1.0",
@@ -191,6 +218,6 @@ impl Drop for ObservedBody {
             trace_id: &trace_id,
             headers: a.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
         };
-        log.write(&entry);
+        a.log.write(&entry);
     }
 }

@@ -7,7 +7,7 @@
 
 use super::bindings::HeaderLine;
 use super::bindings::sluice::filter::{context, request, response, shared_state};
-use super::host::{Exchange, HostState, RESERVED, RequestHead, headers};
+use super::host::{Context, HostState, RESERVED, RequestExchange, RequestHead, ResponseExchange, headers};
 use crate::limits;
 use crate::shared_state::SharedState;
 use std::collections::HashSet;
@@ -49,20 +49,38 @@ pub fn run(calls: &[HostCall]) {
         .body(())
         .map(|r| r.into_parts().0)
         .unwrap_or_else(|_| http::Request::new(()).into_parts().0);
-    state.exchange = Exchange {
-        request: Some(RequestHead {
+    let mut request = RequestExchange {
+        head: RequestHead {
             parts,
             client: ([127, 0, 0, 1], 40000).into(),
             scheme: "http",
             cluster: "app".into(),
             route: "fuzz".into(),
-        }),
-        ..Exchange::default()
+            paths: crate::normalize::PathPolicy::default(),
+        },
+        context: Context::new(),
     };
-    for call in calls {
+    // The request phase runs until `StartResponse`, the response phase after it.
+    let split = calls
+        .iter()
+        .position(|c| matches!(c, HostCall::StartResponse))
+        .unwrap_or(calls.len());
+    state.enter(&mut request);
+    for call in &calls[..split] {
         apply(&mut state, call.clone());
     }
-    check(&state.exchange);
+    state.leave(&mut request);
+    check_request(&request);
+    let mut response = ResponseExchange {
+        head: http::Response::new(()).into_parts().0,
+        context: std::mem::take(&mut request.context),
+    };
+    state.enter(&mut response);
+    for call in calls.get(split + 1..).unwrap_or_default() {
+        apply(&mut state, call.clone());
+    }
+    state.leave(&mut response);
+    check_response(&response);
 }
 
 /// The host side of a filter's `headers()` call: `map` turned into the
@@ -92,10 +110,9 @@ fn apply(s: &mut HostState, call: HostCall) {
         SharedGet(k) => drop(shared_state::Host::get(s, k)),
         SharedIncrement(k, d, ttl) => drop(shared_state::Host::increment(s, k, d, ttl)),
         SharedCompareAndSwap(k, e, n) => drop(shared_state::Host::compare_and_swap(s, k, e, n, None)),
-        StartResponse => {
-            s.exchange.request = None;
-            s.exchange.response = Some(http::Response::new(()).into_parts().0);
-        }
+        // Later calls go to the response phase (see `run`); a second
+        // `StartResponse` does nothing.
+        StartResponse => {}
         SetStatus(code) => drop(response::Host::set_status(s, code)),
         SetResponseHeader(n, v) => drop(response::Host::set_header(s, n, v)),
         AppendResponseHeader(n, v) => drop(response::Host::append_header(s, n, v)),
@@ -103,40 +120,45 @@ fn apply(s: &mut HostState, call: HostCall) {
     }
 }
 
-fn check(exchange: &Exchange) {
-    // The host's own list; `host` is checked for presence instead.
-    let reserved = RESERVED.iter().filter(|name| **name != "host");
-    if let Some(r) = &exchange.request {
-        assert!(
-            r.parts.headers.len() <= limits::MAX_HEADER_COUNT,
-            "request header count over the limit"
-        );
-        assert!(r.parts.uri.path().starts_with('/'), "path lost its leading slash");
-        assert!(r.parts.headers.contains_key(http::header::HOST), "Host header lost");
-        for name in reserved.clone() {
-            assert!(
-                !r.parts.headers.contains_key(*name),
-                "filter set reserved header {name}"
-            );
-        }
-        // Every header value is a valid field value (no CR, LF, NUL).
-        for v in r.parts.headers.values() {
-            assert!(!v.as_bytes().iter().any(|b| matches!(b, b'\r' | b'\n' | 0)));
-        }
-        assert!(["app", "canary"].contains(&&*r.cluster), "unknown cluster accepted");
-    }
-    if let Some(r) = &exchange.response {
-        assert!(
-            r.headers.len() <= limits::MAX_HEADER_COUNT,
-            "response header count over the limit"
-        );
-        assert!((100..=599).contains(&r.status.as_u16()));
-        for name in reserved {
-            assert!(!r.headers.contains_key(*name), "filter set reserved header {name}");
-        }
-    }
+fn check_request(exchange: &RequestExchange) {
+    let r = &exchange.head;
     assert!(
-        exchange.context.len() <= limits::MAX_CONTEXT_ENTRIES,
+        r.parts.headers.len() <= limits::MAX_HEADER_COUNT,
+        "request header count over the limit"
+    );
+    assert!(r.parts.uri.path().starts_with('/'), "path lost its leading slash");
+    assert!(r.parts.headers.contains_key(http::header::HOST), "Host header lost");
+    // The host's own list; `host` is checked for presence instead.
+    for name in RESERVED.iter().filter(|name| **name != "host") {
+        assert!(
+            !r.parts.headers.contains_key(*name),
+            "filter set reserved header {name}"
+        );
+    }
+    // Every header value is a valid field value (no CR, LF, NUL).
+    for v in r.parts.headers.values() {
+        assert!(!v.as_bytes().iter().any(|b| matches!(b, b'\r' | b'\n' | 0)));
+    }
+    assert!(["app", "canary"].contains(&&*r.cluster), "unknown cluster accepted");
+    check_context(&exchange.context);
+}
+
+fn check_response(exchange: &ResponseExchange) {
+    let r = &exchange.head;
+    assert!(
+        r.headers.len() <= limits::MAX_HEADER_COUNT,
+        "response header count over the limit"
+    );
+    assert!((100..=599).contains(&r.status.as_u16()));
+    for name in RESERVED.iter().filter(|name| **name != "host") {
+        assert!(!r.headers.contains_key(*name), "filter set reserved header {name}");
+    }
+    check_context(&exchange.context);
+}
+
+fn check_context(context: &Context) {
+    assert!(
+        context.len() <= limits::MAX_CONTEXT_ENTRIES,
         "context over its entry limit"
     );
 }

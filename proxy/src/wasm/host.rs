@@ -6,7 +6,9 @@
 use super::bindings::sluice::filter::{clock, context, log, random, request, response, shared_state, types};
 use super::bindings::{HeaderLine, HostError, LogLevel};
 use super::budget::CallBudget;
+use super::pool::Phase;
 use crate::limits;
+use crate::normalize::PathPolicy;
 use crate::shared_state::SharedState;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
@@ -36,17 +38,97 @@ pub struct RequestHead {
     pub cluster: Arc<str>,
     /// The name of the route that matched.
     pub route: Arc<str>,
+    /// How a path a filter sets is normalized (the generation's `[paths]`).
+    pub paths: PathPolicy,
 }
 
-/// What one request carries through its filter chain. Moved into a filter's
-/// store for the length of one call and taken back after it.
-#[derive(Debug, Default)]
-pub struct Exchange {
-    /// Present in the request phase.
-    pub request: Option<RequestHead>,
-    /// Present in the response phase.
-    pub response: Option<http::response::Parts>,
+impl RequestHead {
+    /// What a store holds between request-phase calls: never seen by a
+    /// filter (outside the request phase every request function answers
+    /// `wrong-phase`).
+    fn idle() -> RequestHead {
+        RequestHead {
+            parts: http::Request::new(()).into_parts().0,
+            client: SocketAddr::from(([0, 0, 0, 0], 0)),
+            scheme: "http",
+            cluster: Arc::from(""),
+            route: Arc::from(""),
+            paths: PathPolicy::default(),
+        }
+    }
+}
+
+/// The response as the chain sees it, on its way to the client.
+pub type ResponseHead = http::response::Parts;
+
+/// The message of a request-phase call: the request and the context.
+#[derive(Debug)]
+pub struct RequestExchange {
+    pub head: RequestHead,
     pub context: Context,
+}
+
+/// The message of a response-phase call: the response and the context the
+/// request phase left.
+#[derive(Debug)]
+pub struct ResponseExchange {
+    pub head: ResponseHead,
+    pub context: Context,
+}
+
+/// A message one phase works on. Moved into a filter's store for the length
+/// of one call (swapped with what the store holds between calls) and
+/// swapped back after it, whatever the call's outcome.
+pub trait Message: sealed::Sealed + Send {
+    /// The phase this message is for.
+    const PHASE: Phase;
+    /// Exchange this message with the store's copy (symmetric: the second
+    /// swap takes the message back).
+    #[doc(hidden)]
+    fn swap_with(&mut self, call: &mut CallData);
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::RequestExchange {}
+    impl Sealed for super::ResponseExchange {}
+}
+
+impl Message for RequestExchange {
+    const PHASE: Phase = Phase::RequestHeaders;
+    fn swap_with(&mut self, call: &mut CallData) {
+        std::mem::swap(&mut self.head, &mut call.request);
+        std::mem::swap(&mut self.context, &mut call.context);
+    }
+}
+
+impl Message for ResponseExchange {
+    const PHASE: Phase = Phase::ResponseHeaders;
+    fn swap_with(&mut self, call: &mut CallData) {
+        std::mem::swap(&mut self.head, &mut call.response);
+        std::mem::swap(&mut self.context, &mut call.context);
+    }
+}
+
+/// What a store's host functions act on. Both heads are always there; which
+/// one a filter may see is decided by `phase` (`None` in `init`).
+#[doc(hidden)]
+pub struct CallData {
+    pub(super) phase: Option<Phase>,
+    request: RequestHead,
+    response: ResponseHead,
+    context: Context,
+}
+
+impl CallData {
+    fn idle() -> CallData {
+        CallData {
+            phase: None,
+            request: RequestHead::idle(),
+            response: http::Response::new(()).into_parts().0,
+            context: Context::new(),
+        }
+    }
 }
 
 /// The data of one filter instance's store.
@@ -57,7 +139,7 @@ pub struct HostState {
     plugin: Arc<str>,
     shared: Arc<SharedState>,
     clusters: Arc<HashSet<Arc<str>>>,
-    pub(super) exchange: Exchange,
+    pub(super) call: CallData,
     pub(super) budget: CallBudget,
 }
 
@@ -80,17 +162,35 @@ impl HostState {
             plugin,
             shared,
             clusters,
-            exchange: Exchange::default(),
+            call: CallData::idle(),
             budget: CallBudget::new(super::INIT_DEADLINE),
         }
     }
 
-    fn request(&mut self) -> Result<&mut RequestHead, HostError> {
-        self.exchange.request.as_mut().ok_or(HostError::WrongPhase)
+    /// Move `message` into this store for a call of its phase.
+    pub(super) fn enter<M: Message>(&mut self, message: &mut M) {
+        message.swap_with(&mut self.call);
+        self.call.phase = Some(M::PHASE);
     }
 
-    fn response(&mut self) -> Result<&mut http::response::Parts, HostError> {
-        self.exchange.response.as_mut().ok_or(HostError::WrongPhase)
+    /// Take `message` back after the call, whatever its outcome.
+    pub(super) fn leave<M: Message>(&mut self, message: &mut M) {
+        self.call.phase = None;
+        message.swap_with(&mut self.call);
+    }
+
+    fn request(&mut self) -> Result<&mut RequestHead, HostError> {
+        match self.call.phase {
+            Some(Phase::RequestHeaders) => Ok(&mut self.call.request),
+            _ => Err(HostError::WrongPhase),
+        }
+    }
+
+    fn response(&mut self) -> Result<&mut ResponseHead, HostError> {
+        match self.call.phase {
+            Some(Phase::ResponseHeaders) => Ok(&mut self.call.response),
+            _ => Err(HostError::WrongPhase),
+        }
     }
 }
 
@@ -224,9 +324,13 @@ impl request::Host for HostState {
         if !path.starts_with('/') || path.len() > limits::MAX_HEADER_BYTES {
             return Err(HostError::InvalidArgument);
         }
+        // Validate first, then normalize as a request's path is, so a filter
+        // cannot reintroduce what routing removed.
         let pq = PathAndQuery::try_from(path).map_err(|_| HostError::InvalidArgument)?;
+        let mut uri = http::Uri::from(pq);
+        crate::target::normalize_path(&mut uri, req.paths).map_err(|_| HostError::InvalidArgument)?;
         let mut parts = std::mem::take(&mut req.parts.uri).into_parts();
-        parts.path_and_query = Some(pq);
+        parts.path_and_query = uri.into_parts().path_and_query;
         req.parts.uri = http::Uri::from_parts(parts).map_err(|_| HostError::InvalidArgument)?;
         Ok(())
     }
@@ -356,11 +460,11 @@ impl response::Host for HostState {
 
 impl context::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
-        self.exchange.context.get(&key).cloned()
+        self.call.context.get(&key).cloned()
     }
 
     fn set(&mut self, key: String, value: String) -> Result<(), HostError> {
-        let ctx = &mut self.exchange.context;
+        let ctx = &mut self.call.context;
         if key.len() > limits::MAX_CONTEXT_BYTES || value.len() > limits::MAX_CONTEXT_BYTES {
             return Err(HostError::LimitExceeded);
         }
@@ -372,11 +476,11 @@ impl context::Host for HostState {
     }
 
     fn remove(&mut self, key: String) {
-        self.exchange.context.remove(&key);
+        self.call.context.remove(&key);
     }
 
     fn keys(&mut self) -> Vec<String> {
-        self.exchange.context.keys().cloned().collect()
+        self.call.context.keys().cloned().collect()
     }
 }
 

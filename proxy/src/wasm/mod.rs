@@ -13,7 +13,7 @@ mod host;
 mod plugin;
 mod pool;
 
-pub use host::{Context, Exchange, RequestHead};
+pub use host::{Context, Message, RequestExchange, RequestHead, ResponseExchange, ResponseHead};
 pub use plugin::{Plugin, PluginError, PluginSet, PluginSource};
 pub use pool::{CallError, FilterSlot, LocalResponse, Phase, PhaseOutcome};
 

@@ -1,12 +1,12 @@
 //! One filter slot of one route: a plugin with its route configuration and
 //! a pool of ready, configured instances reused across requests. A call
 //! waits (bounded) for one of `max_instances` permits, takes an instance,
-//! moves the request's [`Exchange`] into its store, runs one phase under the
-//! CPU deadline (see `budget`), and takes the exchange back. An instance
+//! moves the phase's [`Message`] into its store, runs the phase under the
+//! CPU deadline (see `budget`), and takes the message back. An instance
 //! whose call failed is dropped, never reused.
 
 use super::bindings::{self, Filter, Phases};
-use super::host::{Exchange, HostState};
+use super::host::{HostState, Message};
 use super::plugin::Plugin;
 use super::{INIT_DEADLINE, WasmRuntime};
 use crate::config::SandboxConfig;
@@ -188,10 +188,11 @@ impl FilterSlot {
         }
     }
 
-    /// Run one phase on a pooled instance, counting the call and its outcome.
-    pub async fn call(&self, phase: Phase, exchange: &mut Exchange) -> Result<PhaseOutcome, CallError> {
+    /// Run the phase of `message` on a pooled instance, counting the call
+    /// and its outcome.
+    pub async fn call<M: Message>(&self, message: &mut M) -> Result<PhaseOutcome, CallError> {
         let started = Instant::now();
-        let result = self.call_uncounted(phase, exchange).await;
+        let result = self.call_uncounted(message).await;
         let outcome = match &result {
             Ok(PhaseOutcome::Continue) => CallOutcome::Continue,
             Ok(PhaseOutcome::Respond(_)) => CallOutcome::LocalResponse,
@@ -200,7 +201,7 @@ impl FilterSlot {
             Err(CallError::Trap(_)) => CallOutcome::Trap,
             Err(CallError::Instantiate(_) | CallError::Exhausted(_)) => CallOutcome::Unavailable,
         };
-        let index = match phase {
+        let index = match M::PHASE {
             Phase::RequestHeaders => 0,
             Phase::ResponseHeaders => 1,
         };
@@ -208,7 +209,7 @@ impl FilterSlot {
         result
     }
 
-    async fn call_uncounted(&self, phase: Phase, exchange: &mut Exchange) -> Result<PhaseOutcome, CallError> {
+    async fn call_uncounted<M: Message>(&self, message: &mut M) -> Result<PhaseOutcome, CallError> {
         let wait = self.sandbox.pool_wait;
         let _permit = match self.permits.try_acquire() {
             Ok(p) => p,
@@ -230,15 +231,15 @@ impl FilterSlot {
             },
         };
         let Instance { store, filter } = &mut instance;
-        store.data_mut().exchange = std::mem::take(exchange);
+        store.data_mut().enter(message);
         store.data_mut().budget.start(self.sandbox.deadline);
         store.set_epoch_deadline(1);
         let handler = filter.sluice_filter_handler();
-        let result = match phase {
+        let result = match M::PHASE {
             Phase::RequestHeaders => handler.call_on_request_headers(&mut *store).await,
             Phase::ResponseHeaders => handler.call_on_response_headers(&mut *store).await,
         };
-        *exchange = std::mem::take(&mut store.data_mut().exchange);
+        store.data_mut().leave(message);
         match result {
             Ok(action) => {
                 self.release(instance);

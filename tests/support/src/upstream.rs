@@ -44,15 +44,15 @@ impl Upstream {
         let name = name.to_string();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
+                let (stream, _) = sluice::accept::next_connection(&listener).await;
                 let name = name.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| respond(name.clone(), req));
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    // Room for every header line the proxy lets a filter add
+                    // (hyper's default is 100), so tests see what arrived.
+                    builder.http1().max_headers(1000);
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });

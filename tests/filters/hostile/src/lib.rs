@@ -6,7 +6,7 @@
 //! `stack_overflow`, `huge_body` (a 100 MB local response). Modes where the
 //! host refuses each call and the filter carries on, reporting the first
 //! refusal in `x-hostile-error` on the request: `many_headers` (100,000
-//! headers), `invalid_headers` (bad names and CR/LF/NUL values),
+//! headers; how many the host accepted goes in `x-hostile-accepted`), `invalid_headers` (bad names and CR/LF/NUL values),
 //! `shared_huge_keys` (1 MB shared-state keys, 1,000 times). `capabilities`
 //! tries the filesystem, a socket to `target`, the environment and stdio,
 //! and reports what it got in `x-cap-*` request headers. Before failing,
@@ -87,10 +87,16 @@ impl Filter for Hostile {
                 return Action::Respond(LocalResponse::new(200).body(vec![b'x'; 100 << 20]));
             }
             "many_headers" => {
+                let mut accepted = 0;
                 for i in 0..100_000 {
                     let r = req.append_header("x-flood", i.to_string());
+                    accepted += usize::from(r.is_ok());
                     note(&mut first, r);
                 }
+                // The flood fills the request up to the limit: make room to
+                // report what the host accepted.
+                let _ = req.remove_header("x-flood");
+                let _ = req.set_header("x-hostile-accepted", accepted.to_string());
             }
             "invalid_headers" => {
                 for (name, value) in [

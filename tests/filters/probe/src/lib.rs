@@ -3,8 +3,9 @@
 //! answer locally, write and read request context, pick a cluster.
 
 use serde::Deserialize;
-use sluice_sdk::{Action, Config, Filter, LocalResponse, Request, Response, context};
+use sluice_sdk::{Action, Config, Filter, LocalResponse, LogLevel, Request, Response, clock, context, log};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +33,13 @@ struct Settings {
     /// Count requests in shared state under this key and send the count
     /// upstream as `x-probe-count`.
     count_key: Option<String>,
+    /// Busy-wait this long (host monotonic clock) in each request phase, so
+    /// concurrent calls overlap and hold their instances.
+    spin_ms: Option<u64>,
+    /// Busy-wait this long in `init`, logging `init_log` (info) before and
+    /// `init_log` + " done" after: a slow-to-configure filter.
+    init_spin_ms: Option<u64>,
+    init_log: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,11 +64,20 @@ impl Filter for Probe {
         {
             return Err(format!("respond.status: {} is not in 200..=599", r.status));
         }
+        if let Some(ms) = settings.init_spin_ms {
+            let label = settings.init_log.as_deref().unwrap_or("probe init");
+            log::log(LogLevel::Info, label);
+            spin(Duration::from_millis(ms));
+            log::log(LogLevel::Info, &format!("{label} done"));
+        }
         Ok(Probe { settings })
     }
 
     fn on_request_headers(&mut self, req: &mut Request) -> Action {
         let s = &self.settings;
+        if let Some(ms) = s.spin_ms {
+            spin(Duration::from_millis(ms));
+        }
         if let Some(prefix) = &s.panic_on_path
             && req.path().starts_with(prefix.as_str())
         {
@@ -112,6 +129,14 @@ impl Filter for Probe {
             let _ = resp.append_header("x-probe-tag", tag);
         }
         Action::Continue
+    }
+}
+
+/// Keep the CPU busy for `how_long` of host monotonic time.
+fn spin(how_long: Duration) {
+    let until = clock::monotonic() + how_long;
+    while clock::monotonic() < until {
+        std::hint::spin_loop();
     }
 }
 
