@@ -11,7 +11,9 @@
 //! slashes are merged unless turned off. Refused (400): invalid escapes,
 //! backslashes, NUL, `%2F`/`%5C` unless configured to keep or decode them,
 //! and a dot segment with `;` parameters (`..;`), which RFC 3986 treats as an
-//! ordinary segment but Tomcat and Jetty resolve as `..`.
+//! ordinary segment but Tomcat and Jetty resolve as `..`. Other `;`
+//! parameters are forwarded, but routes match the path without them (see
+//! [`without_parameters`]).
 //!
 //! Hosts: `host[:port]` with a reg-name, IPv4 or bracketed IPv6 host and a
 //! numeric port; one trailing dot is removed (`example.com.` and
@@ -200,6 +202,24 @@ fn remove_dot_segments(path: &str, merge_slashes: bool) -> Result<String, PathEr
     Ok(out)
 }
 
+/// `path` with each segment's `;` parameters removed (`/api;v=1/x` →
+/// `/api/x`): what routes match against, so a request cannot leave its
+/// route through parameters that Tomcat-style servers strip. Borrowed when
+/// there are none.
+pub fn without_parameters(path: &str) -> Cow<'_, str> {
+    if !path.contains(';') {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split_once(';').map_or(segment, |(name, _)| name));
+    }
+    Cow::Owned(out)
+}
+
 /// Why a `Host` (or `:authority`) cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid host[:port]")]
@@ -220,17 +240,23 @@ pub fn normalize_host(authority: &str) -> Result<Cow<'_, str>, InvalidHost> {
         return Ok(Cow::Borrowed(authority));
     }
     let reg_name = |b: u8| is_unreserved(b) || b"!$&'()*+,;=%".contains(&b);
-    if host.is_empty() || !host.bytes().all(reg_name) {
+    let bare = host.strip_suffix('.').unwrap_or(host);
+    // No empty labels (`a..b`, `.a`, `a..`): no DNS name has one.
+    if bare.is_empty()
+        || !host.bytes().all(reg_name)
+        || bare.starts_with('.')
+        || bare.contains("..")
+        || bare.ends_with('.')
+    {
         return Err(InvalidHost);
     }
-    match host.strip_suffix('.') {
-        None => Ok(Cow::Borrowed(authority)),
-        Some("") => Err(InvalidHost),
-        Some(bare) => Ok(Cow::Owned(match port {
-            Some(port) => format!("{bare}:{port}"),
-            None => bare.to_string(),
-        })),
+    if bare.len() == host.len() {
+        return Ok(Cow::Borrowed(authority));
     }
+    Ok(Cow::Owned(match port {
+        Some(port) => format!("{bare}:{port}"),
+        None => bare.to_string(),
+    }))
 }
 
 /// `host:port` → (`host`, `Some(port)`); an IPv6 literal keeps its brackets.

@@ -49,8 +49,11 @@ impl<R> Router<R> {
         router
     }
 
-    /// The route for `host` (any case, port allowed) and `path` (no query).
+    /// The route for `host` (any case, port allowed) and `path` (normalized,
+    /// no query). Paths match without their segments' `;` parameters.
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<R>> {
+        let path = crate::normalize::without_parameters(path);
+        let path = path.as_ref();
         let host = strip_port(host);
         // Lower-case only when needed: most clients already send lower case.
         let host: std::borrow::Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {

@@ -128,10 +128,21 @@ fn hosts_are_checked_and_lose_one_trailing_dot() {
         "a@b",
         "a.com:80:90",
         "a\tb",
+        "a..",
+        "a..b",
+        ".a",
+        "..",
     ];
     for input in bad {
         assert_eq!(normalize_host(input), Err(InvalidHost), "{input:?}");
     }
+}
+
+#[test]
+fn parameters_are_dropped_for_matching() {
+    assert_eq!(without_parameters("/api;v=1/orders;x"), "/api/orders");
+    assert_eq!(without_parameters("/api/orders"), "/api/orders");
+    assert!(matches!(without_parameters("/a/b"), Cow::Borrowed(_)));
 }
 
 /// Path characters, weighted towards the ones normalization acts on.

@@ -598,3 +598,29 @@ impl random::Host for HostState {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `set-path` normalizes as routing does and refuses what a request
+    /// would be refused for, so a filter cannot reintroduce a bypass.
+    #[test]
+    fn set_path_is_normalized_or_refused() {
+        let mut state = HostState::new("t".into(), Arc::new(SharedState::default()), Arc::default(), 1 << 20);
+        let mut message = RequestExchange {
+            head: RequestHead::idle(),
+            context: Context::new(),
+        };
+        state.enter(&mut message);
+        use request::Host as _;
+        assert_eq!(state.set_path("/x/../y//z?q=/../k".into()), Ok(()));
+        assert_eq!(state.path(), "/y/z?q=/../k");
+        for bad in ["/a/..%2fb", "/x/..;/y", "/a%zz", "relative"] {
+            assert_eq!(state.set_path(bad.into()), Err(HostError::InvalidArgument), "{bad}");
+        }
+        assert_eq!(state.path(), "/y/z?q=/../k", "a refused path changed nothing");
+        state.leave(&mut message);
+        assert_eq!(message.head.parts.uri, "/y/z?q=/../k");
+    }
+}
