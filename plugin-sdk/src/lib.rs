@@ -87,6 +87,7 @@ mod config;
 pub mod export;
 mod host;
 mod http;
+pub mod limits;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mock;
 mod sys;

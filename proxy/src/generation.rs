@@ -9,7 +9,7 @@ use crate::metrics::RouteMetrics;
 use crate::router::Router;
 use crate::telemetry::access_log::AccessLog;
 use crate::upstream::Upstreams;
-use crate::wasm::{FilterSlot, PluginSet, WasmRuntime};
+use crate::wasm::{FilterSlot, PluginSet, WasmRuntime, capacity};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,7 +159,8 @@ impl Generation {
             };
             routes.push((rc.hosts.clone(), rc.path.clone(), Arc::new(route)));
         }
-        let ordered = routes.iter().map(|(_, _, r)| r.clone()).collect();
+        let ordered: Vec<Arc<Route>> = routes.iter().map(|(_, _, r)| r.clone()).collect();
+        check_capacity(&config, &ordered, previous.as_deref())?;
         Ok(Generation {
             id,
             routes: ordered,
@@ -171,6 +172,52 @@ impl Generation {
             config,
         })
     }
+}
+
+/// The filters' worst case against the engine's pool and the memory
+/// budget, counting the previous generation's slots that stay alive until
+/// it has drained (those this generation reuses count once).
+fn check_capacity(config: &Config, routes: &[Arc<Route>], previous: Option<&Generation>) -> Result<(), ConfigError> {
+    let demand = |label: String, slot: &FilterSlot| capacity::Demand {
+        label,
+        instances: slot.sandbox().max_instances,
+        memories_each: slot.plugin.memories_each,
+        tables_each: slot.plugin.tables_each,
+        memory_limit: slot.sandbox().memory_limit,
+    };
+    let mut lines = Vec::new();
+    let mut demands = Vec::new();
+    for (i, (route, rc)) in routes.iter().zip(&config.routes).enumerate() {
+        for (j, (slot, fc)) in route.chain.slots.iter().zip(&rc.filters).enumerate() {
+            demands.push(demand(format!("routes[{i}].filters[{j}] ({})", fc.plugin), slot));
+            lines.push((fc.line, format!("routes[{i}].filters[{j}].max_instances")));
+        }
+    }
+    let reused = |slot: &Arc<FilterSlot>| {
+        routes
+            .iter()
+            .any(|r| r.chain.slots.iter().any(|s| Arc::ptr_eq(s, slot)))
+    };
+    for route in previous.iter().flat_map(|g| &g.routes) {
+        for slot in route.chain.slots.iter().filter(|s| !reused(s)) {
+            let label = format!(
+                "route `{}` of the draining generation ({})",
+                route.name, slot.plugin.name
+            );
+            demands.push(demand(label, slot));
+        }
+    }
+    let budget = match config.memory_budget {
+        Some(bytes) => capacity::Budget {
+            bytes,
+            source: "[sandbox] memory_budget".into(),
+        },
+        None => capacity::detect_budget(),
+    };
+    capacity::check(&demands, crate::wasm::POOL, &budget).map_err(|e| {
+        let (line, key) = lines.get(e.worst).cloned().unzip();
+        located(config, line, key.unwrap_or_default(), e.message)
+    })
 }
 
 fn located(config: &Config, line: Option<usize>, key: String, message: String) -> ConfigError {

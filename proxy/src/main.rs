@@ -63,6 +63,11 @@ fn parse_demo_upstream(text: &str) -> Result<(String, SocketAddr), String> {
     Ok((name.to_string(), addr))
 }
 
+/// Log lines queued for stderr at most; past that, lines are dropped.
+/// Filter lines are at most 4 KiB and budgeted per plugin, so this bounds
+/// the queue to a few tens of MiB in the worst case.
+const LOG_QUEUE_LINES: usize = 8192;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // RUST_LOG wins over the config's `[log] level`, which wins over `info`.
@@ -84,11 +89,22 @@ fn main() -> ExitCode {
     // The filter sits behind a reload handle so a config reload can change
     // `[log] level` while running.
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    // Serving threads never wait for stderr: lines go through a bounded
+    // queue to a writer thread, and are dropped (and counted, as
+    // `sluice_log_dropped_lines_total`) when the queue is full. `_log_guard`
+    // lives until `main` returns, when it flushes what is queued.
+    let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("sluice-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
+    sluice::telemetry::log_filter::install_dropped_lines(move || dropped.dropped_lines() as u64);
     tracing_subscriber::registry()
         .with(filter)
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(writer)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
         .init();

@@ -7,8 +7,9 @@
 //! filter slots resolve their handles once, when a generation is built
 //! ([`RouteMetrics`], [`FilterMetrics`]), and then only touch atomics.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -117,9 +118,21 @@ pub struct Metrics {
     filter_duration: HistogramFamily<FilterPhaseLabels>,
     filter_instances_created: Family<PluginLabels, Counter>,
     filter_idle_instances: Family<PluginLabels, Gauge>,
+    filter_log_suppressed: Family<PluginLabels, Counter>,
     /// `sluice_access_log_dropped_total`: lines dropped because the writer
     /// fell behind.
     pub access_log_dropped: Counter,
+    shared_state_entries: Family<PluginLabels, Gauge>,
+    shared_state_bytes: Family<PluginLabels, Gauge>,
+    shared_state_refused: Family<PluginLabels, Counter>,
+}
+
+/// One plugin's shared-state use and refusals.
+#[derive(Debug, Clone)]
+pub struct SharedStateMetrics {
+    pub entries: Gauge,
+    pub bytes: Gauge,
+    pub refused: Counter,
 }
 
 impl Default for Metrics {
@@ -203,13 +216,43 @@ impl Default for Metrics {
             "Configured filter instances waiting in pools, by plugin",
             Family::<PluginLabels, Gauge>::default(),
         );
+        let filter_log_suppressed = register(
+            &mut r,
+            "filter_log_suppressed",
+            "Filter log lines dropped because the plugin was over its log budget, by plugin",
+            Family::<PluginLabels, Counter>::default(),
+        );
+        // Read from the process's log writer at each scrape (see
+        // `LogDroppedLines`).
+        r.register_collector(Box::new(LogDroppedLines));
         let access_log_dropped = register(
             &mut r,
             "access_log_dropped",
             "Access log lines dropped because the writer fell behind",
             Counter::default(),
         );
+        let shared_state_entries = register(
+            &mut r,
+            "shared_state_entries",
+            "Entries a plugin holds in shared state",
+            Family::<PluginLabels, Gauge>::default(),
+        );
+        let shared_state_bytes = register(
+            &mut r,
+            "shared_state_bytes",
+            "Bytes of keys and values a plugin holds in shared state",
+            Family::<PluginLabels, Gauge>::default(),
+        );
+        let shared_state_refused = register(
+            &mut r,
+            "shared_state_refused",
+            "Shared-state writes refused because the plugin's quota was full",
+            Family::<PluginLabels, Counter>::default(),
+        );
         Metrics {
+            shared_state_entries,
+            shared_state_bytes,
+            shared_state_refused,
             registry: r,
             reloads,
             generation,
@@ -224,6 +267,7 @@ impl Default for Metrics {
             filter_duration,
             filter_instances_created,
             filter_idle_instances,
+            filter_log_suppressed,
             access_log_dropped,
         }
     }
@@ -283,6 +327,18 @@ impl Metrics {
         }
     }
 
+    /// Handles for one plugin's shared-state accounting.
+    pub fn shared_state(&self, plugin: &str) -> SharedStateMetrics {
+        let labels = PluginLabels {
+            plugin: plugin.to_string(),
+        };
+        SharedStateMetrics {
+            entries: self.shared_state_entries.get_or_create(&labels).clone(),
+            bytes: self.shared_state_bytes.get_or_create(&labels).clone(),
+            refused: self.shared_state_refused.get_or_create(&labels).clone(),
+        }
+    }
+
     /// Handles for one plugin's filter calls.
     pub fn filter(&self, plugin: &str) -> FilterMetrics {
         let plugin_labels = PluginLabels {
@@ -313,6 +369,16 @@ impl Metrics {
         }
     }
 
+    /// `sluice_filter_log_suppressed_total` of one plugin (its log budget
+    /// holds the handle).
+    pub fn filter_log_suppressed(&self, plugin: &str) -> Counter {
+        self.filter_log_suppressed
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_string(),
+            })
+            .clone()
+    }
+
     /// The exposition text.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -320,6 +386,28 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// `sluice_log_dropped_lines_total`: process log lines the non-blocking
+/// writer dropped because its output fell behind. The writer keeps the
+/// count; this reads it at each scrape through the hook the binary installs
+/// ([`crate::telemetry::log_filter::dropped_lines`]), so it is exact and a
+/// true counter. Without a hook (sluice as a library) it stays 0: logs are
+/// then written by whatever the embedder set up.
+#[derive(Debug)]
+struct LogDroppedLines;
+
+impl Collector for LogDroppedLines {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(crate::telemetry::log_filter::dropped_lines());
+        let metric = encoder.encode_descriptor(
+            "log_dropped_lines",
+            "Process log lines dropped because the log output fell behind (the writer never blocks).",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
     }
 }
 
@@ -392,6 +480,8 @@ mod tests {
             r#"sluice_requests_total{route="api",cluster="",status="4xx"} 1"#,
             r#"sluice_request_duration_seconds_count{route="api"} 3"#,
             r#"sluice_filter_calls_total{plugin="auth",phase="request_headers",outcome="deadline"} 1"#,
+            // No log writer hook in tests: the collector reports 0.
+            "sluice_log_dropped_lines_total 0",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -130,6 +130,9 @@ impl Reloader {
             next.config.plugins_dir != previous.config.plugins_dir || next.config.watch != previous.config.watch;
         let config = next.config.clone();
         self.current.store(Arc::new(next));
+        if config.shared_state != previous.config.shared_state {
+            self.runtime.shared_state().configure(&config.shared_state);
+        }
         if rewatch {
             self.rewatch(&config);
         }

@@ -81,6 +81,7 @@ impl Drop for Running {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let runtime =
         WasmRuntime::new(config.bootstrap.cache_dir.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+    runtime.shared_state().configure(&config.shared_state);
     let config = Arc::new(config);
     let generation = Generation::build(runtime.clone(), config.clone(), 1, None).await?;
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
@@ -132,11 +133,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
     let shared = runtime.shared_state().clone();
+    let serving = current.clone();
     tasks.push(tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             every.tick().await;
-            shared.purge_expired();
+            // Quiet filter pools give back the instances a burst left.
+            let now = std::time::Instant::now();
+            for route in &serving.load().routes {
+                for slot in &route.chain.slots {
+                    slot.trim_idle(now);
+                }
+            }
+            // A large store takes a while to scan: not on a serving worker.
+            let shared = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || shared.purge_expired()).await;
         }
     }));
     match reload::reload_on_sighup(reloader.clone()) {

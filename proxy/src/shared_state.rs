@@ -1,12 +1,63 @@
-//! Shared state for filters: one concurrent map, keys namespaced by plugin
-//! name on the host side, with atomic read-modify-write operations and
-//! optional expiry. This is the in-process backend; a Redis backend for
+//! Shared state for filters: one namespace per plugin (the host picks it
+//! from the calling plugin's name; a filter cannot name another's keys),
+//! each a concurrent map with atomic read-modify-write operations, optional
+//! expiry and a quota. This is the in-process backend; a Redis backend for
 //! state shared across replicas can implement the same operations.
+//!
+//! Quotas bound what a plugin can make the host hold: live entries, and
+//! bytes of keys plus values. A write that would pass either is refused
+//! (the filter sees `limit-exceeded`; nothing is evicted). The counts are
+//! kept exact under concurrency: each change to a key adjusts them while
+//! that key's shard lock is held. Expired entries do not count against a
+//! write: when one is refused, the namespace first drops its expired
+//! entries (at most once per [`RECLAIM_INTERVAL`]) and tries again.
+//!
+//! Namespaces are separate maps, so expiring one plugin's large store never
+//! takes a lock another plugin's calls need.
 
+use crate::metrics::{Metrics, SharedStateMetrics};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+/// How often a namespace at its quota may scan for expired entries.
+pub const RECLAIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest TTL honoured (longer ones are cut to it).
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// What one plugin's shared state may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub max_entries: usize,
+    /// Bytes of keys plus values.
+    pub max_bytes: usize,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Quota {
+            max_entries: crate::limits::DEFAULT_SHARED_MAX_ENTRIES,
+            max_bytes: crate::limits::DEFAULT_SHARED_MAX_BYTES,
+        }
+    }
+}
+
+/// `[shared_state]`: the default quota and per-plugin overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quotas {
+    pub default: Quota,
+    pub plugins: BTreeMap<String, Quota>,
+}
+
+impl Quotas {
+    pub fn of(&self, plugin: &str) -> Quota {
+        self.plugins.get(plugin).copied().unwrap_or(self.default)
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -25,38 +76,237 @@ impl Entry {
 pub enum SharedError {
     /// `increment` on a value that is not an 8-byte counter.
     NotACounter,
-}
-
-/// The store. Keys are `(plugin, key)`: a plugin cannot name another's keys.
-#[derive(Debug, Default)]
-pub struct SharedState {
-    map: DashMap<(Arc<str>, Vec<u8>), Entry>,
+    /// The write would take the plugin past its quota.
+    QuotaExceeded,
 }
 
 fn expiry(now: Instant, ttl_ms: Option<u64>) -> Option<Instant> {
-    ttl_ms.map(|ms| now + Duration::from_millis(ms.min(100 * 365 * 24 * 3600 * 1000)))
+    ttl_ms.map(|ms| now + Duration::from_millis(ms).min(MAX_TTL))
+}
+
+/// One plugin's keys, with what they hold counted against its quota.
+#[derive(Debug)]
+struct Namespace {
+    map: DashMap<Vec<u8>, Entry>,
+    max_entries: AtomicUsize,
+    max_bytes: AtomicUsize,
+    entries: AtomicUsize,
+    bytes: AtomicUsize,
+    last_reclaim: Mutex<Option<Instant>>,
+    metrics: SharedStateMetrics,
+}
+
+/// A change to what a namespace holds, as a write would make it.
+#[derive(Debug, Clone, Copy)]
+struct Change {
+    entries: isize,
+    bytes: isize,
+}
+
+fn size(key: &[u8], value: &[u8]) -> isize {
+    isize::try_from(key.len() + value.len()).unwrap_or(isize::MAX)
+}
+
+impl Namespace {
+    fn new(quota: Quota, metrics: SharedStateMetrics) -> Namespace {
+        Namespace {
+            map: DashMap::new(),
+            max_entries: AtomicUsize::new(quota.max_entries),
+            max_bytes: AtomicUsize::new(quota.max_bytes),
+            entries: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            last_reclaim: Mutex::new(None),
+            metrics,
+        }
+    }
+
+    /// Apply `change` if it keeps the namespace within its quota (shrinking
+    /// always does). Called with the key's shard lock held.
+    fn reserve(&self, change: Change) -> bool {
+        if !add_within(&self.bytes, change.bytes, self.max_bytes.load(Ordering::Relaxed)) {
+            return false;
+        }
+        if !add_within(&self.entries, change.entries, self.max_entries.load(Ordering::Relaxed)) {
+            add_within(&self.bytes, -change.bytes, usize::MAX);
+            return false;
+        }
+        self.publish();
+        true
+    }
+
+    fn release(&self, key: &[u8], entry: &Entry) {
+        self.reserve(Change {
+            entries: -1,
+            bytes: -size(key, &entry.value),
+        });
+    }
+
+    fn publish(&self) {
+        let gauge = |n: &AtomicUsize| i64::try_from(n.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        self.metrics.entries.set(gauge(&self.entries));
+        self.metrics.bytes.set(gauge(&self.bytes));
+    }
+
+    /// Drop expired entries.
+    fn purge(&self, now: Instant) {
+        self.map.retain(|key, entry| {
+            let live = entry.live(now);
+            if !live {
+                self.release(key, entry);
+            }
+            live
+        });
+    }
+
+    /// After a refused write: purge expired entries unless that was done
+    /// within [`RECLAIM_INTERVAL`]; whether it purged.
+    fn reclaim(&self, now: Instant) -> bool {
+        {
+            let mut last = self.last_reclaim.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| now.saturating_duration_since(t) < RECLAIM_INTERVAL) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        self.purge(now);
+        true
+    }
+
+    /// Run `write` (which reserves what it adds, and reports a refusal as
+    /// `QuotaExceeded`); if the quota refused it, reclaim expired entries
+    /// and run it once more. A final refusal is counted.
+    fn write<T>(&self, now: Instant, mut write: impl FnMut() -> Result<T, SharedError>) -> Result<T, SharedError> {
+        match write() {
+            Err(SharedError::QuotaExceeded) if self.reclaim(now) => {}
+            other => return self.counted(other),
+        }
+        let retried = write();
+        self.counted(retried)
+    }
+
+    fn counted<T>(&self, result: Result<T, SharedError>) -> Result<T, SharedError> {
+        if let Err(SharedError::QuotaExceeded) = result {
+            self.metrics.refused.inc();
+        }
+        result
+    }
+
+    /// Store `entry` under `key` (replacing whatever is there), within quota.
+    fn put(&self, key: &[u8], entry: Entry, now: Instant) -> Result<(), SharedError> {
+        let new_size = size(key, &entry.value);
+        // Moved into the map by the attempt that succeeds.
+        let mut pending = Some(entry);
+        self.write(now, || {
+            let change = |old: Option<&Entry>| Change {
+                entries: if old.is_some() { 0 } else { 1 },
+                bytes: new_size - old.map_or(0, |o| size(key, &o.value)),
+            };
+            match self.map.entry(key.to_vec()) {
+                MapEntry::Occupied(mut o) => {
+                    if !self.reserve(change(Some(o.get()))) {
+                        return Err(SharedError::QuotaExceeded);
+                    }
+                    if let Some(entry) = pending.take() {
+                        o.insert(entry);
+                    }
+                }
+                MapEntry::Vacant(v) => {
+                    if !self.reserve(change(None)) {
+                        return Err(SharedError::QuotaExceeded);
+                    }
+                    if let Some(entry) = pending.take() {
+                        v.insert(entry);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `*counter + delta` if it stays ≤ `max` (a decrease always applies).
+fn add_within(counter: &AtomicUsize, delta: isize, max: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            let next = n.checked_add_signed(delta).unwrap_or(0);
+            (delta <= 0 || next <= max).then_some(next)
+        })
+        .is_ok()
+}
+
+/// The store: a namespace per plugin.
+pub struct SharedState {
+    namespaces: DashMap<Arc<str>, Arc<Namespace>>,
+    quotas: RwLock<Quotas>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedState")
+            .field("namespaces", &self.namespaces.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SharedState {
-    pub fn get(&self, plugin: &Arc<str>, key: &[u8]) -> Option<Vec<u8>> {
-        let now = Instant::now();
-        self.map
-            .get(&(plugin.clone(), key.to_vec()))
-            .filter(|e| e.live(now))
-            .map(|e| e.value.clone())
+    pub fn new(metrics: Arc<Metrics>) -> SharedState {
+        SharedState {
+            namespaces: DashMap::new(),
+            quotas: RwLock::new(Quotas::default()),
+            metrics,
+        }
     }
 
-    pub fn set(&self, plugin: &Arc<str>, key: &[u8], value: Vec<u8>, ttl_ms: Option<u64>) {
-        let expires = expiry(Instant::now(), ttl_ms);
-        self.map
-            .insert((plugin.clone(), key.to_vec()), Entry { value, expires });
+    /// Apply `quotas` to every namespace, present and future. A lowered
+    /// quota keeps what is stored and refuses growth.
+    pub fn configure(&self, quotas: &Quotas) {
+        *self.quotas.write().unwrap_or_else(|e| e.into_inner()) = quotas.clone();
+        for ns in self.namespaces.iter() {
+            let quota = quotas.of(ns.key());
+            ns.max_entries.store(quota.max_entries, Ordering::Relaxed);
+            ns.max_bytes.store(quota.max_bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn namespace(&self, plugin: &Arc<str>) -> Arc<Namespace> {
+        if let Some(ns) = self.namespaces.get(plugin) {
+            return ns.clone();
+        }
+        let quota = self.quotas.read().unwrap_or_else(|e| e.into_inner()).of(plugin);
+        self.namespaces
+            .entry(plugin.clone())
+            .or_insert_with(|| Arc::new(Namespace::new(quota, self.metrics.shared_state(plugin))))
+            .clone()
+    }
+
+    pub fn get(&self, plugin: &Arc<str>, key: &[u8]) -> Option<Vec<u8>> {
+        let now = Instant::now();
+        let ns = self.namespaces.get(plugin)?.clone();
+        ns.map.get(key).filter(|e| e.live(now)).map(|e| e.value.clone())
+    }
+
+    pub fn set(&self, plugin: &Arc<str>, key: &[u8], value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), SharedError> {
+        let now = Instant::now();
+        let entry = Entry {
+            value,
+            expires: expiry(now, ttl_ms),
+        };
+        self.namespace(plugin).put(key, entry, now)
     }
 
     pub fn delete(&self, plugin: &Arc<str>, key: &[u8]) -> bool {
         let now = Instant::now();
-        self.map
-            .remove(&(plugin.clone(), key.to_vec()))
-            .is_some_and(|(_, e)| e.live(now))
+        let Some(ns) = self.namespaces.get(plugin).map(|n| n.clone()) else {
+            return false;
+        };
+        match ns.map.remove(key) {
+            Some((key, entry)) => {
+                ns.release(&key, &entry);
+                entry.live(now)
+            }
+            None => false,
+        }
     }
 
     /// Add `delta` to the counter (absent or expired = 0); the new value.
@@ -68,36 +318,51 @@ impl SharedState {
         ttl_ms: Option<u64>,
     ) -> Result<i64, SharedError> {
         let now = Instant::now();
-        match self.map.entry((plugin.clone(), key.to_vec())) {
-            MapEntry::Occupied(mut o) if o.get().live(now) => {
-                let bytes: [u8; 8] = o
-                    .get()
-                    .value
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| SharedError::NotACounter)?;
-                let next = i64::from_le_bytes(bytes).wrapping_add(delta);
-                o.get_mut().value = next.to_le_bytes().to_vec();
-                Ok(next)
+        let ns = self.namespace(plugin);
+        ns.write(now, || {
+            let fresh = Entry {
+                value: delta.to_le_bytes().to_vec(),
+                expires: expiry(now, ttl_ms),
+            };
+            match ns.map.entry(key.to_vec()) {
+                MapEntry::Occupied(mut o) if o.get().live(now) => {
+                    let bytes: [u8; 8] = o
+                        .get()
+                        .value
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| SharedError::NotACounter)?;
+                    let next = i64::from_le_bytes(bytes).wrapping_add(delta);
+                    o.get_mut().value = next.to_le_bytes().to_vec();
+                    Ok(next)
+                }
+                MapEntry::Occupied(mut o) => {
+                    let change = Change {
+                        entries: 0,
+                        bytes: size(key, &fresh.value) - size(key, &o.get().value),
+                    };
+                    if !ns.reserve(change) {
+                        return Err(SharedError::QuotaExceeded);
+                    }
+                    o.insert(fresh);
+                    Ok(delta)
+                }
+                MapEntry::Vacant(v) => {
+                    if !ns.reserve(Change {
+                        entries: 1,
+                        bytes: size(key, &fresh.value),
+                    }) {
+                        return Err(SharedError::QuotaExceeded);
+                    }
+                    v.insert(fresh);
+                    Ok(delta)
+                }
             }
-            MapEntry::Occupied(mut o) => {
-                o.insert(Entry {
-                    value: delta.to_le_bytes().to_vec(),
-                    expires: expiry(now, ttl_ms),
-                });
-                Ok(delta)
-            }
-            MapEntry::Vacant(v) => {
-                v.insert(Entry {
-                    value: delta.to_le_bytes().to_vec(),
-                    expires: expiry(now, ttl_ms),
-                });
-                Ok(delta)
-            }
-        }
+        })
     }
 
-    /// Replace the value if it equals `expected` (`None` = absent).
+    /// Replace the value if it equals `expected` (`None` = absent); whether
+    /// it did.
     pub fn compare_and_swap(
         &self,
         plugin: &Arc<str>,
@@ -105,84 +370,58 @@ impl SharedState {
         expected: Option<&[u8]>,
         new: Vec<u8>,
         ttl_ms: Option<u64>,
-    ) -> bool {
+    ) -> Result<bool, SharedError> {
         let now = Instant::now();
-        let entry = Entry {
-            value: new,
-            expires: expiry(now, ttl_ms),
-        };
-        match self.map.entry((plugin.clone(), key.to_vec())) {
-            MapEntry::Occupied(mut o) => {
-                let current = o.get().live(now).then_some(o.get().value.as_slice());
-                if current != expected {
-                    return false;
+        let ns = self.namespace(plugin);
+        let new_size = size(key, &new);
+        let expires = expiry(now, ttl_ms);
+        // Moved into the map by the attempt that succeeds.
+        let mut pending = Some(new);
+        ns.write(now, || {
+            let entry = ns.map.entry(key.to_vec());
+            let old = match &entry {
+                MapEntry::Occupied(o) => {
+                    let current = o.get().live(now).then_some(o.get().value.as_slice());
+                    if current != expected {
+                        return Ok(false);
+                    }
+                    Some(size(key, &o.get().value))
                 }
-                o.insert(entry);
-                true
+                MapEntry::Vacant(_) if expected.is_some() => return Ok(false),
+                MapEntry::Vacant(_) => None,
+            };
+            let change = Change {
+                entries: if old.is_some() { 0 } else { 1 },
+                bytes: new_size - old.unwrap_or(0),
+            };
+            if !ns.reserve(change) {
+                return Err(SharedError::QuotaExceeded);
             }
-            MapEntry::Vacant(v) => {
-                if expected.is_some() {
-                    return false;
-                }
-                v.insert(entry);
-                true
+            if let Some(value) = pending.take() {
+                entry.insert(Entry { value, expires });
             }
+            Ok(true)
+        })
+    }
+
+    /// Drop expired entries, one namespace at a time (the server calls this
+    /// every few seconds on a blocking thread, so keys written with a TTL
+    /// and never read again do not accumulate).
+    pub fn purge_expired(&self) {
+        let now = Instant::now();
+        let namespaces: Vec<Arc<Namespace>> = self.namespaces.iter().map(|n| n.clone()).collect();
+        for ns in namespaces {
+            ns.purge(now);
         }
     }
 
-    /// Drop expired entries (the server calls this every few seconds, so keys
-    /// written with a TTL and never read again do not accumulate).
-    pub fn purge_expired(&self) {
-        let now = Instant::now();
-        self.map.retain(|_, e| e.live(now));
+    /// `(entries, bytes)` a plugin holds, as counted.
+    pub fn usage(&self, plugin: &str) -> (usize, usize) {
+        self.namespaces.get(plugin).map_or((0, 0), |ns| {
+            (ns.entries.load(Ordering::Relaxed), ns.bytes.load(Ordering::Relaxed))
+        })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn namespaces_are_separate() {
-        let s = SharedState::default();
-        let a: Arc<str> = "a".into();
-        let b: Arc<str> = "b".into();
-        s.set(&a, b"k", b"1".to_vec(), None);
-        assert_eq!(s.get(&a, b"k").as_deref(), Some(&b"1"[..]));
-        assert_eq!(s.get(&b, b"k"), None);
-        assert!(!s.delete(&b, b"k"));
-    }
-
-    #[test]
-    fn increment_and_cas_are_atomic_under_threads() {
-        let s = Arc::new(SharedState::default());
-        let p: Arc<str> = "p".into();
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (s, p) = (s.clone(), p.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        s.increment(&p, b"n", 1, None).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(s.increment(&p, b"n", 0, None), Ok(8000));
-        assert!(s.compare_and_swap(&p, b"c", None, b"x".to_vec(), None));
-        assert!(!s.compare_and_swap(&p, b"c", None, b"y".to_vec(), None));
-        assert!(s.compare_and_swap(&p, b"c", Some(b"x"), b"y".to_vec(), None));
-        assert_eq!(s.increment(&p, b"c", 1, None), Err(SharedError::NotACounter));
-    }
-
-    #[test]
-    fn expired_entries_vanish() {
-        let s = SharedState::default();
-        let p: Arc<str> = "p".into();
-        s.set(&p, b"k", b"v".to_vec(), Some(0));
-        assert_eq!(s.get(&p, b"k"), None);
-        assert_eq!(s.increment(&p, b"k", 5, None), Ok(5));
-    }
-}
+mod tests;

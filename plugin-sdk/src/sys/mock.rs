@@ -1,12 +1,24 @@
 //! Native backing store for host calls: the state a [`crate::mock::MockHost`]
-//! sets up and inspects. It enforces the same rules as the real host (phase,
-//! header syntax, cluster names) so a filter's tests see the same errors.
+//! sets up and inspects. It enforces the same rules as the real host
+//! (`proxy/src/wasm/host.rs`: phase, header syntax, reserved headers,
+//! cluster names, and every bound of [`crate::limits`], in the same order)
+//! so a filter's tests see the errors production would. The proxy's
+//! `limits_parity` test runs the same calls against both and compares.
 
 use super::Message;
 use crate::http::{RESERVED_HEADERS, is_header_name};
+use crate::limits::*;
 use crate::types::{HostError, LogLevel};
 use std::cell::RefCell;
 use std::collections::HashMap;
+
+/// Longest header name the host's HTTP library accepts (`http`'s
+/// `MAX_HEADER_NAME_LEN`): a name of `MAX_HEADER_BYTES` (65536) bytes passes
+/// the host's size check but is then refused as `invalid-name`.
+const HTTP_MAX_NAME_BYTES: usize = (1 << 16) - 1;
+/// Longest path-and-query the host's HTTP library accepts (`http`'s
+/// `MAX_LEN`), below the host's own `MAX_HEADER_BYTES` check.
+const HTTP_MAX_PATH_BYTES: usize = u16::MAX as usize - 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -32,7 +44,16 @@ pub(crate) struct State {
     pub response_headers: Vec<(String, Vec<u8>)>,
     pub context: HashMap<String, String>,
     pub shared: HashMap<String, (Vec<u8>, Option<u64>)>,
+    /// This plugin's shared-state quota: live entries.
+    pub shared_max_entries: usize,
+    /// This plugin's shared-state quota: bytes of keys plus values.
+    pub shared_max_bytes: usize,
     pub logs: Vec<(LogLevel, String)>,
+    /// Log lines dropped for being over the log budget.
+    pub logs_suppressed: u64,
+    /// The log budget as the host keeps it (a GCRA token bucket): the
+    /// monotonic time at which the bucket would be full again.
+    pub log_tat: u64,
     pub now_unix_nanos: u64,
     pub monotonic_nanos: u64,
     pub rng: u64,
@@ -55,7 +76,11 @@ impl Default for State {
             response_headers: Vec::new(),
             context: HashMap::new(),
             shared: HashMap::new(),
+            shared_max_entries: DEFAULT_SHARED_MAX_ENTRIES,
+            shared_max_bytes: DEFAULT_SHARED_MAX_BYTES,
             logs: Vec::new(),
+            logs_suppressed: 0,
+            log_tat: 0,
             // 2026-01-01T00:00:00Z
             now_unix_nanos: 1_767_225_600_000_000_000,
             monotonic_nanos: 1_000_000_000,
@@ -72,8 +97,66 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     STATE.with(|s| f(&mut s.borrow_mut()))
 }
 
+// ---- validation, as the host does it (`header_name`, `writable_name`,
+// `header_value`, `shared_key`, `shared_value` in `proxy/src/wasm/host.rs`) ----
+
+/// Whether the host's HTTP library takes `name` as a header name: an RFC
+/// 9110 token of at most [`HTTP_MAX_NAME_BYTES`] bytes, any case.
+pub(crate) fn http_header_name(name: &str) -> bool {
+    name.len() <= HTTP_MAX_NAME_BYTES && is_header_name(name)
+}
+
+/// Whether the host's HTTP library takes `value` as a header value:
+/// visible ASCII, space, tab and bytes from 0x80 (obs-text); no other
+/// control byte and no DEL.
 pub(crate) fn valid_value(value: &[u8]) -> bool {
-    !value.iter().any(|b| matches!(b, 0 | b'\r' | b'\n'))
+    value.iter().all(|&b| (b >= b' ' && b != 0x7f) || b == b'\t')
+}
+
+/// A header name as the host reads one: over `MAX_HEADER_BYTES` is
+/// `limit-exceeded`, anything else its HTTP library refuses is
+/// `invalid-name`. Lower case, as the host stores it.
+fn header_name(name: &str) -> Result<String, HostError> {
+    if name.len() > MAX_HEADER_BYTES {
+        return Err(HostError::LimitExceeded);
+    }
+    if !http_header_name(name) {
+        return Err(HostError::InvalidName);
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// A header name a filter may change: also not one of [`RESERVED_HEADERS`].
+fn writable_name(name: &str) -> Result<String, HostError> {
+    let name = header_name(name)?;
+    if RESERVED_HEADERS.contains(&name.as_str()) {
+        return Err(HostError::ReservedHeader);
+    }
+    Ok(name)
+}
+
+fn header_value(value: &[u8]) -> Result<(), HostError> {
+    if value.len() > MAX_HEADER_BYTES {
+        return Err(HostError::LimitExceeded);
+    }
+    if !valid_value(value) {
+        return Err(HostError::InvalidValue);
+    }
+    Ok(())
+}
+
+fn shared_key(key: &str) -> Result<(), HostError> {
+    if key.len() > MAX_SHARED_KEY_BYTES {
+        return Err(HostError::LimitExceeded);
+    }
+    Ok(())
+}
+
+fn shared_value(value: &[u8]) -> Result<(), HostError> {
+    if value.len() > MAX_SHARED_VALUE_BYTES {
+        return Err(HostError::LimitExceeded);
+    }
+    Ok(())
 }
 
 fn in_phase(phase: Phase) -> Result<(), HostError> {
@@ -91,6 +174,7 @@ fn request_field<R: Default>(f: impl FnOnce(&State) -> R) -> R {
 pub(crate) fn method() -> String {
     request_field(|s| s.method.clone())
 }
+/// Any token, of any length (the host sets no bound on a method).
 pub(crate) fn set_method(m: &str) -> Result<(), HostError> {
     in_phase(Phase::Request)?;
     if !is_header_name(m) {
@@ -102,25 +186,83 @@ pub(crate) fn set_method(m: &str) -> Result<(), HostError> {
 pub(crate) fn path() -> String {
     request_field(|s| s.path.clone())
 }
+/// Refused as the host refuses it: not starting with `/`, over
+/// `MAX_HEADER_BYTES`, or not a path-and-query its HTTP library parses.
+/// The fragment is dropped, as there. Unlike the host, the mock does not
+/// then normalize the path (dot segments, repeated or escaped slashes).
 pub(crate) fn set_path(p: &str) -> Result<(), HostError> {
     in_phase(Phase::Request)?;
-    if !p.starts_with('/') || p.bytes().any(|b| b <= b' ' || b == 0x7f) {
+    if !p.starts_with('/') || p.len() > MAX_HEADER_BYTES {
         return Err(HostError::InvalidArgument);
     }
-    with(|s| s.path = p.to_string());
+    let kept = path_and_query(p).ok_or(HostError::InvalidArgument)?;
+    with(|s| s.path = kept.to_string());
     Ok(())
 }
+
+/// What the host's HTTP library keeps of a path-and-query starting with
+/// `/` (all but the fragment), or `None` if it refuses it.
+fn path_and_query(p: &str) -> Option<&str> {
+    if p.len() > HTTP_MAX_PATH_BYTES {
+        return None;
+    }
+    let mut in_query = false;
+    for (i, b) in p.bytes().enumerate() {
+        let valid = match b {
+            b'#' => return Some(&p[..i]),
+            b'?' if !in_query => {
+                in_query = true;
+                true
+            }
+            0x80..=0xff | b'!' | b'$'..=b';' | b'=' => true,
+            _ if in_query => matches!(b, b'?'..=b'~'),
+            _ => matches!(b, b'@'..=b'_' | b'a'..=b'z' | b'|' | b'~' | b'"' | b'{' | b'}'),
+        };
+        if !valid {
+            return None;
+        }
+    }
+    Some(p)
+}
+
 pub(crate) fn authority() -> Option<String> {
     request_field(|s| s.authority.clone())
 }
+/// Refused as the host refuses it: not an authority its HTTP library
+/// parses, or with userinfo (`@`). No size bound: the host has none.
 pub(crate) fn set_authority(a: &str) -> Result<(), HostError> {
     in_phase(Phase::Request)?;
-    if a.is_empty() || a.bytes().any(|b| b <= b' ' || b"/?#@".contains(&b)) {
+    if !valid_authority(a) {
         return Err(HostError::InvalidArgument);
     }
     with(|s| s.authority = Some(a.to_string()));
     Ok(())
 }
+
+/// The `http` crate's authority grammar (`host[:port]`, an IP literal in
+/// brackets with an optional `%` zone), without userinfo.
+fn valid_authority(a: &str) -> bool {
+    let (mut colons, mut open, mut close, mut percent) = (0u32, false, false, false);
+    for b in a.bytes() {
+        match b {
+            b'%' => percent = true,
+            b':' if colons >= 8 => return false,
+            b':' => colons += 1,
+            b'[' if percent || open => return false,
+            b'[' => open = true,
+            b']' if !open || close => return false,
+            b']' => {
+                close = true;
+                colons = 0;
+                percent = false;
+            }
+            b'!' | b'$' | b'&'..=b'.' | b'0'..=b'9' | b';' | b'=' | b'A'..=b'Z' | b'_' | b'a'..=b'z' | b'~' => {}
+            _ => return false,
+        }
+    }
+    !a.is_empty() && open == close && colons <= 1 && !percent
+}
+
 pub(crate) fn scheme() -> String {
     request_field(|s| s.scheme.clone())
 }
@@ -142,11 +284,14 @@ pub(crate) fn route() -> String {
 pub(crate) fn cluster() -> String {
     request_field(|s| s.cluster.clone())
 }
+/// The name is checked before the phase, as the host does.
 pub(crate) fn set_cluster(c: &str) -> Result<(), HostError> {
-    in_phase(Phase::Request)?;
     with(|s| {
         if !s.clusters.is_empty() && !s.clusters.iter().any(|k| k == c) {
             return Err(HostError::UnknownCluster);
+        }
+        if s.phase != Phase::Request {
+            return Err(HostError::WrongPhase);
         }
         s.cluster = c.to_string();
         Ok(())
@@ -172,6 +317,19 @@ fn lines(s: &mut State, m: Message) -> Option<&mut Vec<(String, Vec<u8>)>> {
     }
 }
 
+/// Header lines of `m` as the host counts them against `MAX_HEADER_COUNT`:
+/// there the request's authority is its `host` header.
+pub(crate) fn line_count(s: &State, m: Message) -> usize {
+    match m {
+        Message::Request => {
+            let host_line =
+                s.authority.is_some() && !s.request_headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host"));
+            s.request_headers.len() + usize::from(host_line)
+        }
+        Message::Response => s.response_headers.len(),
+    }
+}
+
 pub(crate) fn header(m: Message, name: &str) -> Option<Vec<u8>> {
     header_all(m, name).into_iter().next()
 }
@@ -190,21 +348,34 @@ pub(crate) fn header_all(m: Message, name: &str) -> Vec<Vec<u8>> {
 pub(crate) fn headers(m: Message) -> Vec<(String, Vec<u8>)> {
     with(|s| lines(s, m).map(|l| l.clone()).unwrap_or_default())
 }
+
+/// Replace (`replace`) or add to the values of a header, or remove it
+/// (`value` `None`), checking in the host's order: phase, name (size,
+/// syntax, reserved), value (size, syntax), then the header count after
+/// the change.
 fn edit(m: Message, name: &str, value: Option<&[u8]>, replace: bool) -> Result<(), HostError> {
-    if !is_header_name(name) {
-        return Err(HostError::InvalidName);
-    }
-    if value.is_some_and(|v| !valid_value(v)) {
-        return Err(HostError::InvalidValue);
-    }
-    let name = name.to_ascii_lowercase();
-    if RESERVED_HEADERS.contains(&name.as_str()) {
-        return Err(HostError::ReservedHeader);
-    }
     with(|s| {
+        if lines(s, m).is_none() {
+            return Err(HostError::WrongPhase);
+        }
+        let name = writable_name(name)?;
+        if let Some(value) = value {
+            header_value(value)?;
+        }
+        let count = line_count(s, m);
         let l = lines(s, m).ok_or(HostError::WrongPhase)?;
+        if value.is_some() {
+            let replaced = if replace {
+                l.iter().filter(|(n, _)| n.eq_ignore_ascii_case(&name)).count()
+            } else {
+                0
+            };
+            if count - replaced + 1 > MAX_HEADER_COUNT {
+                return Err(HostError::LimitExceeded);
+            }
+        }
         if replace {
-            l.retain(|(n, _)| *n != name);
+            l.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
         }
         if let Some(v) = value {
             l.push((name, v.to_vec()));
@@ -226,8 +397,16 @@ pub(crate) fn context_get(key: &str) -> Option<String> {
     with(|s| s.context.get(key).cloned())
 }
 pub(crate) fn context_set(key: &str, value: &str) -> Result<(), HostError> {
-    with(|s| s.context.insert(key.to_string(), value.to_string()));
-    Ok(())
+    if key.len() > MAX_CONTEXT_BYTES || value.len() > MAX_CONTEXT_BYTES {
+        return Err(HostError::LimitExceeded);
+    }
+    with(|s| {
+        if !s.context.contains_key(key) && s.context.len() >= MAX_CONTEXT_ENTRIES {
+            return Err(HostError::LimitExceeded);
+        }
+        s.context.insert(key.to_string(), value.to_string());
+        Ok(())
+    })
 }
 pub(crate) fn context_remove(key: &str) {
     with(|s| s.context.remove(key));
@@ -236,10 +415,14 @@ pub(crate) fn context_keys() -> Vec<String> {
     with(|s| s.context.keys().cloned().collect())
 }
 
+fn is_live(expiry: Option<u64>, now: u64) -> bool {
+    expiry.is_none_or(|e| e > now)
+}
+/// The live value under `key`; an expired one is dropped.
 fn live(s: &mut State, key: &str) -> Option<Vec<u8>> {
     let now = s.monotonic_nanos;
     match s.shared.get(key) {
-        Some((_, Some(expiry))) if *expiry <= now => {
+        Some((_, e)) if !is_live(*e, now) => {
             s.shared.remove(key);
             None
         }
@@ -250,31 +433,72 @@ fn live(s: &mut State, key: &str) -> Option<Vec<u8>> {
 fn expiry(s: &State, ttl_ms: Option<u64>) -> Option<u64> {
     ttl_ms.map(|ms| s.monotonic_nanos.saturating_add(ms.saturating_mul(1_000_000)))
 }
+
+/// Whether storing a value of `len` bytes under `key` (replacing what is
+/// there, expired or not) keeps this plugin within its quota, counted as
+/// the host counts: entries, and bytes of keys plus values. A change that
+/// does not grow a count always fits it.
+fn fits(s: &State, key: &str, len: usize) -> bool {
+    let entries = s.shared.len();
+    let bytes: usize = s.shared.iter().map(|(k, (v, _))| k.len() + v.len()).sum();
+    let old = s.shared.get(key).map(|(v, _)| key.len() + v.len());
+    let new = key.len() + len;
+    let entries_fit = old.is_some() || entries < s.shared_max_entries;
+    let bytes_fit = new <= old.unwrap_or(0) || bytes - old.unwrap_or(0) + new <= s.shared_max_bytes;
+    entries_fit && bytes_fit
+}
+
+/// Store `value` under `key` within the quota. As on the host, a write that
+/// does not fit first drops the expired entries and is tried once more;
+/// if it still does not fit it is `limit-exceeded` and nothing changes.
+/// (The host reclaims at most once a second; the mock every time.)
+fn put(s: &mut State, key: &str, value: Vec<u8>, expires: Option<u64>) -> Result<(), HostError> {
+    if !fits(s, key, value.len()) {
+        let now = s.monotonic_nanos;
+        s.shared.retain(|_, (_, e)| is_live(*e, now));
+        if !fits(s, key, value.len()) {
+            return Err(HostError::LimitExceeded);
+        }
+    }
+    s.shared.insert(key.to_string(), (value, expires));
+    Ok(())
+}
+
+/// A key over `MAX_SHARED_KEY_BYTES` is absent, as on the host.
 pub(crate) fn shared_get(key: &str) -> Option<Vec<u8>> {
+    shared_key(key).ok()?;
     with(|s| live(s, key))
 }
 pub(crate) fn shared_set(key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), HostError> {
+    shared_value(value)?;
+    shared_key(key)?;
     with(|s| {
         let e = expiry(s, ttl_ms);
-        s.shared.insert(key.to_string(), (value.to_vec(), e));
-    });
-    Ok(())
+        put(s, key, value.to_vec(), e)
+    })
 }
+/// A key over `MAX_SHARED_KEY_BYTES` was never present, as on the host.
 pub(crate) fn shared_delete(key: &str) -> bool {
-    with(|s| live(s, key).is_some() && s.shared.remove(key).is_some())
+    shared_key(key).is_ok() && with(|s| live(s, key).is_some() && s.shared.remove(key).is_some())
 }
 pub(crate) fn shared_increment(key: &str, delta: i64, ttl_ms: Option<u64>) -> Result<i64, HostError> {
+    shared_key(key)?;
     with(|s| {
-        let (current, e) = match live(s, key) {
-            Some(v) => {
-                let bytes: [u8; 8] = v.try_into().map_err(|_| HostError::InvalidArgument)?;
-                (i64::from_le_bytes(bytes), s.shared.get(key).and_then(|(_, e)| *e))
+        let now = s.monotonic_nanos;
+        match s.shared.get_mut(key) {
+            Some((v, e)) if is_live(*e, now) => {
+                let bytes: [u8; 8] = v.as_slice().try_into().map_err(|_| HostError::InvalidArgument)?;
+                let next = i64::from_le_bytes(bytes).wrapping_add(delta);
+                *v = next.to_le_bytes().to_vec();
+                Ok(next)
             }
-            None => (0, expiry(s, ttl_ms)),
-        };
-        let next = current.wrapping_add(delta);
-        s.shared.insert(key.to_string(), (next.to_le_bytes().to_vec(), e));
-        Ok(next)
+            // Absent or expired: a new counter, within the quota.
+            _ => {
+                let e = expiry(s, ttl_ms);
+                put(s, key, delta.to_le_bytes().to_vec(), e)?;
+                Ok(delta)
+            }
+        }
     })
 }
 pub(crate) fn shared_compare_and_swap(
@@ -283,18 +507,55 @@ pub(crate) fn shared_compare_and_swap(
     new: &[u8],
     ttl_ms: Option<u64>,
 ) -> Result<bool, HostError> {
+    shared_value(new)?;
+    shared_key(key)?;
     with(|s| {
-        if live(s, key).as_deref() != expected {
+        let now = s.monotonic_nanos;
+        let current = s
+            .shared
+            .get(key)
+            .filter(|(_, e)| is_live(*e, now))
+            .map(|(v, _)| v.as_slice());
+        if current != expected {
             return Ok(false);
         }
         let e = expiry(s, ttl_ms);
-        s.shared.insert(key.to_string(), (new.to_vec(), e));
+        put(s, key, new.to_vec(), e)?;
         Ok(true)
     })
 }
 
+/// Kept as the host keeps it: within the plugin's log budget
+/// (`LOG_LINES_PER_SECOND` on average, bursts of `LOG_BURST`, on the mock's
+/// monotonic clock; lines over it are dropped and counted), cut to
+/// `MAX_LOG_BYTES` (at a character boundary) and marked with `…`.
 pub(crate) fn log(level: LogLevel, message: &str) {
-    with(|s| s.logs.push((level, message.to_string())));
+    if !with(take_log_budget) {
+        return;
+    }
+    let mut message = message.to_string();
+    if message.len() > MAX_LOG_BYTES {
+        let mut cut = MAX_LOG_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    with(|s| s.logs.push((level, message)));
+}
+/// One line from the log budget, as the host's `LogBudget::take`.
+fn take_log_budget(s: &mut State) -> bool {
+    let emission = 1_000_000_000 / u64::from(LOG_LINES_PER_SECOND.max(1));
+    let tolerance = emission * u64::from(LOG_BURST.max(1) - 1);
+    let now = s.monotonic_nanos;
+    let start = s.log_tat.max(now);
+    if start - now > tolerance {
+        s.logs_suppressed += 1;
+        return false;
+    }
+    s.log_tat = start.saturating_add(emission);
+    true
 }
 pub(crate) fn log_enabled(_level: LogLevel) -> bool {
     true
@@ -318,11 +579,13 @@ pub(crate) fn random_u64() -> u64 {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     })
 }
+/// At most `MAX_RANDOM_BYTES`, as the host gives.
 pub(crate) fn random_bytes(len: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len as usize);
-    while out.len() < len as usize {
+    let len = len.min(MAX_RANDOM_BYTES) as usize;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
         out.extend_from_slice(&random_u64().to_le_bytes());
     }
-    out.truncate(len as usize);
+    out.truncate(len);
     out
 }

@@ -24,7 +24,22 @@ struct RawSettings {
     #[serde(default)]
     headers_on_allowed: bool,
     #[serde(default)]
+    on_store_full: StoreFull,
+    #[serde(default)]
     limits: Vec<RawLimit>,
+}
+
+/// What happens to a request when the host refuses to store a new bucket
+/// because the plugin's shared-state quota is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StoreFull {
+    /// Let the request through unlimited by that limit (the default: a full
+    /// store must not take the service down).
+    #[default]
+    Allow,
+    /// Answer 429, as if the limit were exhausted.
+    Deny,
 }
 
 fn default_key() -> Vec<String> {
@@ -143,6 +158,8 @@ pub(crate) struct Settings {
     pub key: Vec<KeyPart>,
     /// Also send `RateLimit` / `RateLimit-Policy` on allowed responses.
     pub headers_on_allowed: bool,
+    /// What a request gets when its bucket cannot be stored.
+    pub on_store_full: StoreFull,
     /// Every limit; a request must pass all of them.
     pub limits: Vec<Limit>,
 }
@@ -172,6 +189,7 @@ impl Settings {
         Ok(Settings {
             key,
             headers_on_allowed: raw.headers_on_allowed,
+            on_store_full: raw.on_store_full,
             limits,
         })
     }

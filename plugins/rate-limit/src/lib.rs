@@ -30,9 +30,9 @@ mod key;
 #[cfg(test)]
 mod tests;
 
-use config::{Limit, Settings};
+use config::{Limit, Settings, StoreFull};
 use gcra::{Acquired, Decision};
-use sluice_sdk::{Action, Config, Filter, LocalResponse, Phases, Request, Response, clock, context};
+use sluice_sdk::{Action, Config, Filter, HostError, LocalResponse, Phases, Request, Response, clock, context};
 
 /// The filter. Holds only the configuration: all counting state is shared.
 pub struct RateLimit {
@@ -91,6 +91,28 @@ impl Filter for RateLimit {
                     );
                     let tat = gcra::peek(&key, now);
                     return self.deny(now, &section, &taken, index, tat);
+                }
+                Err(HostError::LimitExceeded) if self.settings.on_store_full == StoreFull::Allow => {
+                    // The host counts the refusal (sluice_shared_state_refused_total).
+                    sluice_sdk::warn!(
+                        "limit `{}`: shared-state quota full, bucket {key} not stored; request allowed (on_store_full = \"allow\")",
+                        limit.name
+                    );
+                    // For the RateLimit header: the bucket as if untouched.
+                    tats.push(now);
+                }
+                Err(HostError::LimitExceeded) => {
+                    sluice_sdk::warn!(
+                        "limit `{}`: shared-state quota full, bucket {key} not stored; request denied (on_store_full = \"deny\")",
+                        limit.name
+                    );
+                    self.give_back(&taken, now);
+                    return Action::Respond(
+                        LocalResponse::new(429)
+                            .header("content-type", "text/plain; charset=utf-8")
+                            .header("retry-after", "1")
+                            .body("rate limit state full\n"),
+                    );
                 }
                 Err(e) => {
                     sluice_sdk::error!("limit `{}`: shared state refused key {key}: {e}", limit.name);

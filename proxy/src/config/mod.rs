@@ -4,9 +4,11 @@
 
 mod raw;
 mod redact;
+mod shared_state;
 mod validate;
 
 pub use crate::normalize::{EscapedSlashes, PathPolicy};
+pub use crate::shared_state::{Quota, Quotas};
 pub use redact::redacted_json;
 
 use std::net::SocketAddr;
@@ -60,6 +62,11 @@ pub struct Config {
     pub watch: bool,
     /// `[paths]`: how request paths are normalized before routing.
     pub paths: PathPolicy,
+    /// `[shared_state]`: per-plugin quotas.
+    pub shared_state: Quotas,
+    /// `[sandbox] memory_budget`: what all filter instances together may
+    /// hold in the worst case; `None` = the cgroup's limit or physical memory.
+    pub memory_budget: Option<usize>,
     pub clusters: Vec<ClusterConfig>,
     pub routes: Vec<RouteConfig>,
 }
@@ -250,11 +257,11 @@ pub struct SandboxConfig {
 /// Default CPU deadline of one filter call.
 pub const DEFAULT_FILTER_DEADLINE: Duration = Duration::from_millis(10);
 /// Default linear-memory cap of one filter instance.
-pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
+pub const DEFAULT_MEMORY_LIMIT: usize = 8 << 20;
 /// Largest memory cap a filter may be given (the pool's reservation per instance).
 pub const MAX_MEMORY_LIMIT: usize = 64 << 20;
 /// Default bound on busy instances per (route, filter).
-pub const DEFAULT_MAX_INSTANCES: usize = 64;
+pub const DEFAULT_MAX_INSTANCES: usize = 8;
 /// Default wait for a free instance.
 pub const DEFAULT_POOL_WAIT: Duration = Duration::from_millis(100);
 

@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     pub shutdown: Option<RawShutdown>,
     pub limits: Option<RawLimits>,
     pub paths: Option<RawPaths>,
+    pub shared_state: Option<RawSharedState>,
+    pub sandbox: Option<RawSandbox>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]
@@ -131,4 +133,26 @@ pub(super) struct RawLimits {
 pub(super) struct RawPaths {
     pub merge_slashes: Option<bool>,
     pub escaped_slashes: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSharedState {
+    #[serde(flatten)]
+    pub quota: RawQuota,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, RawQuota>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQuota {
+    pub max_entries: Option<Spanned<u64>>,
+    pub max_bytes: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSandbox {
+    pub memory_budget: Option<Spanned<String>>,
 }

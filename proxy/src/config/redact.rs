@@ -104,6 +104,14 @@ pub fn redacted_json(config: &Config) -> Value {
         "shutdown_grace_seconds": secs(config.shutdown_grace),
         "watch": config.watch,
         "limits": limits_json(&config.limits),
+        "shared_state": json!({
+            "max_entries": config.shared_state.default.max_entries,
+            "max_bytes": config.shared_state.default.max_bytes,
+            "plugins": config.shared_state.plugins.iter().map(|(name, q)| (name.clone(), json!({
+                "max_entries": q.max_entries,
+                "max_bytes": q.max_bytes,
+            }))).collect::<serde_json::Map<String, Value>>(),
+        }),
         "paths": json!({
             "merge_slashes": config.paths.merge_slashes,
             "escaped_slashes": format!("{:?}", config.paths.escaped_slashes).to_ascii_lowercase(),

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use toml::Spanned;
 
 /// Builds located errors for one file.
-struct Locator<'a> {
+pub(super) struct Locator<'a> {
     file: &'a Path,
     text: &'a str,
 }
@@ -32,7 +32,12 @@ impl Locator<'_> {
         })
     }
 
-    fn at<T, V>(&self, value: &Spanned<V>, key: String, message: impl Into<String>) -> Result<T, ConfigError> {
+    pub(super) fn at<T, V>(
+        &self,
+        value: &Spanned<V>,
+        key: String,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         self.err(Some(value.span()), key, message)
     }
 
@@ -109,6 +114,20 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         None => ListenerLimits::default(),
     };
     let paths = path_policy(loc, raw.paths.as_ref())?;
+    let shared_state = super::shared_state::quotas(loc, raw.shared_state.as_ref())?;
+    let memory_budget = match raw.sandbox.as_ref().and_then(|s| s.memory_budget.as_ref()) {
+        None => None,
+        Some(b) => match parse_bytes(b.get_ref()) {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                return loc.at(
+                    b,
+                    "sandbox.memory_budget".into(),
+                    format!("`{}` is not a size like `256MiB`", b.get_ref()),
+                );
+            }
+        },
+    };
     let shutdown_grace = match &raw.shutdown {
         Some(s) => loc.duration(&s.grace_period, "shutdown.grace_period".into())?,
         None => DEFAULT_SHUTDOWN_GRACE,
@@ -308,6 +327,8 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         limits,
         watch: raw.reload.and_then(|r| r.watch).unwrap_or(true),
         paths,
+        shared_state,
+        memory_budget,
         clusters,
         routes,
     })
@@ -395,7 +416,7 @@ fn sandbox(loc: &Locator<'_>, f: &RawFilter, at: &str) -> Result<SandboxConfig, 
 }
 
 /// `16MiB`, `512KiB`, `1GiB` or a plain byte count.
-fn parse_bytes(text: &str) -> Option<usize> {
+pub(super) fn parse_bytes(text: &str) -> Option<usize> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let n: usize = number.parse().ok()?;

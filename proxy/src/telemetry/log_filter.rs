@@ -3,6 +3,9 @@
 //! to apply a new level. Without a hook (sluice embedded as a library, as
 //! the tests do) or when `RUST_LOG` fixes the filter, the level cannot
 //! change and the reload says so.
+//!
+//! The binary also installs a reader of its log writer's dropped-lines
+//! count, which `/metrics` reports as `sluice_log_dropped_lines_total`.
 
 use std::sync::OnceLock;
 
@@ -22,4 +25,19 @@ pub fn apply(level: &str) -> Result<(), String> {
         Some(apply) => apply(level),
         None => Err("this process's log filter is fixed at start".into()),
     }
+}
+
+type Dropped = Box<dyn Fn() -> u64 + Send + Sync>;
+
+static DROPPED: OnceLock<Dropped> = OnceLock::new();
+
+/// Install the function that reads how many log lines the process's
+/// (non-blocking) log writer dropped. Only the first installation counts.
+pub fn install_dropped_lines(read: impl Fn() -> u64 + Send + Sync + 'static) {
+    let _ = DROPPED.set(Box::new(read));
+}
+
+/// Log lines the process's log writer dropped so far (0 without a hook).
+pub fn dropped_lines() -> u64 {
+    DROPPED.get().map_or(0, |read| read())
 }

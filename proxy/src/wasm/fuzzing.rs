@@ -2,14 +2,16 @@
 //! run an arbitrary sequence of host calls with arbitrary arguments against
 //! a real [`HostState`] holding a request, then a response, and check that
 //! what the host kept is still a valid HTTP message within the limits. A
-//! panic anywhere is a finding. Also home of [`header_lines`], a host
-//! internal the `filter_call` benchmark times. Not used by the proxy itself.
+//! panic anywhere is a finding. Also home of [`outcomes`], what each call of
+//! such a sequence answered (the `limits_parity` test compares it with the
+//! SDK's mock host), and of [`header_lines`], a host internal the
+//! `filter_call` benchmark times. Not used by the proxy itself.
 
-use super::bindings::HeaderLine;
-use super::bindings::sluice::filter::{context, request, response, shared_state};
+use super::bindings::sluice::filter::{context, random, request, response, shared_state};
+use super::bindings::{HeaderLine, HostError};
 use super::host::{Context, HostState, RESERVED, RequestExchange, RequestHead, ResponseExchange, headers};
 use crate::limits;
-use crate::shared_state::SharedState;
+use crate::shared_state::{Quota, Quotas, SharedState};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -32,6 +34,8 @@ pub enum HostCall {
     SharedGet(String),
     SharedIncrement(String, i64, Option<u64>),
     SharedCompareAndSwap(String, Option<Vec<u8>>, Vec<u8>),
+    SharedDelete(String),
+    RandomBytes(u32),
     /// End the request phase: later calls see the response.
     StartResponse,
     SetStatus(u16),
@@ -42,8 +46,44 @@ pub enum HostCall {
 
 /// Run `calls`, then check the invariants. Panics on a violation.
 pub fn run(calls: &[HostCall]) {
+    run_with(calls, Quota::default());
+}
+
+/// What each of `calls` answered, run as [`run`] runs them with `quota` as
+/// the plugin's shared-state quota: `Ok`, `Ok(value)` or `Err(Variant)` for
+/// a call that can fail, the value for one that cannot, `-` for one that
+/// returns nothing; byte strings as [`render_bytes`] writes them. The
+/// invariants are checked too.
+pub fn outcomes(calls: &[HostCall], quota: Quota) -> Vec<String> {
+    run_with(calls, quota)
+}
+
+/// A byte string as [`outcomes`] shows it: escaped if short, else its
+/// length and a checksum.
+pub fn render_bytes(bytes: &[u8]) -> String {
+    if bytes.len() <= 64 {
+        return format!("\"{}\"", bytes.escape_ascii());
+    }
+    let sum = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("<{} bytes, fnv {sum:016x}>", bytes.len())
+}
+
+fn run_with(calls: &[HostCall], quota: Quota) -> Vec<String> {
     let clusters: Arc<HashSet<Arc<str>>> = Arc::new(["app".into(), "canary".into()].into_iter().collect());
-    let mut state = HostState::new("fuzz".into(), Arc::new(SharedState::default()), clusters, 16 << 20);
+    let shared = SharedState::new(Default::default());
+    shared.configure(&Quotas {
+        default: quota,
+        plugins: Default::default(),
+    });
+    let mut state = HostState::new(
+        "fuzz".into(),
+        Arc::new(shared),
+        clusters,
+        16 << 20,
+        super::log_budget::LogBudget::detached(),
+    );
     let parts = http::Request::get("/start?q=1")
         .header("host", "example.com")
         .body(())
@@ -65,9 +105,10 @@ pub fn run(calls: &[HostCall]) {
         .iter()
         .position(|c| matches!(c, HostCall::StartResponse))
         .unwrap_or(calls.len());
+    let mut out = Vec::with_capacity(calls.len());
     state.enter(&mut request);
     for call in &calls[..split] {
-        apply(&mut state, call.clone());
+        out.push(apply(&mut state, call.clone()));
     }
     state.leave(&mut request);
     check_request(&request);
@@ -76,11 +117,12 @@ pub fn run(calls: &[HostCall]) {
         context: std::mem::take(&mut request.context),
     };
     state.enter(&mut response);
-    for call in calls.get(split + 1..).unwrap_or_default() {
-        apply(&mut state, call.clone());
+    for call in calls.get(split..).unwrap_or_default() {
+        out.push(apply(&mut state, call.clone()));
     }
     state.leave(&mut response);
     check_response(&response);
+    out
 }
 
 /// The host side of a filter's `headers()` call: `map` turned into the
@@ -91,32 +133,72 @@ pub fn header_lines(map: &http::HeaderMap) -> Vec<HeaderLine> {
     headers::lines(map)
 }
 
-fn apply(s: &mut HostState, call: HostCall) {
+/// A `HostError` by its variant's name.
+fn error(e: HostError) -> &'static str {
+    match e {
+        HostError::InvalidName => "InvalidName",
+        HostError::InvalidValue => "InvalidValue",
+        HostError::ReservedHeader => "ReservedHeader",
+        HostError::InvalidArgument => "InvalidArgument",
+        HostError::LimitExceeded => "LimitExceeded",
+        HostError::WrongPhase => "WrongPhase",
+        HostError::UnknownCluster => "UnknownCluster",
+    }
+}
+
+fn done(r: Result<(), HostError>) -> String {
+    match r {
+        Ok(()) => "Ok".into(),
+        Err(e) => format!("Err({})", error(e)),
+    }
+}
+
+fn value<T: std::fmt::Display>(r: Result<T, HostError>) -> String {
+    match r {
+        Ok(v) => format!("Ok({v})"),
+        Err(e) => format!("Err({})", error(e)),
+    }
+}
+
+fn found(v: Option<impl AsRef<[u8]>>) -> String {
+    match v {
+        Some(v) => format!("Some({})", render_bytes(v.as_ref())),
+        None => "None".into(),
+    }
+}
+
+/// Make one call; what it answered, as [`outcomes`] shows it.
+fn apply(s: &mut HostState, call: HostCall) -> String {
     use HostCall::*;
     match call {
-        SetMethod(m) => drop(request::Host::set_method(s, m)),
-        SetPath(p) => drop(request::Host::set_path(s, p)),
-        SetAuthority(a) => drop(request::Host::set_authority(s, a)),
-        SetScheme(x) => drop(request::Host::set_scheme(s, x)),
-        RequestHeader(n) => drop(request::Host::header(s, n)),
-        SetRequestHeader(n, v) => drop(request::Host::set_header(s, n, v)),
-        AppendRequestHeader(n, v) => drop(request::Host::append_header(s, n, v)),
-        RemoveRequestHeader(n) => drop(request::Host::remove_header(s, n)),
-        SetCluster(c) => drop(request::Host::set_cluster(s, c)),
-        ContextSet(k, v) => drop(context::Host::set(s, k, v)),
-        ContextGet(k) => drop(context::Host::get(s, k)),
-        ContextRemove(k) => context::Host::remove(s, k),
-        SharedSet(k, v, ttl) => drop(shared_state::Host::set(s, k, v, ttl)),
-        SharedGet(k) => drop(shared_state::Host::get(s, k)),
-        SharedIncrement(k, d, ttl) => drop(shared_state::Host::increment(s, k, d, ttl)),
-        SharedCompareAndSwap(k, e, n) => drop(shared_state::Host::compare_and_swap(s, k, e, n, None)),
+        SetMethod(m) => done(request::Host::set_method(s, m)),
+        SetPath(p) => done(request::Host::set_path(s, p)),
+        SetAuthority(a) => done(request::Host::set_authority(s, a)),
+        SetScheme(x) => done(request::Host::set_scheme(s, x)),
+        RequestHeader(n) => found(request::Host::header(s, n)),
+        SetRequestHeader(n, v) => done(request::Host::set_header(s, n, v)),
+        AppendRequestHeader(n, v) => done(request::Host::append_header(s, n, v)),
+        RemoveRequestHeader(n) => done(request::Host::remove_header(s, n)),
+        SetCluster(c) => done(request::Host::set_cluster(s, c)),
+        ContextSet(k, v) => done(context::Host::set(s, k, v)),
+        ContextGet(k) => found(context::Host::get(s, k)),
+        ContextRemove(k) => {
+            context::Host::remove(s, k);
+            "-".into()
+        }
+        SharedSet(k, v, ttl) => done(shared_state::Host::set(s, k, v, ttl)),
+        SharedGet(k) => found(shared_state::Host::get(s, k)),
+        SharedIncrement(k, d, ttl) => value(shared_state::Host::increment(s, k, d, ttl)),
+        SharedCompareAndSwap(k, e, n) => value(shared_state::Host::compare_and_swap(s, k, e, n, None)),
+        SharedDelete(k) => shared_state::Host::delete(s, k).to_string(),
+        RandomBytes(n) => random::Host::bytes(s, n).len().to_string(),
         // Later calls go to the response phase (see `run`); a second
         // `StartResponse` does nothing.
-        StartResponse => {}
-        SetStatus(code) => drop(response::Host::set_status(s, code)),
-        SetResponseHeader(n, v) => drop(response::Host::set_header(s, n, v)),
-        AppendResponseHeader(n, v) => drop(response::Host::append_header(s, n, v)),
-        RemoveResponseHeader(n) => drop(response::Host::remove_header(s, n)),
+        StartResponse => "-".into(),
+        SetStatus(code) => done(response::Host::set_status(s, code)),
+        SetResponseHeader(n, v) => done(response::Host::set_header(s, n, v)),
+        AppendResponseHeader(n, v) => done(response::Host::append_header(s, n, v)),
+        RemoveResponseHeader(n) => done(response::Host::remove_header(s, n)),
     }
 }
 

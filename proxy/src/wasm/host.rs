@@ -6,10 +6,12 @@
 use super::bindings::sluice::filter::{clock, context, log, random, request, response, shared_state, types};
 use super::bindings::{HeaderLine, HostError, LogLevel};
 use super::budget::CallBudget;
+use super::log_budget::LogBudget;
+use super::memory::MemoryCap;
 use super::pool::Phase;
 use crate::limits;
 use crate::normalize::PathPolicy;
-use crate::shared_state::SharedState;
+use crate::shared_state::{SharedError, SharedState};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, StatusCode};
@@ -18,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// One origin for `monotonic-nanos`, so values from different instances compare.
@@ -135,10 +136,12 @@ impl CallData {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) memory: MemoryCap,
     plugin: Arc<str>,
     shared: Arc<SharedState>,
     clusters: Arc<HashSet<Arc<str>>>,
+    /// The plugin's log budget, shared by all its instances.
+    log_budget: Arc<LogBudget>,
     pub(super) call: CallData,
     pub(super) budget: CallBudget,
 }
@@ -149,19 +152,18 @@ impl HostState {
         shared: Arc<SharedState>,
         clusters: Arc<HashSet<Arc<str>>>,
         memory_limit: usize,
+        log_budget: Arc<LogBudget>,
     ) -> Self {
         HostState {
             // No preopens, no environment, no stdio: Rust's std links WASI, and
             // it gets nothing through it.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_limit)
-                .trap_on_grow_failure(true)
-                .build(),
+            memory: MemoryCap::new(memory_limit),
             plugin,
             shared,
             clusters,
+            log_budget,
             call: CallData::idle(),
             budget: CallBudget::new(super::INIT_DEADLINE),
         }
@@ -505,8 +507,9 @@ impl shared_state::Host for HostState {
 
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), HostError> {
         shared_value(&value)?;
-        self.shared.set(&self.plugin, shared_key(&key)?, value, ttl_ms);
-        Ok(())
+        self.shared
+            .set(&self.plugin, shared_key(&key)?, value, ttl_ms)
+            .map_err(shared_error)
     }
 
     fn delete(&mut self, key: String) -> bool {
@@ -516,7 +519,7 @@ impl shared_state::Host for HostState {
     fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<i64, HostError> {
         self.shared
             .increment(&self.plugin, shared_key(&key)?, delta, ttl_ms)
-            .map_err(|_| HostError::InvalidArgument)
+            .map_err(shared_error)
     }
 
     fn compare_and_swap(
@@ -527,9 +530,18 @@ impl shared_state::Host for HostState {
         ttl_ms: Option<u64>,
     ) -> Result<bool, HostError> {
         shared_value(&new)?;
-        Ok(self
-            .shared
-            .compare_and_swap(&self.plugin, shared_key(&key)?, expected.as_deref(), new, ttl_ms))
+        self.shared
+            .compare_and_swap(&self.plugin, shared_key(&key)?, expected.as_deref(), new, ttl_ms)
+            .map_err(shared_error)
+    }
+}
+
+/// What the filter sees when the store refuses: a value that is not a
+/// counter is an invalid argument to `increment`; a full quota is a limit.
+fn shared_error(e: SharedError) -> HostError {
+    match e {
+        SharedError::NotACounter => HostError::InvalidArgument,
+        SharedError::QuotaExceeded => HostError::LimitExceeded,
     }
 }
 
@@ -545,6 +557,22 @@ fn tracing_level(level: LogLevel) -> tracing::Level {
 
 impl log::Host for HostState {
     fn log(&mut self, level: LogLevel, mut message: String) {
+        // Lines the log filter would discard cost no budget.
+        if !log::Host::enabled(self, level) {
+            return;
+        }
+        let admit = self.log_budget.admit(Instant::now());
+        let plugin = &*self.plugin;
+        if admit.report_suppressed > 0 {
+            tracing::warn!(
+                plugin,
+                suppressed = admit.report_suppressed,
+                "filter log lines suppressed (over the plugin's log budget)"
+            );
+        }
+        if !admit.write {
+            return;
+        }
         if message.len() > limits::MAX_LOG_BYTES {
             let mut cut = limits::MAX_LOG_BYTES;
             while !message.is_char_boundary(cut) {
@@ -553,7 +581,6 @@ impl log::Host for HostState {
             message.truncate(cut);
             message.push('…');
         }
-        let plugin = &*self.plugin;
         match tracing_level(level) {
             tracing::Level::TRACE => tracing::trace!(target: "sluice::filter", plugin, "{message}"),
             tracing::Level::DEBUG => tracing::debug!(target: "sluice::filter", plugin, "{message}"),
@@ -607,7 +634,13 @@ mod tests {
     /// would be refused for, so a filter cannot reintroduce a bypass.
     #[test]
     fn set_path_is_normalized_or_refused() {
-        let mut state = HostState::new("t".into(), Arc::new(SharedState::default()), Arc::default(), 1 << 20);
+        let mut state = HostState::new(
+            "t".into(),
+            Arc::new(SharedState::new(Default::default())),
+            Arc::default(),
+            1 << 20,
+            LogBudget::detached(),
+        );
         let mut message = RequestExchange {
             head: RequestHead::idle(),
             context: Context::new(),

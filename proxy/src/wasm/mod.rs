@@ -7,9 +7,13 @@
 mod bindings;
 mod budget;
 mod cache;
+pub mod capacity;
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;
+mod idle;
+pub mod log_budget;
+mod memory;
 mod plugin;
 mod pool;
 
@@ -21,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::shared_state::SharedState;
 use bindings::FilterPre;
 use host::HostState;
+use log_budget::{LogBudget, LogBudgets};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +41,12 @@ pub const INIT_DEADLINE: Duration = Duration::from_secs(1);
 const MAX_MEMORY: u64 = 64 << 20;
 /// Instances alive at once, across all plugins.
 const MAX_INSTANCES: u32 = 1000;
+/// The engine's pool, as generations check their filters against it.
+pub const POOL: capacity::Pool = capacity::Pool {
+    instances: MAX_INSTANCES as usize,
+    memories: MAX_INSTANCES as usize,
+    tables: MAX_INSTANCES as usize * 2,
+};
 
 /// The engine and everything shared by all plugins and generations.
 pub struct WasmRuntime {
@@ -45,6 +56,8 @@ pub struct WasmRuntime {
     shared: Arc<SharedState>,
     /// The process's metrics; filter slots and clusters take their handles here.
     pub metrics: Arc<Metrics>,
+    /// Each plugin's log budget, shared by its instances.
+    log_budgets: LogBudgets,
     /// Dropping it stops the epoch ticker thread.
     _ticker: std::sync::mpsc::Sender<()>,
 }
@@ -93,12 +106,14 @@ impl WasmRuntime {
             })
             .map_err(|e| wasmtime::Error::msg(format!("cannot start epoch thread: {e}")))?;
 
+        let metrics = Arc::new(Metrics::default());
         Ok(Arc::new(WasmRuntime {
             engine,
             linker,
             cache_dir,
-            shared: Arc::new(SharedState::default()),
-            metrics: Arc::new(Metrics::default()),
+            shared: Arc::new(SharedState::new(metrics.clone())),
+            metrics,
+            log_budgets: LogBudgets::default(),
             _ticker: stop,
         }))
     }
@@ -106,6 +121,11 @@ impl WasmRuntime {
     /// The shared-state store filters use.
     pub fn shared_state(&self) -> &Arc<SharedState> {
         &self.shared
+    }
+
+    /// The log budget of `plugin`, shared by all its instances.
+    pub fn log_budget(&self, plugin: &Arc<str>) -> Arc<LogBudget> {
+        self.log_budgets.get(plugin, &self.metrics)
     }
 
     /// Link a compiled component against the host API.

@@ -34,6 +34,10 @@ pub struct Plugin {
     pub loaded_at: SystemTime,
     /// The generation that loaded this version.
     pub generation: u64,
+    /// Memories and tables one instance needs (the most a component may
+    /// have when wasmtime cannot tell).
+    pub memories_each: usize,
+    pub tables_each: usize,
     pub(super) pre: FilterPre<HostState>,
 }
 
@@ -74,7 +78,12 @@ impl Plugin {
         let pre = runtime
             .prepare(&component)
             .map_err(|e| format!("does not fit the sluice:filter@0.1.0 world: {e:#}"))?;
+        let (memories_each, tables_each) = component
+            .resources_required()
+            .map_or((4, 8), |r| (r.num_memories as usize, r.num_tables as usize));
         Ok(Plugin {
+            memories_each,
+            tables_each,
             name: name.into(),
             hash,
             source,

@@ -7,6 +7,7 @@
 
 use super::bindings::{self, Filter, Phases};
 use super::host::{HostState, Message};
+use super::idle::IdleList;
 use super::plugin::Plugin;
 use super::{INIT_DEADLINE, WasmRuntime};
 use crate::config::SandboxConfig;
@@ -16,10 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Semaphore;
 use wasmtime::Store;
-
-/// Ready instances kept per slot; more are created under load and dropped
-/// after use.
-const MAX_IDLE: usize = 16;
 
 /// A response a filter produced instead of the upstream's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +58,15 @@ pub enum Phase {
 struct Instance {
     store: Store<HostState>,
     filter: Filter,
+    /// Memory size once configured; an instance that grew past it is not
+    /// kept warm when idle.
+    baseline: usize,
+}
+
+impl Instance {
+    fn grown(&self) -> bool {
+        self.store.data().memory.peak() > self.baseline
+    }
 }
 
 /// A plugin configured for one route, with its instance pool.
@@ -74,7 +80,7 @@ pub struct FilterSlot {
     permits: Semaphore,
     wants_request: bool,
     wants_response: bool,
-    idle: Mutex<Vec<Instance>>,
+    idle: Mutex<IdleList<Instance>>,
     metrics: FilterMetrics,
 }
 
@@ -115,7 +121,7 @@ impl FilterSlot {
             sandbox,
             wants_request: true,
             wants_response: true,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(IdleList::default()),
         };
         let (instance, phases) = slot.instantiate().await.map_err(|e| match e {
             InitError::Rejected(msg) => msg,
@@ -157,9 +163,10 @@ impl FilterSlot {
             self.runtime.shared.clone(),
             self.clusters.clone(),
             self.sandbox.memory_limit,
+            self.runtime.log_budget(&self.plugin.name),
         );
         let mut store = Store::new(&self.runtime.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.memory);
         store.epoch_deadline_callback(|mut ctx| ctx.data_mut().budget.on_tick());
         store.data_mut().budget.start(INIT_DEADLINE);
         store.set_epoch_deadline(1);
@@ -177,15 +184,36 @@ impl FilterSlot {
             .await
             .map_err(|e| InitError::Call(classify(e)))?
             .map_err(InitError::Rejected)?;
-        Ok((Instance { store, filter }, phases))
+        let baseline = store.data().memory.peak();
+        Ok((
+            Instance {
+                store,
+                filter,
+                baseline,
+            },
+            phases,
+        ))
     }
 
+    /// Return an instance to the pool, and give back what has idled too long.
     fn release(&self, instance: Instance) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(instance);
-            self.metrics.idle.inc();
-        }
+        let now = Instant::now();
+        let grown = instance.grown();
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(instance, now, grown);
+        self.metrics.idle.inc();
+        self.trim_idle(now);
+    }
+
+    /// Drop instances idle for longer than `idle::IDLE_TIMEOUT` (keeping one
+    /// warm); the maintenance task calls this so a quiet slot shrinks too.
+    pub fn trim_idle(&self, now: Instant) {
+        let dropped = self.idle.lock().unwrap_or_else(|e| e.into_inner()).trim(now);
+        // Dropped outside the lock: freeing an instance returns its slot to
+        // the engine's pool.
+        self.metrics.idle.dec_by(dropped.len() as i64);
     }
 
     /// Run the phase of `message` on a pooled instance, counting the call
@@ -230,7 +258,7 @@ impl FilterSlot {
                 Err(InitError::Rejected(msg)) => return Err(CallError::Instantiate(format!("config rejected: {msg}"))),
             },
         };
-        let Instance { store, filter } = &mut instance;
+        let Instance { store, filter, .. } = &mut instance;
         store.data_mut().enter(message);
         store.data_mut().budget.start(self.sandbox.deadline);
         store.set_epoch_deadline(1);

@@ -7,14 +7,21 @@
 //! host refuses each call and the filter carries on, reporting the first
 //! refusal in `x-hostile-error` on the request: `many_headers` (100,000
 //! headers; how many the host accepted goes in `x-hostile-accepted`), `invalid_headers` (bad names and CR/LF/NUL values),
-//! `shared_huge_keys` (1 MB shared-state keys, 1,000 times). `capabilities`
+//! `shared_huge_keys` (1 MB shared-state keys, 1,000 times), `fill_shared`
+//! (200 values of 64 KiB under fresh keys per request, every call within the
+//! per-call limits: only the plugin's quota stops it; the writes the host
+//! accepted go in `x-hostile-accepted`), `grow` (grows its memory by 12 MiB,
+//! touching it, then carries on: instances that grew). `capabilities`
 //! tries the filesystem, a socket to `target`, the environment and stdio,
-//! and reports what it got in `x-cap-*` request headers. Before failing,
-//! every mode first sets `x-hostile-touched: yes` on the request, so tests
-//! can see that a fail-open skip discarded the filter's changes.
+//! and reports what it got in `x-cap-*` request headers. `log_flood` logs
+//! 10,000 info lines of 4 KiB each, then carries on and sets
+//! `x-hostile-logged: 10000` (the host's log budget must contain it).
+//! Before failing, every mode first sets `x-hostile-touched: yes` on the
+//! request, so tests can see that a fail-open skip discarded the filter's
+//! changes.
 
 use serde::Deserialize;
-use sluice_sdk::{Action, Config, Filter, HostError, LocalResponse, Phases, Request, shared};
+use sluice_sdk::{Action, Config, Filter, HostError, LocalResponse, LogLevel, Phases, Request, shared};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +117,21 @@ impl Filter for Hostile {
                     note(&mut first, r);
                 }
             }
+            "fill_shared" => {
+                let value = vec![b'v'; 64 * 1024];
+                let mut accepted = 0;
+                for _ in 0..200 {
+                    let key = format!("hog-{:016x}", sluice_sdk::random::next_u64());
+                    let r = shared::set(&key, &value, None);
+                    accepted += usize::from(r.is_ok());
+                    note(&mut first, r);
+                }
+                let _ = req.set_header("x-hostile-accepted", accepted.to_string());
+            }
+            "grow" => {
+                let hoard = vec![1u8; 12 << 20];
+                let _ = req.set_header("x-hostile-grew", std::hint::black_box(&hoard).len().to_string());
+            }
             "shared_huge_keys" => {
                 let key = "k".repeat(1 << 20);
                 for _ in 0..1000 {
@@ -128,6 +150,16 @@ impl Filter for Hostile {
                 let _ = req.set_header("x-cap-env", std::env::vars().count().to_string());
                 println!("HOSTILE-STDOUT-MARKER");
                 eprintln!("HOSTILE-STDERR-MARKER");
+            }
+            "log_flood" => {
+                const LINES: usize = 10_000;
+                let mut line = "x".repeat(4096);
+                for i in 0..LINES {
+                    let n = i.to_string();
+                    line.replace_range(..n.len(), &n);
+                    sluice_sdk::log::log(LogLevel::Info, &line);
+                }
+                let _ = req.set_header("x-hostile-logged", LINES.to_string());
             }
             other => return Action::respond(500, format!("unknown mode {other}\n")),
         }
