@@ -162,3 +162,40 @@ fn example_gateway_config_checks() {
         "{stdout}"
     );
 }
+
+/// The example gateway's four filters, at the default sandbox settings, fit
+/// a 256 MiB pod: `check` passes with that memory budget and refuses a
+/// smaller one, naming the biggest filter entries.
+#[test]
+fn example_gateway_fits_a_256_mib_budget() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gateway.toml");
+    let text = std::fs::read_to_string(&example).expect("example config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (budget, fits) in [("256MiB", true), ("128MiB", false)] {
+        let config = dir.path().join("gateway.toml");
+        let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins");
+        let text = text.replace(
+            "plugins_dir = \"plugins\"",
+            &format!(
+                "plugins_dir = {:?}\n\n[sandbox]\nmemory_budget = \"{budget}\"",
+                plugins.display().to_string()
+            ),
+        );
+        std::fs::write(&config, text).expect("write config");
+        let out = Command::new(binary())
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run sluice check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), fits, "{budget}: {stderr}");
+        if !fits {
+            assert!(
+                stderr.contains("256 MiB bytes of Wasm memory")
+                    && stderr.contains("over the memory budget of 128 MiB ([sandbox] memory_budget)")
+                    && stderr.contains("routes[0].filters[0] (auth) 64 MiB"),
+                "{stderr}"
+            );
+        }
+    }
+}

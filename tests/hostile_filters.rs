@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 const ANSWER_MARGIN: Duration = Duration::from_secs(3);
 /// RSS may sit this far above the baseline once the failures are over.
 const RSS_SLACK_KIB: u64 = 24 * 1024;
+/// Instances of the hostile filter per route.
+const MAX_INSTANCES: u64 = 2;
+/// What the hostile filter's instances may hold: two routes × instances ×
+/// the 16 MiB cap.
+const HOSTILE_CAP_KIB: u64 = 2 * MAX_INSTANCES * 16 * 1024;
 /// Good-route requests that must complete while hostile ones are in flight.
 const GOOD_DURING: usize = 20;
 /// Hostile requests each policy sends at least.
@@ -33,6 +38,10 @@ enum Expect {
     /// policies, with the refusal the filter observed reported in
     /// `x-hostile-error`.
     Refused(&'static str),
+    /// The call succeeds after growing the instance's memory (within its
+    /// cap): 200 under both policies; the memory stays bounded by
+    /// `max_instances × memory_limit` per route.
+    Grows,
 }
 
 /// The CPU deadline of the hostile filter in `mode`. Modes that hammer the
@@ -57,7 +66,7 @@ fn config(mode: &str, upstream: std::net::SocketAddr) -> String {
         body += &format!(
             "[[routes]]\nname = \"{mode}-{policy}\"\npath_prefix = \"/{policy}\"\ncluster = \"app\"\n\
              [[routes.filters]]\nplugin = \"hostile\"\non_failure = \"{policy}\"\ndeadline = \"{deadline}\"\n\
-             memory_limit = \"16MiB\"\nconfig = {{ mode = \"{mode}\" }}\n\n"
+             memory_limit = \"16MiB\"\nmax_instances = {MAX_INSTANCES}\nconfig = {{ mode = \"{mode}\" }}\n\n"
         );
     }
     body
@@ -79,6 +88,11 @@ async fn hostile_request(client: &reqwest::Client, url: &str, mode: &str, policy
                 echoed(&echo, "x-hostile-touched").is_empty(),
                 "fail_open kept the failed filter's change"
             );
+        }
+        (Expect::Grows, _) => {
+            assert_eq!(status, 200, "{mode}/{policy}");
+            let echo: Value = resp.json().await.unwrap();
+            assert_eq!(echoed(&echo, "x-hostile-grew"), [(12 << 20).to_string()]);
         }
         (Expect::Refused(error), _) => {
             assert_eq!(status, 200, "{mode}/{policy}: the filter did not finish its loop");
@@ -168,12 +182,17 @@ async fn hostile_mode(mode: &str, expect: Expect) {
     }
 
     // Memory back to baseline: failed instances are dropped and their
-    // memory returned to the pool.
+    // memory returned to the pool. Instances that grew and succeeded stay
+    // pooled (until idle for 30 s), bounded by their caps.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = proc_status_kib(pid, "VmRSS");
+    let bound = match expect {
+        Expect::Grows => baseline + HOSTILE_CAP_KIB + RSS_SLACK_KIB,
+        _ => baseline + RSS_SLACK_KIB,
+    };
     assert!(
-        after <= baseline + RSS_SLACK_KIB,
-        "{mode}: RSS {after} KiB after, baseline {baseline} KiB"
+        after <= bound,
+        "{mode}: RSS {after} KiB after, baseline {baseline} KiB, bound {bound} KiB"
     );
     assert!(proxy.log_lines_with("panicked").is_empty(), "the host panicked");
 }
@@ -211,6 +230,11 @@ async fn hundred_megabyte_body_stops_at_the_memory_cap() {
 #[tokio::test]
 async fn hundred_thousand_headers_are_refused_past_the_limit() {
     hostile_mode("many_headers", Expect::Refused("LimitExceeded")).await;
+}
+
+#[tokio::test]
+async fn grown_instances_stay_within_their_caps() {
+    hostile_mode("grow", Expect::Grows).await;
 }
 
 #[tokio::test]

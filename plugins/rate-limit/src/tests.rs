@@ -495,3 +495,39 @@ fn good_configs() {
         }
     }
 }
+
+/// When the plugin's shared-state quota is full, a client whose bucket
+/// cannot be stored is let through (`on_store_full = "allow"`, the default)
+/// or denied with 429 (`"deny"`); clients with stored buckets are limited
+/// as before, and the refusal is logged.
+#[test]
+fn a_full_store_allows_or_denies_as_configured() {
+    for (setting, status_for_new_client) in [
+        ("", 200),
+        ("on_store_full = \"allow\"\n", 200),
+        ("on_store_full = \"deny\"\n", 429),
+    ] {
+        let host = MockHost::new().config_toml(&format!("{setting}{ONE_PER_MINUTE}"));
+        // Room for exactly one bucket.
+        host.shared_quota(1, 1 << 20);
+        let mut f = filter(&host);
+        assert_eq!(status(&hit(&host, &mut f, "203.0.113.7:1")), 200, "{setting}");
+        assert_eq!(
+            status(&hit(&host, &mut f, "203.0.113.7:1")),
+            429,
+            "stored bucket still limits ({setting})"
+        );
+        for _ in 0..3 {
+            let action = hit(&host, &mut f, "198.51.100.1:1");
+            assert_eq!(status(&action), status_for_new_client, "{setting}");
+            if status_for_new_client == 429 {
+                assert_eq!(header(&action, "retry-after").as_deref(), Some("1"));
+            }
+        }
+        assert!(
+            host.logs().iter().any(|(_, l)| l.contains("shared-state quota full")),
+            "{:?}",
+            host.logs()
+        );
+    }
+}
