@@ -179,6 +179,10 @@ async fn shared_state_quota_contains_a_hog() {
 
     // The proxy's memory stayed bounded by the quota, not by what was tried.
     let after = proc_status_kib(pid, "VmRSS");
+    eprintln!(
+        "hog: {accepted} writes of 64 KiB accepted, {} requests refused; RSS {baseline} KiB before, {after} KiB after",
+        refused.load(Ordering::SeqCst)
+    );
     assert!(
         after <= baseline + 8 * 1024 + 32 * 1024,
         "RSS {after} KiB, baseline {baseline} KiB"
@@ -229,6 +233,7 @@ async fn filter_log_flood_is_contained() {
         "{written} lines written in {elapsed:.1} s; budget {budget}"
     );
     let tried = 10_000.0 * sent as f64;
+    eprintln!("log flood: {tried} lines tried in {elapsed:.1} s, {written} written, {suppressed} suppressed");
     assert!(suppressed >= tried - budget, "{suppressed} of {tried} lines suppressed");
     // Admitted lines the process's writer dropped (stderr too slow) count too.
     let dropped = metric(&text, "sluice_log_dropped_lines_total");
