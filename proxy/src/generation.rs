@@ -128,7 +128,8 @@ impl Generation {
                     });
                 let slot = match reusable {
                     Some(slot) => slot.clone(),
-                    None => Arc::new(
+                    None => track(
+                        &runtime,
                         FilterSlot::new(
                             runtime.clone(),
                             plugin,
@@ -160,7 +161,7 @@ impl Generation {
             routes.push((rc.hosts.clone(), rc.path.clone(), Arc::new(route)));
         }
         let ordered: Vec<Arc<Route>> = routes.iter().map(|(_, _, r)| r.clone()).collect();
-        check_capacity(&config, &ordered, previous.as_deref())?;
+        check_capacity(&config, &ordered, &runtime.live_slots())?;
         Ok(Generation {
             id,
             routes: ordered,
@@ -174,10 +175,17 @@ impl Generation {
     }
 }
 
+/// A new slot, tracked by the runtime.
+fn track(runtime: &WasmRuntime, slot: FilterSlot) -> Arc<FilterSlot> {
+    let slot = Arc::new(slot);
+    runtime.track(&slot);
+    slot
+}
+
 /// The filters' worst case against the engine's pool and the memory
-/// budget, counting the previous generation's slots that stay alive until
-/// it has drained (those this generation reuses count once).
-fn check_capacity(config: &Config, routes: &[Arc<Route>], previous: Option<&Generation>) -> Result<(), ConfigError> {
+/// budget, counting the slots every draining generation keeps alive (those
+/// this generation reuses count once).
+fn check_capacity(config: &Config, routes: &[Arc<Route>], live: &[Arc<FilterSlot>]) -> Result<(), ConfigError> {
     let demand = |label: String, slot: &FilterSlot| capacity::Demand {
         label,
         instances: slot.sandbox().max_instances,
@@ -193,19 +201,14 @@ fn check_capacity(config: &Config, routes: &[Arc<Route>], previous: Option<&Gene
             lines.push((fc.line, format!("routes[{i}].filters[{j}].max_instances")));
         }
     }
-    let reused = |slot: &Arc<FilterSlot>| {
+    let ours = |slot: &Arc<FilterSlot>| {
         routes
             .iter()
             .any(|r| r.chain.slots.iter().any(|s| Arc::ptr_eq(s, slot)))
     };
-    for route in previous.iter().flat_map(|g| &g.routes) {
-        for slot in route.chain.slots.iter().filter(|s| !reused(s)) {
-            let label = format!(
-                "route `{}` of the draining generation ({})",
-                route.name, slot.plugin.name
-            );
-            demands.push(demand(label, slot));
-        }
+    for slot in live.iter().filter(|s| !ours(s)) {
+        let label = format!("a draining generation's {}", slot.plugin.name);
+        demands.push(demand(label, slot));
     }
     let budget = match config.memory_budget {
         Some(bytes) => capacity::Budget {

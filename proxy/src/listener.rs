@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use prometheus_client::metrics::gauge::Gauge;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -48,7 +49,7 @@ pub async fn serve(
         let metrics = telemetry.metrics.clone();
         settings.follow(&current.load().config.limits);
         let limits = settings.limits;
-        let Some(slot) = OpenConnection::claim(&open, limits.max_connections) else {
+        let Some(slot) = OpenConnection::claim(&open, limits.max_connections, &metrics.open_connections) else {
             // Over the connection limit: close at once.
             metrics.rejected_connections.inc();
             tracing::debug!(%client, "connection limit reached; closing");
@@ -57,7 +58,6 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         metrics.accepted_connections.inc();
-        metrics.open_connections.inc();
         let current = current.clone();
         let builder = settings.builder.clone();
         let mut stop = stop.clone();
@@ -94,7 +94,6 @@ pub async fn serve(
             if let Err(e) = result {
                 tracing::debug!(%client, error = %e, "connection ended with an error");
             }
-            metrics.open_connections.dec();
             drop(slot);
         });
     }
@@ -102,21 +101,24 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-/// One connection counted against `max_connections`, until dropped.
-struct OpenConnection(Arc<AtomicUsize>);
+/// One connection counted against `max_connections` and in the open
+/// connections gauge, until dropped (however its task ends).
+struct OpenConnection(Arc<AtomicUsize>, Gauge);
 
 impl OpenConnection {
     /// Count a new connection, unless `max` are open already.
-    fn claim(open: &Arc<AtomicUsize>, max: usize) -> Option<OpenConnection> {
+    fn claim(open: &Arc<AtomicUsize>, max: usize, gauge: &Gauge) -> Option<OpenConnection> {
         open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .ok()
-            .map(|_| OpenConnection(open.clone()))
+            .ok()?;
+        gauge.inc();
+        Some(OpenConnection(open.clone(), gauge.clone()))
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.dec();
     }
 }
 

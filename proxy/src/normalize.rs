@@ -10,8 +10,10 @@
 //! removed (§5.2.4; a path that climbs above the root stays at `/`); repeated
 //! slashes are merged unless turned off. Refused (400): invalid escapes,
 //! backslashes, NUL, `%2F`/`%5C` unless configured to keep or decode them,
-//! and a dot segment with `;` parameters (`..;`), which RFC 3986 treats as an
-//! ordinary segment but Tomcat and Jetty resolve as `..`. Other `;`
+//! a dot segment with `;` parameters (`..;`), which RFC 3986 treats as an
+//! ordinary segment but Tomcat and Jetty resolve as `..`, and a segment that
+//! is only parameters (`/;x/`), which those servers turn into an empty
+//! segment and merge away. Other `;`
 //! parameters are forwarded, but routes match the path without them (see
 //! [`without_parameters`]).
 //!
@@ -66,6 +68,8 @@ pub enum PathError {
     EscapedSlash,
     #[error("the path has a dot segment with `;` parameters")]
     DotSegmentWithParameters,
+    #[error("the path has a segment that is only `;` parameters")]
+    EmptySegmentWithParameters,
 }
 
 /// `path` (no query) in normalized form; borrowed when already normal, as
@@ -81,7 +85,13 @@ pub fn normalize_path(path: &str, policy: PathPolicy) -> Result<Cow<'_, str>, Pa
         return Ok(Cow::Borrowed(path));
     }
     let decoded = decode(path, policy.escaped_slashes)?;
-    remove_dot_segments(&decoded, policy.merge_slashes).map(Cow::Owned)
+    let normal = remove_dot_segments(&decoded, policy.merge_slashes)?;
+    // Unchanged (`/.well-known/x`, `/a%20b`): the caller need not rebuild.
+    Ok(if normal == path {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(normal)
+    })
 }
 
 /// True when `path` needs no work: no escapes, no backslash, no segment
@@ -90,7 +100,7 @@ fn is_plain(path: &[u8], merge_slashes: bool) -> bool {
     let mut previous = 0u8;
     for &b in path {
         let after_slash = previous == b'/';
-        if b == b'%' || b == b'\\' || (after_slash && (b == b'.' || (merge_slashes && b == b'/'))) {
+        if b == b'%' || b == b'\\' || (after_slash && (b == b'.' || b == b';' || (merge_slashes && b == b'/'))) {
             return false;
         }
         previous = b;
@@ -178,6 +188,11 @@ fn remove_dot_segments(path: &str, merge_slashes: bool) -> Result<String, PathEr
         let name = segment.split_once(';').map_or(segment, |(name, _)| name);
         if name != segment && (name == "." || name == "..") {
             return Err(PathError::DotSegmentWithParameters);
+        }
+        // `/;x/api`: routes match without parameters, where this would be an
+        // empty segment (`//api`) that servers stripping parameters merge.
+        if name.is_empty() && !segment.is_empty() {
+            return Err(PathError::EmptySegmentWithParameters);
         }
         match segment {
             "." | ".." => {

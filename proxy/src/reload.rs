@@ -95,6 +95,9 @@ impl Reloader {
             }
             Ok(built) => built,
         };
+        // A log level that cannot change is reverted first, so a reload
+        // that changed only that is "unchanged".
+        let next = self.apply_log_level(&previous, next, &mut waiting);
         if same_content(&previous, &next) {
             self.metrics.reload("unchanged");
             if waiting.is_empty() {
@@ -104,7 +107,6 @@ impl Reloader {
             }
             return Ok(Outcome::Unchanged);
         }
-        let next = self.apply_log_level(&previous, next, &mut waiting);
         for p in next.plugins.iter().filter(|p| p.generation == next.id) {
             tracing::info!(
                 plugin = %p.name,

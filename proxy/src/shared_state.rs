@@ -159,7 +159,10 @@ impl Namespace {
     }
 
     /// After a refused write: purge expired entries unless that was done
-    /// within [`RECLAIM_INTERVAL`]; whether it purged.
+    /// within [`RECLAIM_INTERVAL`]; whether it purged. This scan runs in the
+    /// refused call, on its worker: it is bounded by the quota's
+    /// `max_entries` and happens at most once per interval per plugin, and
+    /// only for a plugin at its quota.
     fn reclaim(&self, now: Instant) -> bool {
         {
             let mut last = self.last_reclaim.lock().unwrap_or_else(|e| e.into_inner());
@@ -273,10 +276,14 @@ impl SharedState {
         if let Some(ns) = self.namespaces.get(plugin) {
             return ns.clone();
         }
-        let quota = self.quotas.read().unwrap_or_else(|e| e.into_inner()).of(plugin);
+        // The quota is read under the map's lock, so a `configure` running
+        // meanwhile either sees this namespace or is seen by it.
         self.namespaces
             .entry(plugin.clone())
-            .or_insert_with(|| Arc::new(Namespace::new(quota, self.metrics.shared_state(plugin))))
+            .or_insert_with(|| {
+                let quota = self.quotas.read().unwrap_or_else(|e| e.into_inner()).of(plugin);
+                Arc::new(Namespace::new(quota, self.metrics.shared_state(plugin)))
+            })
             .clone()
     }
 
@@ -300,12 +307,14 @@ impl SharedState {
         let Some(ns) = self.namespaces.get(plugin).map(|n| n.clone()) else {
             return false;
         };
-        match ns.map.remove(key) {
-            Some((key, entry)) => {
-                ns.release(&key, &entry);
+        // Released while the key's lock is held, like every other change.
+        match ns.map.entry(key.to_vec()) {
+            MapEntry::Occupied(o) => {
+                ns.release(o.key(), o.get());
+                let (_, entry) = o.remove_entry();
                 entry.live(now)
             }
-            None => false,
+            MapEntry::Vacant(_) => false,
         }
     }
 

@@ -17,7 +17,16 @@ fn norm_with(path: &str, merge_slashes: bool, escaped_slashes: EscapedSlashes) -
 
 #[test]
 fn plain_paths_are_borrowed_unchanged() {
-    for path in ["/", "/api/orders", "/a.b/c-d_e~f", "/x/", "/a;b=c", "*"] {
+    for path in [
+        "/",
+        "/api/orders",
+        "/a.b/c-d_e~f",
+        "/x/",
+        "/a;b=c",
+        "*",
+        "/.well-known/x",
+        "/a%20b",
+    ] {
         let out = normalize_path(path, PathPolicy::default()).unwrap();
         assert!(matches!(out, Cow::Borrowed(_)), "{path}");
         assert_eq!(out, path);
@@ -94,6 +103,11 @@ fn malformed_paths_are_refused() {
     assert_eq!(norm("/x/..;/api"), Err(PathError::DotSegmentWithParameters));
     assert_eq!(norm("/x/.;a=b/api"), Err(PathError::DotSegmentWithParameters));
     assert_eq!(norm("/x/%2e%2e;/api"), Err(PathError::DotSegmentWithParameters));
+    for path in ["/;/api/secret", "/;x/api", "/x/;/api", "/api/;", "/%3b/x"] {
+        let refused = norm(path) == Err(PathError::EmptySegmentWithParameters);
+        // `%3b` stays encoded: not a parameter to anyone.
+        assert_eq!(refused, !path.contains("%3b"), "{path}");
+    }
     // Parameters on ordinary segments are kept.
     assert_eq!(norm("/x;v=1/./y").as_deref(), Ok("/x;v=1/y"));
 }

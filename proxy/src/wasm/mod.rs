@@ -58,6 +58,9 @@ pub struct WasmRuntime {
     pub metrics: Arc<Metrics>,
     /// Each plugin's log budget, shared by its instances.
     log_budgets: LogBudgets,
+    /// Every filter slot created, so a new generation's capacity check sees
+    /// the slots every draining generation still holds.
+    slots: std::sync::Mutex<Vec<std::sync::Weak<FilterSlot>>>,
     /// Dropping it stops the epoch ticker thread.
     _ticker: std::sync::mpsc::Sender<()>,
 }
@@ -114,8 +117,22 @@ impl WasmRuntime {
             shared: Arc::new(SharedState::new(metrics.clone())),
             metrics,
             log_budgets: LogBudgets::default(),
+            slots: std::sync::Mutex::new(Vec::new()),
             _ticker: stop,
         }))
+    }
+
+    /// Remember `slot` for [`WasmRuntime::live_slots`].
+    pub fn track(&self, slot: &Arc<FilterSlot>) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.retain(|s| s.strong_count() > 0);
+        slots.push(Arc::downgrade(slot));
+    }
+
+    /// The filter slots still alive, in any generation.
+    pub fn live_slots(&self) -> Vec<Arc<FilterSlot>> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.iter().filter_map(std::sync::Weak::upgrade).collect()
     }
 
     /// The shared-state store filters use.
