@@ -489,3 +489,56 @@ async fn reload_with_a_slow_filter_init_does_not_stall_requests() {
     .await;
     assert!(done.is_some(), "the reload with the slow filter never finished");
 }
+
+/// A plugins directory that does not exist at start is watched once it
+/// appears (the maintenance tick notices it): a plugin later replaced in it
+/// is picked up without a signal.
+#[tokio::test]
+async fn a_plugins_dir_created_after_start_is_watched() {
+    let up = Upstream::start("app").await;
+    let work = Workdir::new(
+        &format!(
+            "[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\n\n[[routes]]\nname = \"main\"\ncluster = \"app\"\n",
+            up.addr
+        ),
+        &[],
+    );
+    let config = work.config_path();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("plugins_dir = \"plugins\"", "plugins_dir = \"later\"");
+    std::fs::write(&config, &text).unwrap();
+    let proxy = start_workdir(work).await;
+    let later = proxy.work.dir.path().join("later");
+    std::fs::create_dir(&later).unwrap();
+    std::fs::write(later.join("versioned.wasm"), v1()).unwrap();
+    // Name the plugin from the config (the config's directory is watched).
+    std::fs::write(
+        &config,
+        text.replace(
+            "cluster = \"app\"\n",
+            "cluster = \"app\"\n[[routes.filters]]\nplugin = \"versioned\"\n",
+        ),
+    )
+    .unwrap();
+    let client = h2();
+    let loaded = wait_until(Duration::from_secs(30), || async {
+        version(&client, &proxy.url("/")).await.as_deref() == Some("1")
+    })
+    .await;
+    assert!(loaded.is_some(), "the plugin in the new directory was not loaded");
+    // Past the maintenance tick (5 s), which starts watching the directory,
+    // and past any reload still pending from the config edit: from now on
+    // only a watch on the new directory can see a change there.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(version(&client, &proxy.url("/")).await.as_deref(), Some("1"));
+    write_renamed(&later.join("versioned.wasm"), &v2());
+    let followed = wait_until(Duration::from_secs(30), || async {
+        version(&client, &proxy.url("/")).await.as_deref() == Some("2")
+    })
+    .await;
+    assert!(
+        followed.is_some(),
+        "a plugin changed in the new directory was not picked up"
+    );
+}

@@ -175,13 +175,19 @@ async fn run(
                     }
                 }
             }
-            let loaded = match loaded.unwrap_or_else(|| sluice::config::Config::load(&config)) {
+            let mut loaded = match loaded.unwrap_or_else(|| sluice::config::Config::load(&config)) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::FAILURE;
                 }
             };
+            // `/config` shows the log filter in force: RUST_LOG's when set.
+            if let Ok(from_env) = std::env::var("RUST_LOG")
+                && EnvFilter::try_new(&from_env).is_ok()
+            {
+                loaded.log_level = Some(from_env);
+            }
             match sluice::server::start(loaded).await {
                 Ok(running) => {
                     stop_signal().await;

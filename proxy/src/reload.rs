@@ -48,6 +48,9 @@ pub struct Reloader {
     /// The watcher for the current `plugins_dir` (none when `[reload]
     /// watch` is off); replaced when either changes.
     watcher: std::sync::Mutex<Option<notify::RecommendedWatcher>>,
+    /// Whether that watcher covers the plugins directory (it may not exist
+    /// yet; [`Reloader::watch_when_created`] catches up once it does).
+    watching_plugins: std::sync::atomic::AtomicBool,
 }
 
 impl Reloader {
@@ -72,6 +75,7 @@ impl Reloader {
             metrics,
             events,
             watcher: std::sync::Mutex::new(None),
+            watching_plugins: std::sync::atomic::AtomicBool::new(false),
         });
         reloader.rewatch(&serving.config);
         let task = tokio::spawn(debounce(Arc::downgrade(&reloader), rx));
@@ -195,6 +199,8 @@ impl Reloader {
     /// Watch `config`'s plugins directory and the config file's directory
     /// (or nothing when `[reload] watch` is off), replacing any watcher.
     fn rewatch(&self, config: &Config) {
+        let covers_plugins = config.watch && config.plugins_dir.is_dir();
+        self.watching_plugins.store(covers_plugins, Ordering::Relaxed);
         let watcher = if config.watch {
             match watch(self.events.clone(), &self.config_path, &config.plugins_dir) {
                 Ok(w) => {
@@ -210,6 +216,19 @@ impl Reloader {
             None
         };
         *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = watcher;
+    }
+
+    /// Start watching the plugins directory if it was missing when the
+    /// watcher was made and exists now; then reload, since its plugins
+    /// were never seen. The maintenance tick calls this.
+    pub async fn watch_when_created(&self) {
+        let config = self.current.load().config.clone();
+        if !config.watch || self.watching_plugins.load(Ordering::Relaxed) || !config.plugins_dir.is_dir() {
+            return;
+        }
+        tracing::info!(dir = %config.plugins_dir.display(), "plugins directory appeared; watching it");
+        self.rewatch(&config);
+        let _ = self.reload("plugins directory appeared").await;
     }
 
     /// The directories whose files a reload reads.

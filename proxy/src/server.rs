@@ -134,6 +134,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let shared = runtime.shared_state().clone();
     let serving = current.clone();
+    let catching_up = reloader.clone();
     tasks.push(tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
@@ -145,6 +146,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     slot.trim_idle(now);
                 }
             }
+            catching_up.watch_when_created().await;
             // A large store takes a while to scan: not on a serving worker.
             let shared = shared.clone();
             let _ = tokio::task::spawn_blocking(move || shared.purge_expired()).await;
