@@ -120,3 +120,32 @@ impl ProxyError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log names the real cause of a 400, and the client gets its body.
+    #[test]
+    fn bad_requests_say_what_was_wrong() {
+        let cases = [
+            (
+                BadRequest::DuplicateHost,
+                "more than one Host header line",
+                "more than one Host header\n",
+            ),
+            (
+                BadRequest::MalformedBody,
+                "the request body was malformed",
+                "malformed request body\n",
+            ),
+            (BadRequest::MissingHost, "no Host header", "missing Host header\n"),
+        ];
+        for (why, logged, body) in cases {
+            let e = ProxyError::from(why);
+            assert!(e.to_string().contains(logged), "{e}");
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            assert_eq!(e.body(), body);
+        }
+    }
+}
