@@ -103,8 +103,17 @@ struct Change {
     bytes: isize,
 }
 
-fn size(key: &[u8], value: &[u8]) -> isize {
-    isize::try_from(key.len() + value.len()).unwrap_or(isize::MAX)
+/// What an entry counts against the byte quota.
+fn size(key: &[u8], value_len: usize) -> isize {
+    isize::try_from(key.len() + value_len).unwrap_or(isize::MAX)
+}
+
+/// A counter's entry holding `value`.
+fn fresh_counter(value: i64, now: Instant, ttl_ms: Option<u64>) -> Entry {
+    Entry {
+        value: value.to_le_bytes().to_vec(),
+        expires: expiry(now, ttl_ms),
+    }
 }
 
 impl Namespace {
@@ -137,7 +146,7 @@ impl Namespace {
     fn release(&self, key: &[u8], entry: &Entry) {
         self.reserve(Change {
             entries: -1,
-            bytes: -size(key, &entry.value),
+            bytes: -size(key, entry.value.len()),
         });
     }
 
@@ -194,36 +203,41 @@ impl Namespace {
         result
     }
 
+    /// Reserve what storing a value of `value_len` bytes under `key`, in
+    /// place of `old`, adds. Called with the key's shard lock held.
+    fn make_room(&self, key: &[u8], old: Option<&Entry>, value_len: usize) -> Result<(), SharedError> {
+        let change = Change {
+            entries: if old.is_some() { 0 } else { 1 },
+            bytes: size(key, value_len) - old.map_or(0, |o| size(key, o.value.len())),
+        };
+        if self.reserve(change) {
+            Ok(())
+        } else {
+            Err(SharedError::QuotaExceeded)
+        }
+    }
+
     /// Store `entry` under `key` (replacing whatever is there), within quota.
     fn put(&self, key: &[u8], entry: Entry, now: Instant) -> Result<(), SharedError> {
-        let new_size = size(key, &entry.value);
+        let value_len = entry.value.len();
         // Moved into the map by the attempt that succeeds.
         let mut pending = Some(entry);
         self.write(now, || {
-            let change = |old: Option<&Entry>| Change {
-                entries: if old.is_some() { 0 } else { 1 },
-                bytes: new_size - old.map_or(0, |o| size(key, &o.value)),
-            };
-            match self.map.entry(key.to_vec()) {
-                MapEntry::Occupied(mut o) => {
-                    if !self.reserve(change(Some(o.get()))) {
-                        return Err(SharedError::QuotaExceeded);
-                    }
-                    if let Some(entry) = pending.take() {
-                        o.insert(entry);
-                    }
-                }
-                MapEntry::Vacant(v) => {
-                    if !self.reserve(change(None)) {
-                        return Err(SharedError::QuotaExceeded);
-                    }
-                    if let Some(entry) = pending.take() {
-                        v.insert(entry);
-                    }
-                }
+            let slot = self.map.entry(key.to_vec());
+            self.make_room(key, occupant(&slot), value_len)?;
+            if let Some(entry) = pending.take() {
+                slot.insert(entry);
             }
             Ok(())
         })
+    }
+}
+
+/// The entry a map slot holds, if any.
+fn occupant<'a>(slot: &'a MapEntry<'_, Vec<u8>, Entry>) -> Option<&'a Entry> {
+    match slot {
+        MapEntry::Occupied(o) => Some(o.get()),
+        MapEntry::Vacant(_) => None,
     }
 }
 
@@ -329,12 +343,9 @@ impl SharedState {
         let now = Instant::now();
         let ns = self.namespace(plugin);
         ns.write(now, || {
-            let fresh = Entry {
-                value: delta.to_le_bytes().to_vec(),
-                expires: expiry(now, ttl_ms),
-            };
-            match ns.map.entry(key.to_vec()) {
-                MapEntry::Occupied(mut o) if o.get().live(now) => {
+            let slot = ns.map.entry(key.to_vec());
+            if let MapEntry::Occupied(mut o) = slot {
+                if o.get().live(now) {
                     let bytes: [u8; 8] = o
                         .get()
                         .value
@@ -343,30 +354,16 @@ impl SharedState {
                         .map_err(|_| SharedError::NotACounter)?;
                     let next = i64::from_le_bytes(bytes).wrapping_add(delta);
                     o.get_mut().value = next.to_le_bytes().to_vec();
-                    Ok(next)
+                    return Ok(next);
                 }
-                MapEntry::Occupied(mut o) => {
-                    let change = Change {
-                        entries: 0,
-                        bytes: size(key, &fresh.value) - size(key, &o.get().value),
-                    };
-                    if !ns.reserve(change) {
-                        return Err(SharedError::QuotaExceeded);
-                    }
-                    o.insert(fresh);
-                    Ok(delta)
-                }
-                MapEntry::Vacant(v) => {
-                    if !ns.reserve(Change {
-                        entries: 1,
-                        bytes: size(key, &fresh.value),
-                    }) {
-                        return Err(SharedError::QuotaExceeded);
-                    }
-                    v.insert(fresh);
-                    Ok(delta)
-                }
+                // Expired: starts again from zero, as if absent.
+                ns.make_room(key, Some(o.get()), 8)?;
+                o.insert(fresh_counter(delta, now, ttl_ms));
+                return Ok(delta);
             }
+            ns.make_room(key, None, 8)?;
+            slot.insert(fresh_counter(delta, now, ttl_ms));
+            Ok(delta)
         })
     }
 
@@ -382,32 +379,20 @@ impl SharedState {
     ) -> Result<bool, SharedError> {
         let now = Instant::now();
         let ns = self.namespace(plugin);
-        let new_size = size(key, &new);
+        let value_len = new.len();
         let expires = expiry(now, ttl_ms);
         // Moved into the map by the attempt that succeeds.
         let mut pending = Some(new);
         ns.write(now, || {
-            let entry = ns.map.entry(key.to_vec());
-            let old = match &entry {
-                MapEntry::Occupied(o) => {
-                    let current = o.get().live(now).then_some(o.get().value.as_slice());
-                    if current != expected {
-                        return Ok(false);
-                    }
-                    Some(size(key, &o.get().value))
-                }
-                MapEntry::Vacant(_) if expected.is_some() => return Ok(false),
-                MapEntry::Vacant(_) => None,
-            };
-            let change = Change {
-                entries: if old.is_some() { 0 } else { 1 },
-                bytes: new_size - old.unwrap_or(0),
-            };
-            if !ns.reserve(change) {
-                return Err(SharedError::QuotaExceeded);
+            let slot = ns.map.entry(key.to_vec());
+            let old = occupant(&slot);
+            let current = old.filter(|o| o.live(now)).map(|o| o.value.as_slice());
+            if current != expected {
+                return Ok(false);
             }
+            ns.make_room(key, old, value_len)?;
             if let Some(value) = pending.take() {
-                entry.insert(Entry { value, expires });
+                slot.insert(Entry { value, expires });
             }
             Ok(true)
         })
@@ -422,13 +407,6 @@ impl SharedState {
         for ns in namespaces {
             ns.purge(now);
         }
-    }
-
-    /// `(entries, bytes)` a plugin holds, as counted.
-    pub fn usage(&self, plugin: &str) -> (usize, usize) {
-        self.namespaces.get(plugin).map_or((0, 0), |ns| {
-            (ns.entries.load(Ordering::Relaxed), ns.bytes.load(Ordering::Relaxed))
-        })
     }
 }
 

@@ -107,7 +107,7 @@ pub fn check(demands: &[Demand], pool: Pool, budget: &Budget) -> Result<(), Over
 }
 
 /// `1.5 GiB`, `256 MiB`, `512 KiB`.
-pub fn human_bytes(n: usize) -> String {
+fn human_bytes(n: usize) -> String {
     let n = n as f64;
     match n {
         n if n >= (1u64 << 30) as f64 => format!("{:.1} GiB", n / (1u64 << 30) as f64),

@@ -55,6 +55,9 @@ impl<T> IdleList<T> {
         let Some(last) = self.items.last() else {
             return Vec::new();
         };
+        if !self.items.iter().any(stale) {
+            return Vec::new();
+        }
         // Everything stale goes, except a lone warm survivor that did not grow.
         let keep_warm = !last.grown && self.items.iter().all(stale);
         let mut dropped = Vec::new();

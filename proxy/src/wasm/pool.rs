@@ -195,20 +195,19 @@ impl FilterSlot {
         ))
     }
 
-    /// Return an instance to the pool, and give back what has idled too long.
+    /// Return an instance to the pool. (Trimming what idled too long is the
+    /// maintenance task's, off the request path.)
     fn release(&self, instance: Instance) {
-        let now = Instant::now();
         let grown = instance.grown();
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(instance, now, grown);
+            .push(instance, Instant::now(), grown);
         self.metrics.idle.inc();
-        self.trim_idle(now);
     }
 
     /// Drop instances idle for longer than `idle::IDLE_TIMEOUT` (keeping one
-    /// warm); the maintenance task calls this so a quiet slot shrinks too.
+    /// warm); the maintenance task calls this every few seconds.
     pub fn trim_idle(&self, now: Instant) {
         let dropped = self.idle.lock().unwrap_or_else(|e| e.into_inner()).trim(now);
         // Dropped outside the lock: freeing an instance returns its slot to
