@@ -6,13 +6,18 @@ binary. Every target serves the same request (GET with a JWT) from the same
 upstream (an nginx returning a fixed body, on core 0 with the load
 generator); the proxy under test runs alone on core 1 with one worker.
 
-For each round, protocol (HTTP/1.1, HTTP/2 cleartext) and rate, every target
-is started fresh, warmed up, then sent a fixed number of requests at a fixed
-rate with h2load. Recorded per run: the proxy's utime+stime over the run
+For each round, protocol (HTTP/1.1, HTTP/2 cleartext, and the same two over
+TLS) and rate, every target is started fresh, warmed up, then sent a fixed
+number of requests at a fixed rate with h2load. Recorded per run: the proxy's utime+stime over the run
 (/proc/PID/stat) divided by the requests, its peak RSS (VmHWM), and the
 latency of every request (h2load --log-file) → p50/p99/p99.9. Latency is
 reported as overhead over the direct run of the same round. Targets run in a
 different order each round, so drift in the machine spreads over all.
+
+With TLS ("handshake" protocol) each round also opens a new connection per
+request at a fixed rate, over TLS (a full handshake each) and over cleartext,
+and records the proxy's CPU per connection. The TLS pieces (certificate,
+listener configs, checks, report section) are in bench/tls.py.
 
 Output: bench/results/latest.{json,md,png}, and the table in README.md
 between the bench markers.
@@ -38,20 +43,25 @@ import tempfile
 import time
 from pathlib import Path
 
+import tls
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SLUICE = ROOT / "target" / "release" / "sluice"
 SECRET = "bench-secret-bench-secret-0123456789"
 BODY = "x" * 511 + "\n"  # the upstream's fixed 512-byte response body
 TICK = os.sysconf("SC_CLK_TCK")
-UP_H1, UP_H2 = 19100, 19101  # upstream: HTTP/1.1 and h2c (prior knowledge)
-PX_H1, PX_H2 = 18100, 18101  # proxy under test
+UP_H1, UP_H2, UP_TLS = 19100, 19101, 19102  # upstream: HTTP/1.1, h2c (prior knowledge), TLS (direct only)
+PX_H1, PX_H2, PX_TLS = 18100, 18101, 18102  # proxy under test; TLS: ALPN h2 or http/1.1
 LOAD_CORE, PROXY_CORE = "0", "1"
 PATH = "/bench/item?id=42"
 TARGETS = ["direct", "sluice", "sluice-4-filters", "nginx", "haproxy"]
 # h2load shape: HTTP/1.1 gets 16 connections (one request at a time each),
 # HTTP/2 4 connections with up to 16 streams each.
+# Over TLS the same shapes; h2load offers ALPN h2 (and http/1.1 with --h1).
 SHAPE = {"h1": ["--h1", "-c", "16", "-m", "1"], "h2": ["-c", "4", "-m", "16"]}
+SHAPE.update({p: SHAPE[c] for p, c in tls.CLEARTEXT.items()})
+PROTOCOLS = [*SHAPE, tls.HANDSHAKE]
 
 
 def jwt() -> str:
@@ -91,6 +101,7 @@ UPSTREAM_SERVER = f"""
     server {{
         listen 127.0.0.1:{UP_H1};
         listen 127.0.0.1:{UP_H2} http2;
+        #tls
         location / {{ default_type text/plain; return 200 "{BODY.strip()}\\n"; }}
     }}
 """
@@ -104,6 +115,7 @@ NGINX_PROXY_SERVER = f"""
     server {{
         listen 127.0.0.1:{PX_H1};
         listen 127.0.0.1:{PX_H2} http2;
+        #tls
         location / {{
             proxy_pass http://up;
             proxy_http_version 1.1;
@@ -128,6 +140,7 @@ defaults
 frontend bench
     bind 127.0.0.1:{PX_H1}
     bind 127.0.0.1:{PX_H2} proto h2
+    #tls
     option forwardfor
     default_backend up
 backend up
@@ -142,6 +155,7 @@ address = "127.0.0.1:{PX_H1}"
 [[listeners]]
 name = "h2"
 address = "127.0.0.1:{PX_H2}"
+#tls
 [[clusters]]
 name = "up"
 endpoints = ["127.0.0.1:{UP_H1}"]
@@ -243,15 +257,20 @@ def peak_rss_kib(pids: list[int]) -> int:
 
 
 class Target:
-    """One proxy (or none, for direct) started on the proxy core."""
+    """One proxy (or none, for direct) started on the proxy core; with_tls:
+    its config has the TLS listener too."""
 
-    def __init__(self, name: str, work: Path):
+    def __init__(self, name: str, work: Path, with_tls: bool = False):
         self.name, self.work, self.proc = name, work, None
+        self.ports = [PX_H1, PX_H2, *([PX_TLS] if with_tls else [])]
 
     def port(self, proto: str) -> int:
-        if self.name == "direct":
-            return UP_H1 if proto == "h1" else UP_H2
-        return PX_H1 if proto == "h1" else PX_H2
+        direct = self.name == "direct"
+        if proto in tls.KEEPALIVE:
+            return UP_TLS if direct else PX_TLS
+        if proto == "h1":
+            return UP_H1 if direct else PX_H1
+        return UP_H2 if direct else PX_H2
 
     def __enter__(self) -> "Target":
         w = self.work
@@ -263,10 +282,10 @@ class Target:
             cmd = ["haproxy", "-db", "-f", str(w / "haproxy.cfg")]
         else:
             return self
-        ensure_free(PX_H1, PX_H2)
+        ensure_free(*self.ports)
         self.proc = start(cmd, PROXY_CORE, w, self.name)
-        wait_port(PX_H1, self.proc, self.name)
-        wait_port(PX_H2, self.proc, self.name)
+        for port in self.ports:
+            wait_port(port, self.proc, self.name)
         time.sleep(0.2)  # nginx forks its worker after listening
         if self.proc.poll() is not None:
             sys.exit(f"{self.name} exited with status {self.proc.returncode} after starting")
@@ -280,32 +299,51 @@ class Target:
         return process_tree(self.proc.pid) if self.proc else []
 
 
-def write_configs(work: Path) -> None:
+def write_configs(work: Path, with_tls: bool = False) -> dict | None:
+    """The configs of every target; with_tls: also a TLS listener on each
+    (PX_TLS, UP_TLS for direct) with a certificate made now, whose paths are
+    returned. Without, the configs have no TLS at all."""
+    cert = tls.make_cert(work) if with_tls else None
+
+    def listener(make, port: int) -> str:
+        return make(port, cert) if cert else ""
+
     (work / "logs").mkdir(exist_ok=True)  # nginx opens logs/error.log before reading its config
-    for name, server in [("upstream", UPSTREAM_SERVER), ("nginx", NGINX_PROXY_SERVER)]:
+    for name, server, port in [("upstream", UPSTREAM_SERVER, UP_TLS), ("nginx", NGINX_PROXY_SERVER, PX_TLS)]:
         for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"]:
             (work / f"{name}-{sub}").mkdir(exist_ok=True)
+        server = tls.place(server, listener(tls.nginx_listener, port))
         conf = NGINX_COMMON.format(work=work, name=name, server=server)
         (work / f"{name}.conf").write_text(conf)
-    (work / "haproxy.cfg").write_text(HAPROXY)
+    (work / "haproxy.cfg").write_text(tls.place(HAPROXY, listener(tls.haproxy_listener, PX_TLS)))
     (work / "plugins").mkdir(exist_ok=True)
-    (work / "sluice.toml").write_text(SLUICE_BASE)
-    (work / "sluice-4-filters.toml").write_text(SLUICE_BASE + SLUICE_FILTERS)
+    base = tls.place(SLUICE_BASE, listener(tls.sluice_listener, PX_TLS))
+    (work / "sluice.toml").write_text(base)
+    (work / "sluice-4-filters.toml").write_text(base + SLUICE_FILTERS)
+    return cert
 
 
 # --- load ------------------------------------------------------------------
 
 
-def h2load(proto: str, port: int, token: str, extra: list[str], log: Path | None = None) -> str:
-    cmd = ["taskset", "-c", LOAD_CORE, "h2load", *SHAPE[proto], *extra]
+def h2load(proto: str, port: int, token: str, extra: list[str], log: Path | None = None, shape: list[str] | None = None) -> str:
+    cmd = ["taskset", "-c", LOAD_CORE, "h2load", *(shape or SHAPE[proto]), *extra]
     if log:
         cmd.append(f"--log-file={log}")
-    cmd += ["-H", f"authorization: Bearer {token}", f"http://127.0.0.1:{port}{PATH}"]
+    cmd += ["-H", f"authorization: Bearer {token}"]
+    if proto in tls.KEEPALIVE:  # the name for SNI in the URL, the address here
+        cmd += [f"--connect-to=127.0.0.1:{port}", f"https://{tls.SNI}:{port}{PATH}"]
+    else:
+        cmd.append(f"http://127.0.0.1:{port}{PATH}")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
     m = re.search(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
     status = re.search(r"status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
     if not m or m.group(3) != "0" or m.group(4) != "0" or not status or status.groups() != ("0", "0", "0"):
         sys.exit(f"h2load against port {port} ({proto}) had failures:\n{out}")
+    if proto in tls.KEEPALIVE:
+        want = "http/1.1" if "--h1" in cmd else "h2"
+        if tls.h2load_tls_info(out)["alpn"] != want:
+            sys.exit(f"h2load against port {port} ({proto}) did not negotiate {want}:\n{out}")
     return out
 
 
@@ -342,40 +380,99 @@ def fixed_rate_run(target: Target, proto: str, token: str, rate: int, count: int
     }
 
 
+def connection_run(target: Target, mode: str, token: str, rate: int, count: int) -> dict:
+    """`count` requests, each on a new HTTP/1.1 connection (TLS: a full
+    handshake, as h2load never offers a session to resume), opened at `rate`
+    per second: the proxy's CPU per connection."""
+    proto = "h1tls" if mode == "tls" else "h1"
+    per_10ms = max(1, round(rate / 100))  # connections opened every 10 ms
+
+    def run(n: int) -> str:
+        shape = ["--h1", "-c", str(n), "-n", str(n), "-r", str(per_10ms), "--rate-period=10ms"]
+        return h2load(proto, target.port(proto), token, [], shape=shape)
+
+    run(max(200, count // 10))  # warm-up
+    pids = target.pids()
+    before = cpu_seconds(pids)
+    out = run(count)
+    cpu = cpu_seconds(pids) - before
+    achieved = float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out).group(1))
+    info = tls.h2load_tls_info(out) if mode == "tls" else {}
+    return {
+        "cpu_us_per_conn": cpu / count * 1e6,
+        "connections": count,
+        "achieved_rate": achieved,
+        "proxy_busy": cpu / (count / achieved),
+        "ttfb_mean_us": tls.h2load_mean_us(out, "time to 1st byte"),
+        **info,
+    }
+
+
 # --- the run ---------------------------------------------------------------
 
 
-def measure(args, work: Path, token: str) -> dict:
-    ensure_free(UP_H1, UP_H2, PX_H1, PX_H2)
+def measure(args, work: Path, token: str, cert: dict | None) -> dict:
+    with_tls = cert is not None
+    keepalive = [p for p in args.protocols if p in SHAPE]
+    proxies = args.targets[1:]
+    ensure_free(UP_H1, UP_H2, PX_H1, PX_H2, *([UP_TLS, PX_TLS] if with_tls else []))
     upstream = start(["nginx", "-p", str(work), "-c", str(work / "upstream.conf")], LOAD_CORE, work, "upstream")
     try:
-        wait_port(UP_H1, upstream, "upstream nginx")
-        wait_port(UP_H2, upstream, "upstream nginx")
-        caps: dict = {p: {} for p in args.protocols}
-        for proto in args.protocols:
+        for port in [UP_H1, UP_H2, *([UP_TLS] if with_tls else [])]:
+            wait_port(port, upstream, "upstream nginx")
+        data: dict = {}
+        if with_tls:
+            request = f"GET {PATH} HTTP/1.1\r\nHost: {tls.SNI}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            data["tls"] = {"certificate": "ECDSA P-256, CN/SAN localhost + 127.0.0.1, signed by a throwaway P-256 CA", "probe": {}}
+            for name in proxies:
+                with Target(name, work, with_tls) as t:
+                    p = data["tls"]["probe"][name] = tls.probe(PX_TLS, cert, request.encode())
+                print(f"tls {name}: {p}", flush=True)
+        caps: dict = {p: {} for p in keepalive}
+        for proto in keepalive:
             for name in args.targets:
-                with Target(name, work) as t:
+                with Target(name, work, with_tls) as t:
                     caps[proto][name] = capacity(t, proto, token, args.capacity_seconds)
                 print(f"capacity {proto} {name}: {caps[proto][name]:.0f} req/s", flush=True)
         # Fixed rates: a low one, and half of the smallest proxy capacity, so
         # every proxy runs at or below half of what it can do on one core.
-        half = {p: args.half_rate or int(min(caps[p][n] for n in args.targets[1:]) / 2) for p in args.protocols}
-        rates = {p: {"low": args.low_rate, "half": half[p]} for p in args.protocols}
-        runs = []
+        half = {p: args.half_rate or int(min(caps[p][n] for n in proxies) / 2) for p in keepalive}
+        rates = {p: {"low": args.low_rate, "half": half[p]} for p in keepalive}
+        runs, conn_runs = [], []
         for rnd in range(1, args.rounds + 1):
             order = args.targets[:]
             random.Random(rnd).shuffle(order)
-            for proto in args.protocols:
+            for proto in keepalive:
                 for label, rate in rates[proto].items():
                     count = max(5000, rate * args.run_seconds)
                     for name in order:
-                        with Target(name, work) as t:
+                        with Target(name, work, with_tls) as t:
                             r = fixed_rate_run(t, proto, token, rate, count)
                         r.update(round=rnd, protocol=proto, rate_label=label, rate=rate, target=name)
                         runs.append(r)
                         cpu = f"{r['cpu_us_per_req']:.1f} µs/req" if r["cpu_us_per_req"] else "-"
                         print(f"round {rnd} {proto} {label} {rate}/s {name:<17} {cpu:>14}  p99 {r['p99_us']} µs", flush=True)
-        return {"capacity": caps, "rates": rates, "runs": runs}
+            if tls.HANDSHAKE in args.protocols:
+                # A new connection per request: over TLS (full handshakes) and,
+                # to subtract, over cleartext. Direct has no proxy CPU to measure.
+                rate = args.handshake_rate
+                count = max(1000, rate * args.run_seconds)
+                for mode in ["tls", "tcp"]:
+                    for name in (n for n in order if n != "direct"):
+                        with Target(name, work, with_tls) as t:
+                            r = connection_run(t, mode, token, rate, count)
+                        r.update(round=rnd, mode=mode, rate=rate, target=name)
+                        conn_runs.append(r)
+                        print(
+                            f"round {rnd} new-connection {mode} {rate}/s {name:<17} {r['cpu_us_per_conn']:8.1f} µs/conn"
+                            f"  achieved {r['achieved_rate']:.0f}/s  proxy busy {r['proxy_busy'] * 100:.0f} %"
+                            + (f"  {r['tls_protocol']} {r['cipher']} {r['temp_key']}" if mode == "tls" else ""),
+                            flush=True,
+                        )
+        data.update(capacity=caps, rates=rates, runs=runs)
+        if tls.HANDSHAKE in args.protocols:
+            data["handshake"] = {"rate": args.handshake_rate, "runs": conn_runs}
+        return data
     finally:
         stop(upstream)
 
@@ -415,7 +512,7 @@ def ratio(s: dict, key: tuple, other: tuple) -> float | None:
 
 def markdown(data: dict, args) -> str:
     s = summarise(data)
-    names = {"h1": "HTTP/1.1", "h2": "HTTP/2 (h2c)"}
+    names = {"h1": "HTTP/1.1", "h2": "HTTP/2 (h2c)", **tls.NAMES}
     lines = [
         f"Measured {data['date']} on {data['machine']}; {args.rounds} rounds, "
         f"{args.run_seconds} s of requests per run; median [min–max] over rounds. "
@@ -424,7 +521,9 @@ def markdown(data: dict, args) -> str:
         "Command: `bench/compare.sh`.",
         "",
     ]
-    for proto in args.protocols:
+
+    def tables(proto: str) -> list[str]:
+        lines = []
         for label in ["half", "low"]:
             rate = data["rates"][proto][label]
             what = {"half": "half of the slowest proxy's capacity", "low": "low rate"}[label]
@@ -452,8 +551,14 @@ def markdown(data: dict, args) -> str:
                     f"| {med_range(e['rss'], '{:.1f}')} | " + " | ".join(lat) + " |"
                 )
             lines.append("")
+        return lines
+
+    for proto in args.protocols:
+        if proto in ("h1", "h2"):
+            lines += tables(proto)
+    lines += tls.markdown(data, args, s, ratio, med_range, tables)
     caps = ", ".join(
-        f"{names[p]}: " + ", ".join(f"{t} {data['capacity'][p][t]:.0f}" for t in args.targets) for p in args.protocols
+        f"{names[p]}: " + ", ".join(f"{t} {data['capacity'][p][t]:.0f}" for t in args.targets) for p in data["capacity"]
     )
     lines.append(f"Closed-loop capacity (req/s, one short run, load generator on the other core): {caps}.")
     return "\n".join(lines) + "\n"
@@ -466,9 +571,12 @@ def chart(data: dict, args, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     s = summarise(data)
+    protocols = [p for p in args.protocols if p in SHAPE]
+    if not protocols:
+        return
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    width = 0.8 / len(args.protocols)
-    for i, proto in enumerate(args.protocols):
+    width = 0.8 / len(protocols)
+    for i, proto in enumerate(protocols):
         for ax, key, ts in [(axes[0], "cpu", args.targets[1:]), (axes[1], "p99", args.targets[1:])]:
             meds, lo, hi = [], [], []
             for t in ts:
@@ -480,7 +588,7 @@ def chart(data: dict, args, path: Path) -> None:
             xs_pos = [j + i * width for j in range(len(ts))]
             label = f"{proto} @ {data['rates'][proto]['half']} req/s"
             ax.bar(xs_pos, meds, width, yerr=[lo, hi], capsize=3, label=label)
-            ax.set_xticks([j + width * (len(args.protocols) - 1) / 2 for j in range(len(ts))], ts)
+            ax.set_xticks([j + width * (len(protocols) - 1) / 2 for j in range(len(ts))], ts)
     axes[0].set_title("proxy CPU per request (µs, lower is better)")
     axes[1].set_title("p99 latency overhead over direct (µs)")
     for ax in axes:
@@ -509,18 +617,27 @@ def main() -> None:
     p.add_argument("--low-rate", type=int, default=1000)
     p.add_argument("--half-rate", type=int, help="use this rate instead of half the slowest proxy's capacity")
     p.add_argument("--capacity-seconds", type=int, default=4)
-    p.add_argument("--protocols", nargs="+", default=["h1", "h2"], choices=["h1", "h2"])
+    p.add_argument(
+        "--protocols", nargs="+", default=PROTOCOLS, choices=PROTOCOLS,
+        help="h1, h2 (h2c), h1tls, h2tls: kept-alive connections; handshake: a new connection per request (TLS and cleartext)",
+    )
+    p.add_argument("--handshake-rate", type=int, default=500, help="new connections per second (a multiple of 100)")
     p.add_argument("--targets", nargs="+", default=TARGETS, choices=TARGETS, help="direct always runs")
+    p.add_argument("--out", type=Path, default=RESULTS, help="where latest.{md,json,png} go")
     p.add_argument("--no-readme", action="store_true", help="do not copy the table into README.md")
     args = p.parse_args()
     args.targets = ["direct", *(t for t in args.targets if t != "direct")]
-    for tool in ["nginx", "haproxy", "h2load", "taskset"]:
+    args.protocols = [p for p in PROTOCOLS if p in args.protocols]
+    if args.handshake_rate < 100 or args.handshake_rate % 100:
+        sys.exit("--handshake-rate must be a multiple of 100 (h2load opens rate/100 connections every 10 ms)")
+    with_tls = tls.uses_tls(args.protocols)
+    for tool in ["nginx", "haproxy", "h2load", "taskset", *(["openssl"] if with_tls else [])]:
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run bench/compare.sh, which installs it")
     work = Path(tempfile.mkdtemp(prefix="sluice-compare-"))
     try:
-        write_configs(work)
-        data = measure(args, work, jwt())
+        cert = write_configs(work, with_tls)
+        data = measure(args, work, jwt(), cert)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     data["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -529,12 +646,15 @@ def main() -> None:
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
         "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
         "sluice": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "h2load": subprocess.run(["h2load", "--version"], capture_output=True, text=True).stdout.strip(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(data, indent=1))
+    if with_tls:  # nginx's and HAProxy's TLS library, and h2load's
+        data["versions"]["openssl"] = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(data, indent=1))
     table = markdown(data, args)
-    (RESULTS / "latest.md").write_text(table)
-    chart(data, args, RESULTS / "latest.png")
+    (args.out / "latest.md").write_text(table)
+    chart(data, args, args.out / "latest.png")
     if not args.no_readme:
         update_readme(table)
     print(table)

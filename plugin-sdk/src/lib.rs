@@ -83,6 +83,7 @@ pub mod bindings {
 }
 
 mod config;
+pub mod connection;
 #[doc(hidden)]
 pub mod export;
 mod host;
@@ -94,6 +95,7 @@ mod sys;
 mod types;
 
 pub use config::Config;
+pub use connection::{PeerIdentity, TlsInfo};
 pub use host::{clock, context, log, random, shared};
 pub use http::{Headers, RESERVED_HEADERS, Request, Response, client_ip_of, is_header_name};
 pub use types::{Action, HostError, LocalResponse, LogLevel, Phases};

@@ -61,14 +61,16 @@ impl MockHost {
     }
 
     /// Start a new request: reset request, response and context to the
-    /// defaults of [`MockHost::new`], keeping shared state, clock and logs.
+    /// defaults of [`MockHost::new`], keeping shared state, clock, logs and
+    /// the connection (listener, addresses, TLS).
     pub fn start_request(&self) -> &Self {
         let fresh = State::default();
         state::with(|s| {
             s.method = fresh.method;
             s.path = fresh.path;
             s.authority = fresh.authority;
-            s.scheme = fresh.scheme;
+            // Same connection: the scheme follows its TLS.
+            s.scheme = if s.tls.is_some() { "https".into() } else { fresh.scheme };
             s.client_address = fresh.client_address;
             s.route = fresh.route;
             s.request_headers.clear();
@@ -187,6 +189,29 @@ impl MockHost {
         state::with(|s| s.client_address = addr.into());
         self
     }
+    /// Set the name of the listener that accepted the connection (default
+    /// `main`).
+    pub fn listener(&self, name: &str) -> &Self {
+        state::with(|s| s.listener = name.to_string());
+        self
+    }
+
+    /// Set the address the connection was accepted on (`ip:port`).
+    pub fn local_address(&self, addr: &str) -> &Self {
+        state::with(|s| s.local_address = addr.to_string());
+        self
+    }
+
+    /// Make the connection a TLS one with these facts (`None`: cleartext,
+    /// the default). The scheme follows, as on the host.
+    pub fn tls(&self, tls: Option<crate::TlsInfo>) -> &Self {
+        state::with(|s| {
+            s.scheme = if tls.is_some() { "https" } else { "http" }.into();
+            s.tls = tls;
+        });
+        self
+    }
+
     /// Set the name of the matched route (default `default`).
     pub fn route(&self, name: &str) -> &Self {
         state::with(|s| s.route = name.into());

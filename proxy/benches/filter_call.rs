@@ -28,6 +28,7 @@
 use criterion::{BatchSize, Bencher, BenchmarkId, Criterion, Throughput};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sluice::config::SandboxConfig;
+use sluice::connection::ConnectionFacts;
 use sluice::filter_chain::{FilterChain, RequestOutcome};
 use sluice::wasm::{
     Context, FilterSlot, Message, Phase, PhaseOutcome, Plugin, PluginSource, RequestExchange, RequestHead,
@@ -105,13 +106,13 @@ impl RequestTemplate {
         RequestExchange {
             head: RequestHead {
                 parts: self.parts.clone(),
-                client: ([10, 1, 2, 3], 40000).into(),
                 scheme: "http",
                 cluster: self.cluster.clone(),
                 route: self.route.clone(),
                 paths: sluice::config::PathPolicy::default(),
             },
             context: Context::new(),
+            connection: ConnectionFacts::unknown(),
         }
     }
 }
@@ -234,6 +235,7 @@ fn builtin(c: &mut Criterion, env: &Env, request: &RequestTemplate) -> Vec<Arc<F
             let reply = || ResponseExchange {
                 head: response.clone(),
                 context: after.context.clone(),
+                connection: ConnectionFacts::unknown(),
             };
             env.call_once(&slot, reply());
             group.bench_function(format!("{name}/response"), |b| bench_call(b, &env.tokio, &slot, reply));
@@ -258,6 +260,7 @@ fn chain(c: &mut Criterion, env: &Env, request: &RequestTemplate, slots: Vec<Arc
             let reply = ResponseExchange {
                 head: http::Response::new(()).into_parts().0,
                 context: exchange.context,
+                connection: exchange.connection,
             };
             chain
                 .on_response(ran, reply, sluice::body::full(""))

@@ -5,12 +5,14 @@
 
 use crate::config::{Config, ConfigError};
 use crate::filter_chain::FilterChain;
+use crate::metrics::CertExpiry;
 use crate::metrics::RouteMetrics;
 use crate::router::Router;
 use crate::telemetry::access_log::AccessLog;
+use crate::tls::server::ServerTls;
 use crate::upstream::Upstreams;
 use crate::wasm::{FilterSlot, PluginSet, WasmRuntime, capacity};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +36,8 @@ pub struct Generation {
     pub routes: Vec<Arc<Route>>,
     pub router: Router<Route>,
     pub upstreams: Upstreams,
+    /// The TLS settings of each TLS listener, by listener name.
+    pub listener_tls: HashMap<String, Arc<ServerTls>>,
     pub plugins: PluginSet,
     /// Counters for requests no route matched.
     pub unrouted: Arc<RouteMetrics>,
@@ -79,7 +83,13 @@ impl Generation {
                     .map_err(|e| located(&config, None, "access_log.path".into(), format!("cannot open: {e}")))?,
             )),
         };
-        let upstreams = Upstreams::new(&config, metrics);
+        let upstreams = Upstreams::new(&config, metrics).map_err(|e| located(&config, None, "clusters".into(), e))?;
+        let mut listener_tls = HashMap::new();
+        for (name, tls) in &config.listener_tls {
+            let server = ServerTls::build(name, tls)
+                .map_err(|e| located(&config, None, format!("listeners `{name}`.tls"), e))?;
+            listener_tls.insert(name.clone(), Arc::new(server));
+        }
         let mut routes = Vec::new();
         for (i, rc) in config.routes.iter().enumerate() {
             let mut chain = FilterChain::default();
@@ -167,11 +177,37 @@ impl Generation {
             routes: ordered,
             router: Router::new(routes),
             upstreams,
+            listener_tls,
             plugins,
             unrouted: Arc::new(metrics.route("", &[])),
             access_log,
             config,
         })
+    }
+}
+
+impl Generation {
+    /// Every certificate this generation serves or presents, for the
+    /// expiry gauge.
+    pub fn certificates(&self) -> Vec<CertExpiry> {
+        let listeners = self.config.listener_tls.iter().flat_map(|(name, tls)| {
+            tls.certificates
+                .iter()
+                .map(move |c| (format!("listener/{name}"), &c.pair))
+        });
+        let clusters = self
+            .config
+            .clusters
+            .iter()
+            .filter_map(|c| Some((format!("cluster/{}", c.name), c.tls.as_ref()?.client_cert.as_ref()?)));
+        listeners
+            .chain(clusters)
+            .map(|(owner, pair)| CertExpiry {
+                owner,
+                cert: pair.cert_path.display().to_string(),
+                not_after: pair.not_after,
+            })
+            .collect()
     }
 }
 

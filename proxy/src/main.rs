@@ -1,5 +1,5 @@
-//! The `sluice` command: run the proxy, check a config, or serve a demo
-//! upstream.
+//! The `sluice` command: run the proxy, check a config, serve a demo
+//! upstream, or write development certificates.
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -36,6 +36,15 @@ enum Command {
         /// named (`canary=127.0.0.1:9001`); repeat for several.
         #[arg(long, value_name = "[NAME=]ADDR", value_parser = parse_demo_upstream)]
         demo_upstream: Vec<(String, SocketAddr)>,
+        /// Before loading the config, write development certificates into
+        /// this directory unless they are there (as `certs dev` does).
+        #[arg(long, value_name = "DIR")]
+        dev_certs: Option<PathBuf>,
+    },
+    /// Certificate helpers.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
     },
     /// Validate a configuration and load every plugin it uses, then exit.
     Check {
@@ -46,6 +55,17 @@ enum Command {
     DemoUpstream {
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Write a development CA, a server certificate for localhost and two
+    /// client certificates with SPIFFE IDs (PEM files). Not for production.
+    Dev {
+        /// Where to write them.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
     },
 }
 
@@ -70,6 +90,28 @@ const LOG_QUEUE_LINES: usize = 8192;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let dev_certs = match &cli.command {
+        Command::Run {
+            dev_certs: Some(dir), ..
+        } => Some(dir),
+        Command::Certs {
+            command: CertsCommand::Dev { out },
+        } => Some(out),
+        _ => None,
+    };
+    if let Some(dir) = dev_certs {
+        match sluice::dev_certs::ensure(dir) {
+            Ok(true) => eprintln!("wrote development certificates to {}", dir.display()),
+            Ok(false) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        if matches!(cli.command, Command::Certs { .. }) {
+            return ExitCode::SUCCESS;
+        }
+    }
     // RUST_LOG wins over the config's `[log] level`, which wins over `info`.
     // `run` reads its config once, here, so the log level is known before
     // logging starts.
@@ -162,7 +204,10 @@ async fn run(
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config, demo_upstream } => {
+        Command::Certs { .. } => ExitCode::SUCCESS,
+        Command::Run {
+            config, demo_upstream, ..
+        } => {
             for (name, addr) in demo_upstream {
                 match tokio::net::TcpListener::bind(addr).await {
                     Ok(l) => {

@@ -3,6 +3,7 @@
 //! them become a response in one place (`ProxyError::into_response`).
 
 use crate::body::{Counted, ProxyBody};
+use crate::connection::ConnectionFacts;
 use crate::error::{BadRequest, ProxyError};
 use crate::filter_chain::RequestOutcome;
 use crate::forwarding;
@@ -14,27 +15,18 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// Facts about the downstream connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
-pub struct Downstream {
-    pub client: SocketAddr,
-    /// `http` or `https`.
-    pub scheme: &'static str,
-}
 
 /// Proxy one request. Never fails: errors become their HTTP response. The
 /// response body reports the request (metrics, access log) when it ends.
 pub async fn handle(
     generation: Arc<Generation>,
     req: Request<Incoming>,
-    downstream: Downstream,
+    connection: Arc<ConnectionFacts>,
 ) -> Response<ObservedBody> {
     let (parts, body) = req.into_parts();
-    let mut record = Record::start(generation.access_log.as_ref(), downstream.client, &parts);
-    let response = match proxy(&generation, parts, body, downstream, &mut record).await {
+    let mut record = Record::start(generation.access_log.as_ref(), &connection, &parts);
+    let response = match proxy(&generation, parts, body, connection, &mut record).await {
         Ok(response) => response,
         Err(e) => {
             tracing::debug!(error = %e, "request failed");
@@ -53,7 +45,7 @@ async fn proxy(
     generation: &Generation,
     mut parts: http::request::Parts,
     body: Incoming,
-    downstream: Downstream,
+    connection: Arc<ConnectionFacts>,
     record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // Router: what it routes by is what the filters and the upstream will
@@ -89,22 +81,30 @@ async fn proxy(
     let mut exchange = RequestExchange {
         head: RequestHead {
             parts,
-            client: downstream.client,
-            scheme: downstream.scheme,
+            scheme: connection.scheme(),
             cluster: route.cluster.clone(),
             route: route.name.clone(),
             paths: generation.config.paths,
         },
         context: Context::new(),
+        connection,
     };
     let outcome = route.chain.on_request(&mut exchange).await?;
-    let RequestExchange { mut head, context } = exchange;
+    let RequestExchange {
+        mut head,
+        context,
+        connection,
+    } = exchange;
     if logs {
         record.request_id = request_id(&context, &head.parts.headers);
     }
     if let RequestOutcome::Respond { response, by } = outcome {
         let (parts, body) = response.into_parts();
-        let exchange = ResponseExchange { head: parts, context };
+        let exchange = ResponseExchange {
+            head: parts,
+            context,
+            connection,
+        };
         return route.chain.on_response(by, exchange, body).await;
     }
 
@@ -117,7 +117,7 @@ async fn proxy(
     let host = head.parts.headers.get(header::HOST).cloned();
     forwarding::add_forwarded(
         &mut head.parts.headers,
-        head.client,
+        connection.client,
         head.scheme,
         host.as_ref().and_then(|h| h.to_str().ok()),
     );
@@ -140,7 +140,11 @@ async fn proxy(
     forwarding::strip_hop_by_hop(&mut parts.headers);
     forwarding::append_via(&mut parts.headers, parts.version);
     parts.version = http::Version::default();
-    let exchange = ResponseExchange { head: parts, context };
+    let exchange = ResponseExchange {
+        head: parts,
+        context,
+        connection,
+    };
     route
         .chain
         .on_response(route.chain.slots.len(), exchange, Either::Left(body))

@@ -1,4 +1,5 @@
-//! Hot reload: watch the plugins directory and the config file, debounce
+//! Hot reload: watch the plugins directory, the config file and the TLS
+//! files it names (certificate rotation is a reload), debounce
 //! bursts of events, wait until files stop changing, then build the next
 //! generation off the request path and swap it in atomically — only if all
 //! of it (config, every plugin, every filter's config) is good. In-flight
@@ -132,9 +133,11 @@ impl Reloader {
             }
         }
         let id = next.id;
-        let rewatch =
-            next.config.plugins_dir != previous.config.plugins_dir || next.config.watch != previous.config.watch;
+        let rewatch = next.config.plugins_dir != previous.config.plugins_dir
+            || next.config.watch != previous.config.watch
+            || tls_files(&next.config) != tls_files(&previous.config);
         let config = next.config.clone();
+        self.metrics.tls.set_certificates(next.certificates());
         self.current.store(Arc::new(next));
         if config.shared_state != previous.config.shared_state {
             self.runtime.shared_state().configure(&config.shared_state);
@@ -202,7 +205,12 @@ impl Reloader {
         let covers_plugins = config.watch && config.plugins_dir.is_dir();
         self.watching_plugins.store(covers_plugins, Ordering::Relaxed);
         let watcher = if config.watch {
-            match watch(self.events.clone(), &self.config_path, &config.plugins_dir) {
+            match watch(
+                self.events.clone(),
+                &self.config_path,
+                &config.plugins_dir,
+                &tls_files(config),
+            ) {
                 Ok(w) => {
                     tracing::debug!(plugins_dir = %config.plugins_dir.display(), "watching for changes");
                     Some(w)
@@ -233,18 +241,45 @@ impl Reloader {
 
     /// The directories whose files a reload reads.
     fn watched_dirs(&self) -> Vec<PathBuf> {
-        vec![
-            self.current.load().config.plugins_dir.clone(),
-            config_dir(&self.config_path),
-        ]
+        let config = self.current.load().config.clone();
+        let mut dirs = vec![config.plugins_dir.clone(), config_dir(&self.config_path)];
+        dirs.extend(tls_files(&config).iter().map(|f| file_dir(f)));
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+}
+
+/// Every TLS file the config reads (certificates, keys, trust bundles):
+/// a change to one reloads, which is how certificates rotate.
+fn tls_files(config: &Config) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for tls in config.listener_tls.values() {
+        for c in &tls.certificates {
+            files.extend([c.pair.cert_path.clone(), c.pair.key_path.clone()]);
+        }
+        files.extend(tls.client_ca.iter().map(|b| b.path.clone()));
+    }
+    for tls in config.clusters.iter().filter_map(|c| c.tls.as_ref()) {
+        files.extend(tls.ca.iter().map(|b| b.path.clone()));
+        if let Some(pair) = &tls.client_cert {
+            files.extend([pair.cert_path.clone(), pair.key_path.clone()]);
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+fn file_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 
 fn config_dir(config_path: &Path) -> PathBuf {
-    config_path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+    file_dir(config_path)
 }
 
 /// Whether two generations would serve the same way: equal configs and the
@@ -279,17 +314,27 @@ fn snapshot(dirs: &[PathBuf]) -> Snapshot {
     out
 }
 
-/// A watcher on `plugins_dir` and the config file's directory that sends
-/// `events` for changes to plugins, the config file, or a ConfigMap's
-/// `..data` swap; it stops watching when dropped.
+/// A watcher on `plugins_dir`, the config file's directory and the
+/// directories of the TLS files that sends `events` for changes to plugins,
+/// the config file, a TLS file, or a ConfigMap's or Secret's `..data` swap;
+/// it stops watching when dropped.
 fn watch(
     events: mpsc::UnboundedSender<()>,
     config_path: &Path,
     plugins_dir: &Path,
+    tls_files: &[PathBuf],
 ) -> Result<notify::RecommendedWatcher, notify::Error> {
     let config_name = config_path.file_name().map(|n| n.to_os_string());
     let config_dir = config_dir(config_path);
     let plugins = plugins_dir.to_path_buf();
+    let tls_names: Vec<std::ffi::OsString> = tls_files
+        .iter()
+        .filter_map(|f| f.file_name())
+        .map(|n| n.to_os_string())
+        .collect();
+    let mut tls_dirs: Vec<PathBuf> = tls_files.iter().map(|f| file_dir(f)).collect();
+    tls_dirs.sort();
+    tls_dirs.dedup();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(
@@ -301,8 +346,10 @@ fn watch(
         let relevant = event.paths.iter().any(|p| {
             let in_plugins = p.parent() == Some(plugins.as_path());
             let name = p.file_name();
-            // The config file itself, or a ConfigMap's `..data` swap next to it.
+            // The config file itself, a TLS file, or a ConfigMap's or
+            // Secret's `..data` swap next to one.
             let config = name == config_name.as_deref()
+                || name.is_some_and(|n| tls_names.iter().any(|t| t == n))
                 || name.and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("..data"));
             in_plugins || config
         });
@@ -317,6 +364,11 @@ fn watch(
     }
     if config_dir != plugins_dir {
         watcher.watch(&config_dir, RecursiveMode::NonRecursive)?;
+    }
+    for dir in tls_dirs.iter().filter(|d| **d != config_dir && *d != plugins_dir) {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a TLS directory; rotate with SIGHUP");
+        }
     }
     Ok(watcher)
 }

@@ -86,6 +86,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let generation = Generation::build(runtime.clone(), config.clone(), 1, None).await?;
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
     let metrics = runtime.metrics.clone();
+    metrics.tls.set_certificates(current.load().certificates());
     let telemetry = Arc::new(Telemetry {
         metrics: metrics.clone(),
     });
@@ -108,6 +109,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         listeners.push((l.name.clone(), bound));
         listener_tasks.push(tokio::spawn(listener::serve(
             socket,
+            l.name.as_str().into(),
             current.clone(),
             telemetry.clone(),
             stopped.clone(),

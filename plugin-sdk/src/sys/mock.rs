@@ -36,6 +36,9 @@ pub(crate) struct State {
     pub scheme: String,
     pub client_address: String,
     pub route: String,
+    pub listener: String,
+    pub local_address: String,
+    pub tls: Option<crate::connection::TlsInfo>,
     pub request_headers: Vec<(String, Vec<u8>)>,
     pub cluster: String,
     /// Clusters `set_cluster` accepts; empty means "any".
@@ -69,6 +72,9 @@ impl Default for State {
             scheme: "http".into(),
             client_address: "127.0.0.1:40000".into(),
             route: "default".into(),
+            listener: "main".into(),
+            local_address: "127.0.0.1:8080".into(),
+            tls: None,
             request_headers: Vec::new(),
             cluster: "default".into(),
             clusters: Vec::new(),
@@ -588,4 +594,18 @@ pub(crate) fn random_bytes(len: u32) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// The connection is the same in every phase; `create` has none.
+fn connection_field<T: Default>(f: impl FnOnce(&State) -> T) -> T {
+    with(|s| if s.phase == Phase::None { T::default() } else { f(s) })
+}
+pub(crate) fn connection_listener() -> String {
+    connection_field(|s| s.listener.clone())
+}
+pub(crate) fn connection_local_address() -> String {
+    connection_field(|s| s.local_address.clone())
+}
+pub(crate) fn connection_tls() -> Option<crate::connection::TlsInfo> {
+    connection_field(|s| s.tls.clone())
 }

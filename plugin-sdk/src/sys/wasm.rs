@@ -2,7 +2,9 @@
 //! only module that names generated import types.
 
 use super::Message;
-use crate::bindings::sluice::filter::{clock, context, log, random, request, response, shared_state, types as wit};
+use crate::bindings::sluice::filter::{
+    clock, connection, context, log, random, request, response, shared_state, types as wit,
+};
 use crate::types::{HostError, LogLevel};
 
 fn err(e: wit::HostError) -> HostError {
@@ -165,4 +167,30 @@ pub(crate) fn random_u64() -> u64 {
 }
 pub(crate) fn random_bytes(len: u32) -> Vec<u8> {
     random::bytes(len)
+}
+
+pub(crate) fn connection_listener() -> String {
+    connection::listener()
+}
+pub(crate) fn connection_local_address() -> String {
+    connection::local_address()
+}
+pub(crate) fn connection_tls() -> Option<crate::connection::TlsInfo> {
+    connection::tls().map(|t| {
+        let mut info = crate::connection::TlsInfo::new();
+        info.version = t.version;
+        info.cipher_suite = t.cipher_suite;
+        info.server_name = t.server_name;
+        info.alpn = t.alpn;
+        info.peer = t.peer.map(|p| {
+            let mut peer = crate::connection::PeerIdentity::default();
+            peer.spiffe_id = p.spiffe_id;
+            peer.trust_domain = p.trust_domain;
+            peer.uris = p.uris;
+            peer.dns_names = p.dns_names;
+            peer.subject = p.subject;
+            peer
+        });
+        info
+    })
 }

@@ -5,11 +5,13 @@
 mod raw;
 mod redact;
 mod shared_state;
+pub mod tls;
 mod validate;
 
 pub use crate::normalize::{EscapedSlashes, PathPolicy};
 pub use crate::shared_state::{Quota, Quotas};
 pub use redact::redacted_json;
+pub use tls::{ClientAuth, ExpectedIdentity, ListenerTls, TlsVersion, UpstreamTls};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,10 @@ pub struct Config {
     /// Directory scanned for `*.wasm` plugins (relative paths resolved
     /// against the config file's directory). The watcher follows it.
     pub plugins_dir: PathBuf,
+    /// `[listeners.tls]` by listener name. Unlike a listener's address,
+    /// reloadable: new connections get the new certificates and settings
+    /// (this is how certificates rotate), established ones keep theirs.
+    pub listener_tls: std::collections::BTreeMap<String, ListenerTls>,
     /// `[log] level`: a tracing filter such as `info` or `sluice=debug`;
     /// `RUST_LOG` overrides it.
     pub log_level: Option<String>,
@@ -137,7 +143,8 @@ pub struct ListenerConfig {
 pub enum UpstreamProtocol {
     /// HTTP/1.1 with keep-alive.
     Http1,
-    /// HTTP/2 over cleartext with prior knowledge (h2c).
+    /// HTTP/2: over TLS (ALPN `h2`) when the cluster has `tls`, else
+    /// cleartext with prior knowledge (h2c).
     Http2,
 }
 
@@ -148,6 +155,8 @@ pub struct ClusterConfig {
     pub endpoints: Vec<String>,
     pub protocol: UpstreamProtocol,
     pub connect_timeout: Duration,
+    /// `[clusters.tls]`: speak TLS to the endpoints.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// How a route matches the request's host.

@@ -41,7 +41,7 @@ impl Locator<'_> {
         self.err(Some(value.span()), key, message)
     }
 
-    fn duration(&self, value: &Spanned<String>, key: String) -> Result<Duration, ConfigError> {
+    pub(super) fn duration(&self, value: &Spanned<String>, key: String) -> Result<Duration, ConfigError> {
         match humantime::parse_duration(value.get_ref()) {
             Ok(d) if !d.is_zero() => Ok(d),
             Ok(_) => self.at(value, key, "must be greater than zero"),
@@ -137,6 +137,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         return loc.err(None, "listeners".into(), "at least one [[listeners]] entry is required");
     }
     let mut listeners = Vec::new();
+    let mut listener_tls = std::collections::BTreeMap::new();
     let mut names = HashSet::new();
     for (i, l) in raw.listeners.iter().enumerate() {
         let address = loc.socket_addr(&l.address, format!("listeners[{i}].address"))?;
@@ -149,6 +150,12 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                 &l.address,
                 format!("listeners[{i}].name"),
                 format!("duplicate listener name `{name}`"),
+            );
+        }
+        if let Some(t) = &l.tls {
+            listener_tls.insert(
+                name.clone(),
+                tls::listener(loc, base, t, &format!("listeners[{i}].tls"))?,
             );
         }
         listeners.push(ListenerConfig { name, address });
@@ -193,11 +200,16 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             RawProtocol::Http1 => UpstreamProtocol::Http1,
             RawProtocol::Http2 => UpstreamProtocol::Http2,
         };
+        let tls = match &c.tls {
+            Some(t) => Some(tls::upstream(loc, base, t, &format!("clusters[{i}].tls"))?),
+            None => None,
+        };
         clusters.push(ClusterConfig {
             name,
             endpoints,
             protocol,
             connect_timeout,
+            tls,
         });
     }
 
@@ -321,6 +333,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             cache_dir,
         },
         plugins_dir,
+        listener_tls,
         log_level,
         access_log,
         shutdown_grace,

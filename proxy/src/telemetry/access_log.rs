@@ -24,6 +24,11 @@ pub struct Entry<'a> {
     /// The path and query sent upstream, when it differs from `path`.
     pub forwarded_path: Option<&'a str>,
     pub protocol: &'a str,
+    /// The TLS version, on a TLS connection.
+    pub tls: Option<&'a str>,
+    /// The client certificate's identity (SPIFFE ID, else first DNS SAN,
+    /// else subject), under mutual TLS.
+    pub peer: Option<&'a str>,
     pub status: u16,
     pub duration_ms: f64,
     pub route: &'a str,
@@ -113,6 +118,12 @@ fn json_line(e: &Entry<'_>) -> String {
         m.insert("forwarded_path".into(), forwarded.into());
     }
     m.insert("protocol".into(), e.protocol.into());
+    if let Some(tls) = e.tls {
+        m.insert("tls".into(), tls.into());
+    }
+    if let Some(peer) = e.peer {
+        m.insert("peer".into(), peer.into());
+    }
     m.insert("status".into(), e.status.into());
     m.insert("duration_ms".into(), ((e.duration_ms * 1000.0).round() / 1000.0).into());
     m.insert("route".into(), e.route.into());
@@ -169,6 +180,12 @@ fn text_line(e: &Entry<'_>) -> String {
         field("forwarded_path", forwarded);
     }
     field("protocol", e.protocol);
+    if let Some(tls) = e.tls {
+        field("tls", tls);
+    }
+    if let Some(peer) = e.peer {
+        field("peer", peer);
+    }
     field("status", &e.status.to_string());
     field("duration_ms", &format!("{:.3}", e.duration_ms));
     field("route", e.route);
@@ -197,6 +214,8 @@ mod tests {
             authority: "a.test",
             path: "/x?q=a b",
             protocol: "HTTP/1.1",
+            tls: None,
+            peer: None,
             status: 200,
             duration_ms: 1.23456,
             route: "api",

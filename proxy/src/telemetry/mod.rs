@@ -10,6 +10,7 @@ pub mod log_filter;
 pub mod trace_context;
 
 use crate::body::ProxyBody;
+use crate::connection::ConnectionFacts;
 use crate::metrics::{Metrics, RouteMetrics};
 use access_log::{AccessLog, Entry};
 use bytes::Buf;
@@ -17,7 +18,6 @@ use http::header::HeaderValue;
 use http::uri::Authority;
 use http::{HeaderMap, Method, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +37,7 @@ struct Arrival {
     /// The log this request's line goes to: the one of the generation it
     /// started on.
     log: Arc<AccessLog>,
+    connection: Arc<ConnectionFacts>,
     time: SystemTime,
     method: Method,
     uri: Uri,
@@ -58,7 +59,6 @@ impl std::fmt::Debug for Arrival {
 #[derive(Debug)]
 pub struct Record {
     started: Instant,
-    client: SocketAddr,
     arrival: Option<Arrival>,
     /// The route's counters; `None` until routed (then the "no route" ones
     /// count the request).
@@ -82,9 +82,14 @@ pub struct Record {
 impl Record {
     /// Start a record for a request that just arrived; `log` is the access
     /// log of the generation serving it.
-    pub fn start(log: Option<&Arc<AccessLog>>, client: SocketAddr, req: &http::request::Parts) -> Record {
+    pub fn start(
+        log: Option<&Arc<AccessLog>>,
+        connection: &Arc<ConnectionFacts>,
+        req: &http::request::Parts,
+    ) -> Record {
         let arrival = log.map(|log| Arrival {
             log: log.clone(),
+            connection: connection.clone(),
             time: SystemTime::now(),
             method: req.method.clone(),
             uri: req.uri.clone(),
@@ -94,7 +99,6 @@ impl Record {
         let bytes_in = arrival.is_some().then(|| Arc::new(AtomicU64::new(0)));
         Record {
             started: Instant::now(),
-            client,
             arrival,
             metrics: None,
             route: None,
@@ -197,7 +201,7 @@ impl Drop for ObservedBody {
         let trace_id = r.trace.map(|t| t.trace_id_hex()).unwrap_or_default();
         let entry = Entry {
             time: Some(a.time),
-            client: r.client.to_string(),
+            client: a.connection.client.to_string(),
             method: a.method.as_str(),
             authority: r.authority.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
             path: a.uri.path_and_query().map_or("/", |p| p.as_str()),
@@ -207,6 +211,13 @@ impl Drop for ObservedBody {
                 Version::HTTP_10 => "HTTP/1.0",
                 _ => "HTTP/1.1",
             },
+            tls: a.connection.tls.as_ref().map(|t| t.version),
+            peer: a.connection.peer().map(|p| {
+                p.spiffe_id
+                    .as_deref()
+                    .or(p.dns_names.first().map(String::as_str))
+                    .unwrap_or(&p.subject)
+            }),
             status: self.status,
             duration_ms: elapsed.as_secs_f64() * 1e3,
             route: r.route.as_deref().unwrap_or(""),

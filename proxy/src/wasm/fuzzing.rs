@@ -10,6 +10,7 @@
 use super::bindings::sluice::filter::{context, random, request, response, shared_state};
 use super::bindings::{HeaderLine, HostError};
 use super::host::{Context, HostState, RESERVED, RequestExchange, RequestHead, ResponseExchange, headers};
+use crate::connection::ConnectionFacts;
 use crate::limits;
 use crate::shared_state::{Quota, Quotas, SharedState};
 use std::collections::HashSet;
@@ -92,13 +93,13 @@ fn run_with(calls: &[HostCall], quota: Quota) -> Vec<String> {
     let mut request = RequestExchange {
         head: RequestHead {
             parts,
-            client: ([127, 0, 0, 1], 40000).into(),
             scheme: "http",
             cluster: "app".into(),
             route: "fuzz".into(),
             paths: crate::normalize::PathPolicy::default(),
         },
         context: Context::new(),
+        connection: ConnectionFacts::unknown(),
     };
     // The request phase runs until `StartResponse`, the response phase after it.
     let split = calls
@@ -115,6 +116,7 @@ fn run_with(calls: &[HostCall], quota: Quota) -> Vec<String> {
     let mut response = ResponseExchange {
         head: http::Response::new(()).into_parts().0,
         context: std::mem::take(&mut request.context),
+        connection: ConnectionFacts::unknown(),
     };
     state.enter(&mut response);
     for call in calls.get(split..).unwrap_or_default() {

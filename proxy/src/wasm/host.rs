@@ -9,6 +9,7 @@ use super::budget::CallBudget;
 use super::log_budget::LogBudget;
 use super::memory::MemoryCap;
 use super::pool::Phase;
+use crate::connection::ConnectionFacts;
 use crate::limits;
 use crate::normalize::PathPolicy;
 use crate::shared_state::{SharedError, SharedState};
@@ -16,7 +17,6 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, StatusCode};
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
@@ -32,7 +32,6 @@ pub type Context = HashMap<String, String>;
 #[derive(Debug)]
 pub struct RequestHead {
     pub parts: http::request::Parts,
-    pub client: SocketAddr,
     /// `http` or `https`, as recorded for the upstream's forwarding headers.
     pub scheme: &'static str,
     /// The cluster the request will be sent to.
@@ -50,7 +49,6 @@ impl RequestHead {
     fn idle() -> RequestHead {
         RequestHead {
             parts: http::Request::new(()).into_parts().0,
-            client: SocketAddr::from(([0, 0, 0, 0], 0)),
             scheme: "http",
             cluster: Arc::from(""),
             route: Arc::from(""),
@@ -62,19 +60,22 @@ impl RequestHead {
 /// The response as the chain sees it, on its way to the client.
 pub type ResponseHead = http::response::Parts;
 
-/// The message of a request-phase call: the request and the context.
+/// The message of a request-phase call: the request, the context and the
+/// connection it arrived on.
 #[derive(Debug)]
 pub struct RequestExchange {
     pub head: RequestHead,
     pub context: Context,
+    pub connection: Arc<ConnectionFacts>,
 }
 
-/// The message of a response-phase call: the response and the context the
-/// request phase left.
+/// The message of a response-phase call: the response, the context the
+/// request phase left, and the connection.
 #[derive(Debug)]
 pub struct ResponseExchange {
     pub head: ResponseHead,
     pub context: Context,
+    pub connection: Arc<ConnectionFacts>,
 }
 
 /// A message one phase works on. Moved into a filter's store for the length
@@ -100,6 +101,7 @@ impl Message for RequestExchange {
     fn swap_with(&mut self, call: &mut CallData) {
         std::mem::swap(&mut self.head, &mut call.request);
         std::mem::swap(&mut self.context, &mut call.context);
+        std::mem::swap(&mut self.connection, &mut call.connection);
     }
 }
 
@@ -108,6 +110,7 @@ impl Message for ResponseExchange {
     fn swap_with(&mut self, call: &mut CallData) {
         std::mem::swap(&mut self.head, &mut call.response);
         std::mem::swap(&mut self.context, &mut call.context);
+        std::mem::swap(&mut self.connection, &mut call.connection);
     }
 }
 
@@ -119,6 +122,8 @@ pub struct CallData {
     request: RequestHead,
     response: ResponseHead,
     context: Context,
+    /// The connection of the message in the store (a placeholder between calls).
+    pub(super) connection: Arc<ConnectionFacts>,
 }
 
 impl CallData {
@@ -128,6 +133,7 @@ impl CallData {
             request: RequestHead::idle(),
             response: http::Response::new(()).into_parts().0,
             context: Context::new(),
+            connection: ConnectionFacts::unknown(),
         }
     }
 }
@@ -369,7 +375,10 @@ impl request::Host for HostState {
     }
 
     fn client_address(&mut self) -> String {
-        self.request().map(|r| r.client.to_string()).unwrap_or_default()
+        match self.call.phase {
+            Some(Phase::RequestHeaders) => self.call.connection.client.to_string(),
+            _ => String::new(),
+        }
     }
 
     fn route(&mut self) -> String {
@@ -644,6 +653,7 @@ mod tests {
         let mut message = RequestExchange {
             head: RequestHead::idle(),
             context: Context::new(),
+            connection: ConnectionFacts::unknown(),
         };
         state.enter(&mut message);
         use request::Host as _;

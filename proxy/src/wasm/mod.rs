@@ -8,6 +8,7 @@ mod bindings;
 mod budget;
 mod cache;
 pub mod capacity;
+mod connection;
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;

@@ -3,7 +3,7 @@
 //! answer locally, write and read request context, pick a cluster.
 
 use serde::Deserialize;
-use sluice_sdk::{Action, Config, Filter, LocalResponse, LogLevel, Request, Response, clock, context, log};
+use sluice_sdk::{Action, Config, Filter, LocalResponse, LogLevel, Request, Response, clock, connection, context, log};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -40,6 +40,11 @@ struct Settings {
     /// `init_log` + " done" after: a slow-to-configure filter.
     init_spin_ms: Option<u64>,
     init_log: Option<String>,
+    /// Send the connection's facts upstream as `x-probe-conn-*` request
+    /// headers, and the peer's SPIFFE ID as `x-probe-conn-peer` on the
+    /// response too (read again in the response phase).
+    #[serde(default)]
+    connection_headers: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +88,9 @@ impl Filter for Probe {
         {
             panic!("probe asked to panic on {prefix}");
         }
+        if s.connection_headers {
+            connection_headers(req);
+        }
         if let Some(key) = &s.count_key {
             match sluice_sdk::shared::increment(key, 1, None) {
                 Ok(n) => {
@@ -122,6 +130,12 @@ impl Filter for Probe {
     }
 
     fn on_response_headers(&mut self, resp: &mut Response) -> Action {
+        if self.settings.connection_headers {
+            let peer = connection::peer()
+                .and_then(|p| p.spiffe_id)
+                .unwrap_or_else(|| "none".into());
+            let _ = resp.set_header("x-probe-conn-peer", &peer);
+        }
         for (k, v) in &self.settings.response_headers {
             let _ = resp.set_header(k, v);
         }
@@ -129,6 +143,43 @@ impl Filter for Probe {
             let _ = resp.append_header("x-probe-tag", tag);
         }
         Action::Continue
+    }
+}
+
+/// The connection's facts as request headers (`none` for absent values).
+fn connection_headers(req: &mut Request) {
+    let tls = connection::tls();
+    let peer = tls.as_ref().and_then(|t| t.peer.clone());
+    let or_none = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+    let facts = [
+        ("x-probe-conn-listener", connection::listener()),
+        ("x-probe-conn-local", connection::local_address()),
+        ("x-probe-conn-scheme", req.scheme()),
+        ("x-probe-conn-tls", or_none(tls.as_ref().map(|t| t.version.clone()))),
+        (
+            "x-probe-conn-sni",
+            or_none(tls.as_ref().and_then(|t| t.server_name.clone())),
+        ),
+        ("x-probe-conn-alpn", or_none(tls.as_ref().and_then(|t| t.alpn.clone()))),
+        (
+            "x-probe-conn-peer",
+            or_none(peer.as_ref().and_then(|p| p.spiffe_id.clone())),
+        ),
+        (
+            "x-probe-conn-trust-domain",
+            or_none(peer.as_ref().and_then(|p| p.trust_domain.clone())),
+        ),
+        (
+            "x-probe-conn-peer-subject",
+            or_none(peer.as_ref().map(|p| p.subject.clone())),
+        ),
+        (
+            "x-probe-conn-peer-dns",
+            or_none(peer.as_ref().map(|p| p.dns_names.join(","))),
+        ),
+    ];
+    for (name, value) in facts {
+        let _ = req.set_header(name, &value);
     }
 }
 
@@ -163,6 +214,33 @@ mod tests {
         assert_eq!(host.get_request_header("x-user").as_deref(), Some("alice"));
         host.on_response_headers(&mut p);
         assert_eq!(host.get_response_header("x-b").as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn connection_facts_become_headers() {
+        let host = MockHost::new().config_toml("connection_headers = true");
+        let mut p: Probe = host.create().unwrap();
+        host.on_request_headers(&mut p);
+        assert_eq!(host.get_request_header("x-probe-conn-tls").as_deref(), Some("none"));
+        assert_eq!(host.get_request_header("x-probe-conn-scheme").as_deref(), Some("http"));
+        let mut tls = sluice_sdk::TlsInfo::new();
+        tls.peer = Some(sluice_sdk::PeerIdentity::spiffe("spiffe://td/ns/a/sa/b"));
+        host.tls(Some(tls));
+        host.start_request();
+        host.on_request_headers(&mut p);
+        assert_eq!(
+            host.get_request_header("x-probe-conn-peer").as_deref(),
+            Some("spiffe://td/ns/a/sa/b")
+        );
+        assert_eq!(
+            host.get_request_header("x-probe-conn-trust-domain").as_deref(),
+            Some("td")
+        );
+        host.on_response_headers(&mut p);
+        assert_eq!(
+            host.get_response_header("x-probe-conn-peer").as_deref(),
+            Some("spiffe://td/ns/a/sa/b")
+        );
     }
 
     #[test]

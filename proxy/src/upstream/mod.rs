@@ -1,22 +1,26 @@
 //! Upstream: clusters of endpoints, round-robin balancing, pooled keep-alive
-//! clients (HTTP/1.1 or h2c), connect and response timeouts.
+//! clients (HTTP/1.1 or HTTP/2, cleartext or TLS), connect and response
+//! timeouts. Connections are opened by the [`connector`].
+
+pub mod connector;
 
 use crate::body::RequestBody;
 use crate::config::{Config, UpstreamProtocol};
 use crate::error::{BadRequest, ProxyError};
 use crate::metrics::{ClusterMetrics, Metrics};
+use crate::tls::client::ClientTls;
+use connector::Connector;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-type HttpClient = Client<HttpConnector, RequestBody>;
+type HttpClient = Client<Connector, RequestBody>;
 
 /// How long an idle upstream connection is kept for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -27,6 +31,8 @@ pub struct Cluster {
     endpoints: Vec<Authority>,
     next: AtomicUsize,
     protocol: UpstreamProtocol,
+    /// `https` for TLS clusters.
+    scheme: Scheme,
     default_connect_timeout: Duration,
     /// One pooled client per distinct connect timeout in use.
     clients: Vec<(Duration, HttpClient)>,
@@ -49,8 +55,9 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// Build clients for every cluster; pools start empty.
-    pub fn new(config: &Config, metrics: &Metrics) -> Upstreams {
+    /// Build clients for every cluster; pools start empty. Fails if a
+    /// cluster's TLS material is refused by rustls.
+    pub fn new(config: &Config, metrics: &Metrics) -> Result<Upstreams, String> {
         let mut overrides: Vec<Duration> = config.routes.iter().filter_map(|r| r.connect_timeout).collect();
         overrides.sort();
         overrides.dedup();
@@ -58,26 +65,41 @@ impl Upstreams {
             .clusters
             .iter()
             .map(|c| {
+                let name: Arc<str> = c.name.as_str().into();
+                let tls = match &c.tls {
+                    Some(t) => Some(Arc::new(
+                        ClientTls::build(t, c.protocol).map_err(|e| format!("clusters `{name}`: {e}"))?,
+                    )),
+                    None => None,
+                };
                 let mut timeouts = overrides.clone();
                 timeouts.push(c.connect_timeout);
                 timeouts.sort();
                 timeouts.dedup();
-                let clients = timeouts.into_iter().map(|t| (t, build_client(c.protocol, t))).collect();
+                let clients = timeouts
+                    .into_iter()
+                    .map(|t| {
+                        (
+                            t,
+                            build_client(c.protocol, Connector::new(name.clone(), t, tls.clone())),
+                        )
+                    })
+                    .collect();
                 let endpoints = c.endpoints.iter().filter_map(|e| e.parse().ok()).collect();
-                let name: Arc<str> = c.name.as_str().into();
                 let cluster = Cluster {
                     name: name.clone(),
                     endpoints,
                     next: AtomicUsize::new(0),
                     protocol: c.protocol,
+                    scheme: if tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP },
                     default_connect_timeout: c.connect_timeout,
                     clients,
                     metrics: metrics.cluster(&c.name),
                 };
-                (name, Arc::new(cluster))
+                Ok((name, Arc::new(cluster)))
             })
-            .collect();
-        Upstreams { clusters }
+            .collect::<Result<_, String>>()?;
+        Ok(Upstreams { clusters })
     }
 
     /// The cluster with this name.
@@ -86,11 +108,7 @@ impl Upstreams {
     }
 }
 
-fn build_client(protocol: UpstreamProtocol, connect_timeout: Duration) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.set_keepalive(Some(Duration::from_secs(60)));
+fn build_client(protocol: UpstreamProtocol, connector: Connector) -> HttpClient {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -140,7 +158,7 @@ impl Cluster {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
+        parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(endpoint.clone());
         parts.path_and_query = Some(path);
         *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest(BadRequest::InvalidTarget))?;

@@ -18,6 +18,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod tls;
+pub use tls::{CertExpiry, TlsMetrics};
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     /// `success`, `failure` or `unchanged`.
@@ -125,6 +128,8 @@ pub struct Metrics {
     shared_state_entries: Family<PluginLabels, Gauge>,
     shared_state_bytes: Family<PluginLabels, Gauge>,
     shared_state_refused: Family<PluginLabels, Counter>,
+    /// Handshakes, failures, peer identities, certificate expiry.
+    pub tls: TlsMetrics,
 }
 
 /// One plugin's shared-state use and refusals.
@@ -249,7 +254,9 @@ impl Default for Metrics {
             "Shared-state writes refused because the plugin's quota was full",
             Family::<PluginLabels, Counter>::default(),
         );
+        let tls = TlsMetrics::register(&mut r);
         Metrics {
+            tls,
             shared_state_entries,
             shared_state_bytes,
             shared_state_refused,

@@ -1,0 +1,251 @@
+//! Listener: accepts TCP connections, completes the TLS handshake on a TLS
+//! listener ([`tls`]), records the [`ConnectionFacts`], and serves HTTP/1.1
+//! and HTTP/2 on each (ALPN over TLS; h2c prior knowledge, detected from the
+//! connection preface, in cleartext), handing every request to the proxy
+//! with the generation current at the time it arrived. TLS settings and
+//! client limits (`[limits]`) are the generation's at accept time:
+//! connections per listener, requests per connection, header size, count
+//! and read time, HTTP/2 streams and resets. On shutdown it stops accepting,
+//! closes the socket (new connections are refused), asks every connection
+//! to finish gracefully (HTTP/2 GOAWAY, HTTP/1.1 close after the in-flight
+//! response) and returns once they have.
+
+mod sniff;
+pub mod tls;
+
+use crate::accept;
+use crate::config::ListenerLimits;
+use crate::connection::ConnectionFacts;
+use crate::generation::Generation;
+use crate::proxy;
+use crate::telemetry::Telemetry;
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use prometheus_client::metrics::gauge::Gauge;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// The generation currently serving; swapped whole on reload.
+pub type Current = Arc<ArcSwap<Generation>>;
+
+/// Serve connections from `listener` (named `name` in the config) until
+/// `stop` turns true, then drain: returns when every connection has
+/// finished. Each new connection gets the TLS settings and client limits of
+/// the generation current when it is accepted.
+pub async fn serve(
+    listener: TcpListener,
+    name: Arc<str>,
+    current: Current,
+    telemetry: Arc<Telemetry>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut settings = ServerSettings::new(current.load().config.limits);
+    let open = Arc::new(AtomicUsize::new(0));
+    let local_fallback = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = accept::next_connection(&listener) => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let metrics = telemetry.metrics.clone();
+        let generation = current.load();
+        settings.follow(&generation.config.limits);
+        let limits = settings.limits;
+        let Some(slot) = OpenConnection::claim(&open, limits.max_connections, &metrics.open_connections) else {
+            // Over the connection limit: close at once.
+            metrics.rejected_connections.inc();
+            tracing::debug!(%client, "connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        metrics.accepted_connections.inc();
+        let tls = generation.listener_tls.get(&*name).cloned();
+        drop(generation);
+        let local = stream.local_addr().unwrap_or(local_fallback);
+        let facts = ConnectionFacts::cleartext(name.clone(), client, local);
+        let http = Http {
+            current: current.clone(),
+            builder: settings.builder.clone(),
+            stop: stop.clone(),
+            max_requests: limits.max_requests_per_connection,
+        };
+        connections.spawn(async move {
+            match tls {
+                Some(tls) => match tls::accept(stream, &tls).await {
+                    Ok((stream, tls_facts)) => {
+                        metrics.tls.handshake(&facts.listener, &tls_facts);
+                        let facts = ConnectionFacts {
+                            tls: Some(tls_facts),
+                            ..facts
+                        };
+                        http.serve(TokioIo::new(stream), facts).await;
+                    }
+                    Err(failure) => {
+                        metrics.tls.handshake_failed(&facts.listener, failure.reason);
+                        tracing::debug!(%client, listener = %facts.listener, reason = failure.reason, detail = %failure.detail, "TLS handshake failed");
+                    }
+                },
+                None => {
+                    if refuse_tls(&stream, limits.header_read_timeout).await {
+                        metrics.tls.handshake_failed(&facts.listener, "tls_on_cleartext");
+                        tracing::debug!(%client, listener = %facts.listener, "TLS ClientHello on a cleartext listener; sent an alert");
+                        alert(stream).await;
+                    } else {
+                        http.serve(TokioIo::new(stream), facts).await;
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Whether a client on a cleartext listener opened with a TLS ClientHello
+/// (it gets an alert, not an HTTP 400 it cannot read). Waits at most
+/// `timeout` for the first byte; a client that sends nothing is left to
+/// the HTTP server's own header timeout.
+async fn refuse_tls(stream: &TcpStream, timeout: std::time::Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, sniff::first_byte(stream)).await,
+        Ok(Some(sniff::TLS_HANDSHAKE))
+    )
+}
+
+async fn alert(mut stream: TcpStream) {
+    let _ = stream.write_all(&sniff::HANDSHAKE_FAILURE_ALERT).await;
+    let _ = stream.shutdown().await;
+}
+
+/// What serving HTTP on one connection needs.
+struct Http {
+    current: Current,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stop: watch::Receiver<bool>,
+    max_requests: u32,
+}
+
+impl Http {
+    /// Serve requests on `io` until the client closes, the request limit is
+    /// reached or the listener drains.
+    async fn serve<I>(self, io: I, facts: ConnectionFacts)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Http {
+            current,
+            builder,
+            mut stop,
+            max_requests,
+        } = self;
+        let client = facts.client;
+        let facts = Arc::new(facts);
+        // Requests seen on this connection; the closure owns it.
+        let count = AtomicU32::new(0);
+        let limit_reached = Arc::new(Notify::new());
+        let reached = limit_reached.clone();
+        let service = service_fn(move |req| {
+            let generation = current.load_full();
+            if max_requests > 0 && count.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests {
+                // The last one: finish it, then close (HTTP/1.1
+                // `Connection: close`, HTTP/2 GOAWAY).
+                reached.notify_one();
+            }
+            let facts = facts.clone();
+            async move { Ok::<_, Infallible>(proxy::handle(generation, req, facts).await) }
+        });
+        let connection = builder.serve_connection(io, service);
+        tokio::pin!(connection);
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            _ = async {
+                tokio::select! {
+                    _ = stop.wait_for(|stop| *stop) => {}
+                    _ = limit_reached.notified() => {}
+                }
+            } => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%client, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// One connection counted against `max_connections` and in the open
+/// connections gauge, until dropped (however its task ends).
+struct OpenConnection(Arc<AtomicUsize>, Gauge);
+
+impl OpenConnection {
+    /// Count a new connection, unless `max` are open already.
+    fn claim(open: &Arc<AtomicUsize>, max: usize, gauge: &Gauge) -> Option<OpenConnection> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()?;
+        gauge.inc();
+        Some(OpenConnection(open.clone(), gauge.clone()))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.dec();
+    }
+}
+
+/// The server settings built from the limits in force, rebuilt when a
+/// reload changes them.
+struct ServerSettings {
+    limits: ListenerLimits,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+}
+
+impl ServerSettings {
+    fn new(limits: ListenerLimits) -> Self {
+        ServerSettings {
+            builder: Arc::new(builder(&limits)),
+            limits,
+        }
+    }
+
+    /// Take `limits` if they differ from the ones in use.
+    fn follow(&mut self, limits: &ListenerLimits) {
+        if *limits != self.limits {
+            *self = ServerSettings::new(*limits);
+        }
+    }
+}
+
+/// The HTTP/1.1 + HTTP/2 server settings for `limits`.
+fn builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams);
+    builder
+}

@@ -1,0 +1,179 @@
+//! The upstream connector: opens one connection to one endpoint for the
+//! pooled HTTP client — TCP, then TLS when the cluster has `tls` (SNI, ALPN,
+//! client certificate and identity check from [`ClientTls`]). The connect
+//! timeout covers both. This is where new transports plug in; balancing
+//! and health sit above it and see only `Connector`.
+
+use crate::tls::client::ClientTls;
+use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Opens connections to a cluster's endpoints.
+#[derive(Clone)]
+pub struct Connector {
+    tcp: HttpConnector,
+    tls: Option<Arc<ClientTls>>,
+    connect_timeout: Duration,
+    cluster: Arc<str>,
+}
+
+impl Connector {
+    pub fn new(cluster: Arc<str>, connect_timeout: Duration, tls: Option<Arc<ClientTls>>) -> Connector {
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(connect_timeout));
+        tcp.set_nodelay(true);
+        tcp.set_keepalive(Some(Duration::from_secs(60)));
+        // The URI's scheme says `https` for TLS clusters; TLS is added here.
+        tcp.enforce_http(false);
+        Connector {
+            tcp,
+            tls,
+            connect_timeout,
+            cluster,
+        }
+    }
+}
+
+/// An upstream connection: plain TCP or TLS over it.
+pub enum Conn {
+    Plain(TokioIo<TcpStream>),
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+}
+
+/// The TLS handshake with an upstream did not complete.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS handshake with {endpoint} failed: {source}")]
+pub struct UpstreamTlsError {
+    pub endpoint: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = Conn;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.tcp.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let mut tcp = self.tcp.clone();
+        let tls = self.tls.clone();
+        let (timeout, cluster) = (self.connect_timeout, self.cluster.clone());
+        Box::pin(async move {
+            let io = tcp.call(uri.clone()).await?;
+            let Some(tls) = tls else {
+                return Ok(Conn::Plain(io));
+            };
+            let endpoint = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+            let name = match &tls.server_name {
+                Some(name) => name.clone(),
+                None => host_name(&uri)?,
+            };
+            let handshake = TlsConnector::from(tls.config.clone()).connect(name, io.into_inner());
+            let result = match tokio::time::timeout(timeout, handshake).await {
+                Ok(result) => result,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                )),
+            };
+            match result {
+                Ok(stream) => Ok(Conn::Tls(Box::new(TokioIo::new(stream)))),
+                Err(source) => {
+                    tracing::warn!(%cluster, %endpoint, error = %source, "upstream TLS handshake failed");
+                    Err(Box::new(UpstreamTlsError { endpoint, source }) as BoxError)
+                }
+            }
+        })
+    }
+}
+
+/// The endpoint's host as a TLS server name (DNS name or IP address).
+fn host_name(uri: &Uri) -> Result<ServerName<'static>, BoxError> {
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string()).map_err(|e| format!("`{host}` is not a TLS server name: {e}").into())
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        match self {
+            Conn::Plain(io) => io.connected(),
+            Conn::Tls(io) => {
+                let (tcp, session) = io.inner().get_ref();
+                let connected = tcp.connected();
+                if session.alpn_protocol() == Some(b"h2") {
+                    connected.negotiated_h2()
+                } else {
+                    connected
+                }
+            }
+        }
+    }
+}
+
+impl Read for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Conn::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Conn::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_flush(cx),
+            Conn::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Conn::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(io) => io.is_write_vectored(),
+            Conn::Tls(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Conn::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+}
