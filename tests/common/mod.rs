@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod tls;
+
 pub use sluice_test_support::test_filter;
+#[allow(unused_imports)]
 pub use sluice_test_support::upstream::Upstream;
 
 /// A compiled-component cache shared by the tests, so each test process

@@ -302,3 +302,113 @@ pub(super) fn upstream(
         identity,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+    use std::path::Path;
+
+    /// A directory with a good pair (`good.pem`/`good-key.pem`), another
+    /// key, garbage, and a CA.
+    fn files() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.path().join("good.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("good-key.pem"), key.serialize_pem()).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(dir.path().join("other-key.pem"), other.serialize_pem()).unwrap();
+        std::fs::write(
+            dir.path().join("garbage.pem"),
+            "-----BEGIN CERTIFICATE-----\nnot base64\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    fn parse(dir: &Path, tls: &str) -> Result<Config, ConfigError> {
+        let text = format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n[listeners.tls]\n{tls}");
+        Config::parse(&dir.join("gw.toml"), &text)
+    }
+
+    #[test]
+    fn good_material_loads() {
+        let dir = files();
+        let config = parse(dir.path(), "cert = \"good.pem\"\nkey = \"good-key.pem\"\n").unwrap();
+        let tls = &config.listener_tls["listener-0"];
+        assert_eq!(tls.certificates.len(), 1);
+        assert_eq!(tls.client_auth, super::ClientAuth::None);
+    }
+
+    #[test]
+    fn bad_material_names_file_line_and_key() {
+        let dir = files();
+        let e = parse(dir.path(), "cert = \"missing.pem\"\nkey = \"good-key.pem\"\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("listeners[0].tls.cert", Some(4)), "{e}");
+        assert!(e.message.contains("missing.pem"), "{e}");
+        let e = parse(dir.path(), "cert = \"good.pem\"\nkey = \"other-key.pem\"\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("listeners[0].tls.key", Some(5)), "{e}");
+        assert!(e.message.contains("does not match"), "{e}");
+        let e = parse(dir.path(), "cert = \"garbage.pem\"\nkey = \"good-key.pem\"\n").unwrap_err();
+        assert_eq!(e.key, "listeners[0].tls.cert", "{e}");
+        let e = parse(dir.path(), "cert = \"good.pem\"\nkey = \"garbage.pem\"\n").unwrap_err();
+        assert_eq!(e.key, "listeners[0].tls.key", "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&dir.path().join("gw.toml").display().to_string()),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let dir = files();
+        let pair = "cert = \"good.pem\"\nkey = \"good-key.pem\"\n";
+        let e = parse(dir.path(), &format!("{pair}client_auth = \"required\"\n")).unwrap_err();
+        assert_eq!(e.key, "listeners[0].tls.client_ca", "{e}");
+        let e = parse(dir.path(), &format!("{pair}client_auth = \"maybe\"\n")).unwrap_err();
+        assert_eq!(e.key, "listeners[0].tls.client_auth", "{e}");
+        let e = parse(dir.path(), &format!("{pair}min_version = \"1.1\"\n")).unwrap_err();
+        assert_eq!(e.key, "listeners[0].tls.min_version", "{e}");
+        let e = parse(dir.path(), "client_auth = \"none\"\n").unwrap_err();
+        assert!(e.message.contains("needs a certificate"), "{e}");
+        let e = parse(
+            dir.path(),
+            "[[listeners.tls.certificates]]\ncert = \"good.pem\"\nkey = \"good-key.pem\"\nserver_names = [\"*.*.test\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "listeners[0].tls.certificates[0].server_names[0]", "{e}");
+        let two_defaults = "[[listeners.tls.certificates]]\ncert = \"good.pem\"\nkey = \"good-key.pem\"\n".repeat(2);
+        let e = parse(dir.path(), &two_defaults).unwrap_err();
+        assert!(e.message.contains("only one can be the default"), "{e}");
+    }
+
+    #[test]
+    fn upstream_identity_is_checked() {
+        let dir = files();
+        let cluster = |tls: &str| {
+            let text = format!(
+                "[[listeners]]\naddress = \"127.0.0.1:0\"\n[[clusters]]\nname = \"a\"\nendpoints = [\"h:1\"]\n[clusters.tls]\n{tls}"
+            );
+            Config::parse(&dir.path().join("gw.toml"), &text)
+        };
+        let c = cluster("identity = \"spiffe://td/ns/a/sa/b\"\n").unwrap();
+        let tls = c.clusters[0].tls.as_ref().unwrap();
+        assert_eq!(
+            tls.identity,
+            Some(super::ExpectedIdentity::Spiffe("spiffe://td/ns/a/sa/b".into()))
+        );
+        assert!(tls.ca.is_none(), "no ca: the system's roots");
+        let e = cluster("identity = \"spiffe:///ns/a\"\n").unwrap_err();
+        assert_eq!(e.key, "clusters[0].tls.identity", "{e}");
+        let e = cluster("identity = \"not a name\"\n").unwrap_err();
+        assert_eq!(e.key, "clusters[0].tls.identity", "{e}");
+        let e = cluster("cert = \"good.pem\"\n").unwrap_err();
+        assert_eq!(e.key, "clusters[0].tls.key", "{e}");
+        let e = cluster("ca = \"nope.pem\"\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("clusters[0].tls.ca", Some(7)), "{e}");
+    }
+}

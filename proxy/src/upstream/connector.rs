@@ -55,11 +55,24 @@ pub enum Conn {
 
 /// The TLS handshake with an upstream did not complete.
 #[derive(Debug, thiserror::Error)]
-#[error("TLS handshake with {endpoint} failed: {source}")]
+#[error("TLS handshake with {endpoint} failed: {detail}")]
 pub struct UpstreamTlsError {
     pub endpoint: String,
+    /// What went wrong, readable (an identity mismatch says both identities).
+    pub detail: String,
     #[source]
     pub source: std::io::Error,
+}
+
+/// A handshake error as a reader wants it: rustls prints a certificate
+/// check of ours with `Debug`; say its own message instead.
+fn describe(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) => {
+            format!("invalid peer certificate: {}", other.0)
+        }
+        _ => e.to_string(),
+    }
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -96,8 +109,13 @@ impl tower_service::Service<Uri> for Connector {
             match result {
                 Ok(stream) => Ok(Conn::Tls(Box::new(TokioIo::new(stream)))),
                 Err(source) => {
-                    tracing::warn!(%cluster, %endpoint, error = %source, "upstream TLS handshake failed");
-                    Err(Box::new(UpstreamTlsError { endpoint, source }) as BoxError)
+                    let detail = describe(&source);
+                    tracing::warn!(%cluster, %endpoint, error = %detail, "upstream TLS handshake failed");
+                    Err(Box::new(UpstreamTlsError {
+                        endpoint,
+                        detail,
+                        source,
+                    }) as BoxError)
                 }
             }
         })
