@@ -66,7 +66,7 @@ fn check_reports_a_missing_plugin() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("available: auth, header-rewrite, probe, rate-limit, traffic-split"),
+        stderr.contains("available: auth, authz, header-rewrite, probe, rate-limit, traffic-split"),
         "{stderr}"
     );
 }
@@ -149,7 +149,7 @@ async fn curl_through_a_two_filter_chain() {
 /// The README's gateway config loads, with all four built-ins on one route.
 #[test]
 fn example_gateway_config_checks() {
-    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gateway.toml");
+    let (_dir, config) = example_copy("");
     let out = Command::new(binary())
         .args(["check", "--config"])
         .arg(&config)
@@ -161,27 +161,42 @@ fn example_gateway_config_checks() {
         stdout.contains("auth → rate-limit → header-rewrite → traffic-split"),
         "{stdout}"
     );
+    assert!(stdout.contains("[authz]"), "{stdout}");
 }
 
-/// The example gateway's four filters, at the default sandbox settings, fit
-/// a 256 MiB pod: `check` passes with that memory budget and refuses a
-/// smaller one, naming the biggest filter entries.
-#[test]
-fn example_gateway_fits_a_256_mib_budget() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gateway.toml");
-    let text = std::fs::read_to_string(&example).expect("example config");
+/// `examples/gateway.toml` in a temporary directory with its plugins
+/// directory pointing back at `examples/plugins`, `extra` appended to the
+/// top-level settings, and the development certificates its TLS listener
+/// names written by `sluice certs dev` (as the README's `--dev-certs` does).
+fn example_copy(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let text = std::fs::read_to_string(examples.join("gateway.toml")).expect("example config");
     let dir = tempfile::tempdir().expect("tempdir");
-    for (budget, fits) in [("256MiB", true), ("128MiB", false)] {
-        let config = dir.path().join("gateway.toml");
-        let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins");
-        let text = text.replace(
-            "plugins_dir = \"plugins\"",
-            &format!(
-                "plugins_dir = {:?}\n\n[sandbox]\nmemory_budget = \"{budget}\"",
-                plugins.display().to_string()
-            ),
-        );
-        std::fs::write(&config, text).expect("write config");
+    let text = text.replace(
+        "plugins_dir = \"plugins\"",
+        &format!(
+            "plugins_dir = {:?}\n{extra}",
+            examples.join("plugins").display().to_string()
+        ),
+    );
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, text).expect("write config");
+    let out = Command::new(binary())
+        .args(["certs", "dev", "--out"])
+        .arg(dir.path().join("certs"))
+        .output()
+        .expect("run sluice certs dev");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (dir, config)
+}
+
+/// The example gateway's five filter entries, at the default sandbox
+/// settings, fit a 320 MiB pod: `check` passes with that memory budget and
+/// refuses a smaller one, naming the biggest filter entries.
+#[test]
+fn example_gateway_fits_a_320_mib_budget() {
+    for (budget, fits) in [("320MiB", true), ("256MiB", false)] {
+        let (_dir, config) = example_copy(&format!("\n[sandbox]\nmemory_budget = \"{budget}\""));
         let out = Command::new(binary())
             .args(["check", "--config"])
             .arg(&config)
@@ -191,8 +206,8 @@ fn example_gateway_fits_a_256_mib_budget() {
         assert_eq!(out.status.success(), fits, "{budget}: {stderr}");
         if !fits {
             assert!(
-                stderr.contains("256 MiB bytes of Wasm memory")
-                    && stderr.contains("over the memory budget of 128 MiB ([sandbox] memory_budget)")
+                stderr.contains("320 MiB bytes of Wasm memory")
+                    && stderr.contains("over the memory budget of 256 MiB ([sandbox] memory_budget)")
                     && stderr.contains("routes[0].filters[0] (auth) 64 MiB"),
                 "{stderr}"
             );

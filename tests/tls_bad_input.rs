@@ -105,7 +105,7 @@ cluster = "app"
         "/x",
     )
     .await;
-    let error = refused.err().expect("an untrusted certificate was accepted");
+    let error = refused.expect_err("an untrusted certificate was accepted");
     assert!(error.contains("UnknownCA"), "{error}");
     let expired = ca.issue(&Leaf {
         expired: true,
@@ -118,7 +118,7 @@ cluster = "app"
         "/x",
     )
     .await;
-    let error = refused.err().expect("an expired certificate was accepted");
+    let error = refused.expect_err("an expired certificate was accepted");
     assert!(error.contains("CertificateExpired"), "{error}");
 
     // Plaintext HTTP to the TLS port: a readable 400.
@@ -130,7 +130,7 @@ cluster = "app"
 
     // TLS to the cleartext port: a handshake_failure alert.
     let refused = get_once(plain_addr, "gw.test", client_config(&ca, None, &["h2"], false), "/x").await;
-    let error = refused.err().expect("TLS on the cleartext port was answered");
+    let error = refused.expect_err("TLS on the cleartext port was answered");
     assert!(error.contains("HandshakeFailure"), "{error}");
 
     // A ClientHello that is garbage: an alert record, then close.

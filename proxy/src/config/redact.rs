@@ -3,7 +3,8 @@
 //! names a credential (`secret`, `key`, `password`, `token`, `pem`,
 //! `sha256`, …), at any depth.
 
-use super::{Config, HostMatch, ListenerLimits, LogDestination, PathMatch};
+use super::tls::KeyPair;
+use super::{Config, HostMatch, ListenerLimits, ListenerTls, LogDestination, PathMatch, TlsVersion, UpstreamTls};
 use serde_json::{Value, json};
 
 /// Keys whose values are never shown, and suffixes that mark one.
@@ -116,14 +117,55 @@ pub fn redacted_json(config: &Config) -> Value {
             "merge_slashes": config.paths.merge_slashes,
             "escaped_slashes": format!("{:?}", config.paths.escaped_slashes).to_ascii_lowercase(),
         }),
-        "listeners": config.bootstrap.listeners.iter().map(|l| json!({"name": l.name, "address": l.address.to_string()})).collect::<Vec<_>>(),
+        "listeners": config.bootstrap.listeners.iter().map(|l| json!({
+            "name": l.name,
+            "address": l.address.to_string(),
+            "tls": config.listener_tls.get(&l.name).map(listener_tls_json),
+        })).collect::<Vec<_>>(),
         "clusters": config.clusters.iter().map(|c| json!({
             "name": c.name,
             "endpoints": c.endpoints,
             "protocol": format!("{:?}", c.protocol).to_ascii_lowercase(),
             "connect_timeout_seconds": secs(c.connect_timeout),
+            "tls": c.tls.as_ref().map(upstream_tls_json),
         })).collect::<Vec<_>>(),
         "routes": routes,
+    })
+}
+
+/// A certificate by its files and what it says (never the key itself).
+fn pair_json(p: &KeyPair) -> Value {
+    json!({
+        "cert": p.cert_path.display().to_string(),
+        "key_file": p.key_path.display().to_string(),
+        "subject": p.subject,
+        "not_after_unix": p.not_after,
+    })
+}
+
+fn listener_tls_json(t: &ListenerTls) -> Value {
+    json!({
+        "certificates": t.certificates.iter().map(|c| {
+            let mut v = pair_json(&c.pair);
+            v["server_names"] = json!(c.server_names);
+            v
+        }).collect::<Vec<_>>(),
+        "client_auth": format!("{:?}", t.client_auth).to_ascii_lowercase(),
+        "client_ca": t.client_ca.as_ref().map(|b| b.path.display().to_string()),
+        "handshake_timeout_seconds": secs(t.handshake_timeout),
+        "min_version": match t.min_version {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        },
+    })
+}
+
+fn upstream_tls_json(t: &UpstreamTls) -> Value {
+    json!({
+        "ca": t.ca.as_ref().map_or("system".to_string(), |b| b.path.display().to_string()),
+        "server_name": t.server_name,
+        "client_certificate": t.client_cert.as_ref().map(pair_json),
+        "identity": t.identity.as_ref().map(|i| i.to_string()),
     })
 }
 

@@ -1,6 +1,6 @@
 //! The upstream connector: opens one connection to one endpoint for the
 //! pooled HTTP client — TCP, then TLS when the cluster has `tls` (SNI, ALPN,
-//! client certificate and identity check from [`ClientTls`]). The connect
+//! client certificate and identity check from [`ClientTls`]). One connect
 //! timeout covers both. This is where new transports plug in; balancing
 //! and health sit above it and see only `Connector`.
 
@@ -89,6 +89,8 @@ impl tower_service::Service<Uri> for Connector {
         let tls = self.tls.clone();
         let (timeout, cluster) = (self.connect_timeout, self.cluster.clone());
         Box::pin(async move {
+            // One connect timeout for TCP and TLS together.
+            let deadline = tokio::time::Instant::now() + timeout;
             let io = tcp.call(uri.clone()).await?;
             let Some(tls) = tls else {
                 return Ok(Conn::Plain(io));
@@ -99,7 +101,7 @@ impl tower_service::Service<Uri> for Connector {
                 None => host_name(&uri)?,
             };
             let handshake = TlsConnector::from(tls.config.clone()).connect(name, io.into_inner());
-            let result = match tokio::time::timeout(timeout, handshake).await {
+            let result = match tokio::time::timeout_at(deadline, handshake).await {
                 Ok(result) => result,
                 Err(_) => Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
