@@ -17,6 +17,8 @@ async fn authz_allows_and_denies_by_identity() {
     let dir = certs.path();
     let ca = Ca::new("mesh CA");
     let (cert, key) = ca.issue(&Leaf::server("gateway", &["gw.test"])).write(dir, "server");
+    // A key others can read still loads, with a warning.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let web = ca.issue(&Leaf::spiffe("web", WEB));
     let batch = ca.issue(&Leaf::spiffe("batch", BATCH));
     let up = Upstream::start("app").await;
@@ -26,6 +28,9 @@ cert = "{cert}"
 key = "{key}"
 client_auth = "optional"
 client_ca = "{ca}"
+
+[admin]
+address = "127.0.0.1:0"
 
 [[clusters]]
 name = "app"
@@ -97,4 +102,20 @@ methods = ["GET"]
     let line = &proxy.log_lines_with("denied by rule")[0];
     assert!(line.contains("plugin=authz") || line.contains("authz"), "{line}");
     assert!(line.contains("/api/admin/users"), "{line}");
+
+    let warning = proxy.log_lines_with("readable by other users");
+    assert!(warning.iter().any(|l| l.contains("server-key.pem")), "{warning:?}");
+    // /config shows the TLS settings, never key material.
+    let admin = proxy.admin.expect("admin listener");
+    let config = h1()
+        .get(format!("http://{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(config.contains("\"client_auth\":\"optional\""), "{config}");
+    assert!(config.contains("CN=gateway"), "{config}");
+    assert!(!config.contains("PRIVATE KEY") && !config.contains("BEGIN"), "{config}");
 }

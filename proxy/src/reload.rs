@@ -138,6 +138,12 @@ impl Reloader {
             || tls_files(&next.config) != tls_files(&previous.config);
         let config = next.config.clone();
         self.metrics.tls.set_certificates(next.certificates());
+        if next.config.listener_tls != previous.config.listener_tls || next.config.clusters != previous.config.clusters
+        {
+            for warning in next.config.tls_warnings() {
+                tracing::warn!("{warning}");
+            }
+        }
         self.current.store(Arc::new(next));
         if config.shared_state != previous.config.shared_state {
             self.runtime.shared_state().configure(&config.shared_state);

@@ -87,6 +87,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
     let metrics = runtime.metrics.clone();
     metrics.tls.set_certificates(current.load().certificates());
+    for warning in config.tls_warnings() {
+        tracing::warn!("{warning}");
+    }
     let telemetry = Arc::new(Telemetry {
         metrics: metrics.clone(),
     });
@@ -180,6 +183,9 @@ pub async fn check(path: &Path) -> Result<String, StartError> {
     let config = Arc::new(config);
     let generation = Generation::build(runtime, config.clone(), 0, None).await?;
     let mut out = format!("{}: OK\n", path.display());
+    for warning in config.tls_warnings() {
+        out += &format!("warning: {warning}\n");
+    }
     out += &format!("plugins directory: {}\n", config.plugins_dir.display());
     for p in generation.plugins.iter() {
         let source = match &p.source {

@@ -86,6 +86,22 @@ impl std::fmt::Display for ExpectedIdentity {
     }
 }
 
+impl super::Config {
+    /// Warnings about the TLS material in use (readable keys, certificates
+    /// not valid now), logged when the configuration starts serving.
+    pub fn tls_warnings(&self) -> Vec<String> {
+        let listeners = self
+            .listener_tls
+            .values()
+            .flat_map(|t| t.certificates.iter().map(|c| &c.pair));
+        let clusters = self
+            .clusters
+            .iter()
+            .filter_map(|c| c.tls.as_ref()?.client_cert.as_ref());
+        listeners.chain(clusters).flat_map(KeyPair::warnings).collect()
+    }
+}
+
 fn resolve(base: &Path, p: &Spanned<String>) -> std::path::PathBuf {
     base.join(p.get_ref())
 }

@@ -47,6 +47,8 @@ pub struct KeyPair {
     pub subject: String,
     /// The leaf's `notAfter`, seconds since the Unix epoch.
     pub not_after: i64,
+    /// The leaf's `notBefore`, seconds since the Unix epoch.
+    pub not_before: i64,
 }
 
 impl PartialEq for KeyPair {
@@ -78,13 +80,14 @@ impl KeyPair {
             path: key_path.to_path_buf(),
             detail: e.to_string(),
         })?;
-        let (subject, not_after) = leaf_facts(cert_path, &chain[0])?;
+        let (subject, not_before, not_after) = leaf_facts(cert_path, &chain[0])?;
         let pair = KeyPair {
             cert_path: cert_path.to_path_buf(),
             key_path: key_path.to_path_buf(),
             chain: chain.into(),
             key: Arc::new(key),
             subject,
+            not_before,
             not_after,
         };
         pair.certified_key().map_err(|e| PemError::KeyMismatch {
@@ -92,8 +95,36 @@ impl KeyPair {
             key: key_path.to_path_buf(),
             detail: e.to_string(),
         })?;
-        warn_if_readable_by_others(key_path);
         Ok(pair)
+    }
+
+    /// What an operator should hear about, though the pair loads: a key
+    /// file others can read, a certificate not valid now.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(mode) = readable_by_others(&self.key_path) {
+            out.push(format!(
+                "private key {} is readable by other users (mode {mode:o}); chmod 600 it",
+                self.key_path.display()
+            ));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if self.not_after < now {
+            out.push(format!(
+                "certificate {} ({}) has expired",
+                self.cert_path.display(),
+                self.subject
+            ));
+        } else if self.not_before > now {
+            out.push(format!(
+                "certificate {} ({}) is not valid yet",
+                self.cert_path.display(),
+                self.subject
+            ));
+        }
+        out
     }
 
     /// The chain and key as rustls signs with them.
@@ -171,34 +202,34 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemErr
     }
 }
 
-/// The leaf's subject and `notAfter`; a leaf that has expired is logged
-/// (it still loads: refusing it would leave the listener with nothing).
-fn leaf_facts(path: &Path, leaf: &CertificateDer<'_>) -> Result<(String, i64), PemError> {
+/// The leaf's subject, `notBefore` and `notAfter`. A leaf that is not
+/// valid now still loads (refusing it would leave a listener with nothing);
+/// [`KeyPair::warnings`] reports it.
+fn leaf_facts(path: &Path, leaf: &CertificateDer<'_>) -> Result<(String, i64, i64), PemError> {
     let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| PemError::BadCertificate {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })?;
-    let not_after = cert.validity().not_after.timestamp();
-    if !cert.validity().is_valid() {
-        tracing::warn!(cert = %path.display(), not_after = %cert.validity().not_after, "certificate is not valid now (expired or not yet valid)");
-    }
-    Ok((cert.subject().to_string(), not_after))
+    let validity = cert.validity();
+    Ok((
+        cert.subject().to_string(),
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    ))
 }
 
-/// Warn when a private key file can be read by group or others.
-fn warn_if_readable_by_others(path: &Path) {
+/// The file's permission bits when group or others can read it.
+fn readable_by_others(path: &Path) -> Option<u32> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o044 != 0
-        {
-            tracing::warn!(
-                key = %path.display(),
-                mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                "private key file is readable by other users; chmod 600 it"
-            );
-        }
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o044 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
