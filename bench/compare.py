@@ -332,7 +332,7 @@ def h2load(proto: str, port: int, token: str, extra: list[str], log: Path | None
         cmd.append(f"--log-file={log}")
     cmd += ["-H", f"authorization: Bearer {token}"]
     if proto in tls.KEEPALIVE:  # the name for SNI in the URL, the address here
-        cmd += [f"--connect-to=127.0.0.1:{port}", f"https://{tls.SNI}:{port}{PATH}"]
+        cmd += [*tls.H2LOAD_CIPHERS, f"--connect-to=127.0.0.1:{port}", f"https://{tls.SNI}:{port}{PATH}"]
     else:
         cmd.append(f"http://127.0.0.1:{port}{PATH}")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
@@ -366,7 +366,7 @@ def fixed_rate_run(target: Target, proto: str, token: str, rate: int, count: int
     log = target.work / "latency.tsv"
     pids = target.pids()
     before = cpu_seconds(pids) if pids else 0.0
-    h2load(proto, port, token, ["-n", str(count), "--rps", str(rps)], log)
+    out = h2load(proto, port, token, ["-n", str(count), "--rps", str(rps)], log)
     cpu = cpu_seconds(pids) - before if pids else None
     lat = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line)
     log.unlink()
@@ -377,7 +377,13 @@ def fixed_rate_run(target: Target, proto: str, token: str, rate: int, count: int
         "p99_us": percentile(lat, 0.99),
         "p999_us": percentile(lat, 0.999),
         "requests": len(lat),
+        "achieved_rate": achieved_rate(out),
     }
+
+
+def achieved_rate(out: str) -> float:
+    """h2load's requests per second over the whole run."""
+    return float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out).group(1))
 
 
 def connection_run(target: Target, mode: str, token: str, rate: int, count: int) -> dict:
@@ -385,7 +391,7 @@ def connection_run(target: Target, mode: str, token: str, rate: int, count: int)
     handshake, as h2load never offers a session to resume), opened at `rate`
     per second: the proxy's CPU per connection."""
     proto = "h1tls" if mode == "tls" else "h1"
-    per_10ms = max(1, round(rate / 100))  # connections opened every 10 ms
+    per_10ms = rate // 100  # connections opened every 10 ms
 
     def run(n: int) -> str:
         shape = ["--h1", "-c", str(n), "-n", str(n), "-r", str(per_10ms), "--rate-period=10ms"]
@@ -396,7 +402,7 @@ def connection_run(target: Target, mode: str, token: str, rate: int, count: int)
     before = cpu_seconds(pids)
     out = run(count)
     cpu = cpu_seconds(pids) - before
-    achieved = float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out).group(1))
+    achieved = achieved_rate(out)
     info = tls.h2load_tls_info(out) if mode == "tls" else {}
     return {
         "cpu_us_per_conn": cpu / count * 1e6,
@@ -422,12 +428,8 @@ def measure(args, work: Path, token: str, cert: dict | None) -> dict:
             wait_port(port, upstream, "upstream nginx")
         data: dict = {}
         if with_tls:
-            request = f"GET {PATH} HTTP/1.1\r\nHost: {tls.SNI}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-            data["tls"] = {"certificate": "ECDSA P-256, CN/SAN localhost + 127.0.0.1, signed by a throwaway P-256 CA", "probe": {}}
-            for name in proxies:
-                with Target(name, work, with_tls) as t:
-                    p = data["tls"]["probe"][name] = tls.probe(PX_TLS, cert, request.encode())
-                print(f"tls {name}: {p}", flush=True)
+            data["tls"] = {"certificate": "ECDSA P-256, CN/SAN localhost + 127.0.0.1, signed by a throwaway P-256 CA"}
+            data["tls"]["probe"] = check_tls(proxies, work, token, cert)
         caps: dict = {p: {} for p in keepalive}
         for proto in keepalive:
             for name in args.targets:
@@ -437,6 +439,12 @@ def measure(args, work: Path, token: str, cert: dict | None) -> dict:
         # Fixed rates: a low one, and half of the smallest proxy capacity, so
         # every proxy runs at or below half of what it can do on one core.
         half = {p: args.half_rate or int(min(caps[p][n] for n in proxies) / 2) for p in keepalive}
+        # A protocol over TLS and in cleartext share the lower of their half
+        # rates, so their ratios to nginx compare at one rate.
+        paired = [(p, c) for p, c in tls.CLEARTEXT.items() if p in half and c in half]
+        for p, c in paired:
+            half[p] = half[c] = min(half[p], half[c])
+        data["half_paired"] = [c for _, c in paired] + [p for p, _ in paired]
         rates = {p: {"low": args.low_rate, "half": half[p]} for p in keepalive}
         runs, conn_runs = [], []
         for rnd in range(1, args.rounds + 1):
@@ -451,30 +459,51 @@ def measure(args, work: Path, token: str, cert: dict | None) -> dict:
                         r.update(round=rnd, protocol=proto, rate_label=label, rate=rate, target=name)
                         runs.append(r)
                         cpu = f"{r['cpu_us_per_req']:.1f} µs/req" if r["cpu_us_per_req"] else "-"
-                        print(f"round {rnd} {proto} {label} {rate}/s {name:<17} {cpu:>14}  p99 {r['p99_us']} µs", flush=True)
+                        slow = f"  (h2load reached only {r['achieved_rate']:.0f}/s)" if r["achieved_rate"] < 0.95 * rate else ""
+                        print(f"round {rnd} {proto} {label} {rate}/s {name:<17} {cpu:>14}  p99 {r['p99_us']} µs{slow}", flush=True)
             if tls.HANDSHAKE in args.protocols:
-                # A new connection per request: over TLS (full handshakes) and,
-                # to subtract, over cleartext. Direct has no proxy CPU to measure.
-                rate = args.handshake_rate
-                count = max(1000, rate * args.run_seconds)
-                for mode in ["tls", "tcp"]:
-                    for name in (n for n in order if n != "direct"):
-                        with Target(name, work, with_tls) as t:
-                            r = connection_run(t, mode, token, rate, count)
-                        r.update(round=rnd, mode=mode, rate=rate, target=name)
-                        conn_runs.append(r)
-                        print(
-                            f"round {rnd} new-connection {mode} {rate}/s {name:<17} {r['cpu_us_per_conn']:8.1f} µs/conn"
-                            f"  achieved {r['achieved_rate']:.0f}/s  proxy busy {r['proxy_busy'] * 100:.0f} %"
-                            + (f"  {r['tls_protocol']} {r['cipher']} {r['temp_key']}" if mode == "tls" else ""),
-                            flush=True,
-                        )
+                conn_runs += connection_round(args, work, token, rnd, order)
         data.update(capacity=caps, rates=rates, runs=runs)
         if tls.HANDSHAKE in args.protocols:
             data["handshake"] = {"rate": args.handshake_rate, "runs": conn_runs}
         return data
     finally:
         stop(upstream)
+
+
+def check_tls(proxies: list[str], work: Path, token: str, cert: dict) -> dict:
+    """tls.probe of every proxy's TLS port; stops the run if one fails."""
+    request = f"GET {PATH} HTTP/1.1\r\nHost: {tls.SNI}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    probes = {}
+    for name in proxies:
+        with Target(name, work, with_tls=True):
+            try:
+                probes[name] = tls.probe(PX_TLS, cert, request.encode())
+            except OSError as e:  # ssl.SSLError included
+                sys.exit(f"TLS check against {name} on port {PX_TLS} failed: {e}")
+        print(f"tls {name}: {probes[name]}", flush=True)
+    return probes
+
+
+def connection_round(args, work: Path, token: str, rnd: int, order: list[str]) -> list[dict]:
+    """A new connection per request, over TLS (full handshakes) and, to
+    subtract, over cleartext, for every proxy (direct has no proxy CPU)."""
+    rate = args.handshake_rate
+    count = max(1000, rate * args.run_seconds)
+    runs = []
+    for mode in ["tls", "tcp"]:
+        for name in (n for n in order if n != "direct"):
+            with Target(name, work, with_tls=True) as t:
+                r = connection_run(t, mode, token, rate, count)
+            r.update(round=rnd, mode=mode, rate=rate, target=name)
+            runs.append(r)
+            print(
+                f"round {rnd} new-connection {mode} {rate}/s {name:<17} {r['cpu_us_per_conn']:8.1f} µs/conn"
+                f"  achieved {r['achieved_rate']:.0f}/s  proxy busy {r['proxy_busy'] * 100:.0f} %"
+                + (f"  {r['tls_protocol']} {r['cipher']} {r['temp_key']}" if mode == "tls" else ""),
+                flush=True,
+            )
+    return runs
 
 
 def machine() -> str:
@@ -527,6 +556,8 @@ def markdown(data: dict, args) -> str:
         for label in ["half", "low"]:
             rate = data["rates"][proto][label]
             what = {"half": "half of the slowest proxy's capacity", "low": "low rate"}[label]
+            if label == "half" and proto in data.get("half_paired", []):
+                what += ", the lower of cleartext and TLS"
             if label == "half" and args.half_rate:
                 what = "fixed by --half-rate"
             lines += [
@@ -560,7 +591,8 @@ def markdown(data: dict, args) -> str:
     caps = ", ".join(
         f"{names[p]}: " + ", ".join(f"{t} {data['capacity'][p][t]:.0f}" for t in args.targets) for p in data["capacity"]
     )
-    lines.append(f"Closed-loop capacity (req/s, one short run, load generator on the other core): {caps}.")
+    if caps:
+        lines.append(f"Closed-loop capacity (req/s, one short run, load generator on the other core): {caps}.")
     return "\n".join(lines) + "\n"
 
 
