@@ -77,7 +77,7 @@ impl Plugin {
             .map_err(|e| format!("not a valid component: {e:#}"))?;
         let pre = runtime
             .prepare(&component)
-            .map_err(|e| format!("does not fit the sluice:filter@0.1.0 world: {e:#}"))?;
+            .map_err(|e| format!("does not fit the sluice:filter@0.1.x world: {e:#}"))?;
         let (memories_each, tables_each) = component
             .resources_required()
             .map_or((4, 8), |r| (r.num_memories as usize, r.num_tables as usize));
