@@ -177,3 +177,85 @@ cluster = "app"
         "the connection opened before the rotation served nothing after it"
     );
 }
+
+/// A session made when client certificates were optional must not resume
+/// once they are required: a resumed handshake skips the certificate.
+#[tokio::test]
+async fn tls_resumption_does_not_outlive_a_stricter_client_auth() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("policy CA");
+    let (cert, key) = ca
+        .issue(&Leaf::server("gw", &["gw.test"]))
+        .write(certs.path(), "server");
+    let up = Upstream::start("app").await;
+    let body = |client_auth: &str| {
+        format!(
+            "[listeners.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_auth = \"{client_auth}\"\nclient_ca = \"{}\"\n\n[reload]\nwatch = false\n\n[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\n\n[[routes]]\nname = \"all\"\ncluster = \"app\"\n",
+            cert.display(),
+            key.display(),
+            certs.path().join("ca.pem").display(),
+            up.addr
+        )
+    };
+    ca.write(certs.path());
+    let proxy = start(&body("optional"), &[]).await;
+    let anonymous = client_config(&ca, None, &["h2"], false);
+    let (status, ..) = get_once(proxy.addr, "gw.test", anonymous.clone(), "/1").await.unwrap();
+    assert_eq!(status, 200);
+    let again = TlsClient::connect(proxy.addr, "gw.test", anonymous.clone())
+        .await
+        .unwrap();
+    assert!(again.resumed, "resumption works while the policy is unchanged");
+
+    // The same listener now requires a certificate; the header the work
+    // directory wrote stays in front of the new body.
+    let path = proxy.work.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let header = &text[..text.find("[listeners.tls]").unwrap()];
+    std::fs::write(&path, format!("{header}{}", body("required"))).unwrap();
+    let outcome = proxy.running.reloader.reload("test").await;
+    assert!(
+        matches!(outcome, Ok(sluice::reload::Outcome::Swapped(_))),
+        "{outcome:?}"
+    );
+    let refused = get_once(proxy.addr, "gw.test", anonymous, "/2").await;
+    assert!(
+        refused.is_err(),
+        "an anonymous session resumed past client_auth = required: {refused:?}"
+    );
+}
+
+/// Listener addresses wait for a restart; a renamed listener's TLS must not
+/// go to another socket, nor its socket lose TLS.
+#[tokio::test]
+async fn renamed_listener_keeps_its_tls_until_restart() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("rename CA");
+    let (cert, key) = ca
+        .issue(&Leaf::server("gw", &["gw.test"]))
+        .write(certs.path(), "server");
+    let up = Upstream::start("app").await;
+    let body = format!(
+        "[listeners.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[reload]\nwatch = false\n\n[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\n\n[[routes]]\nname = \"all\"\ncluster = \"app\"\n",
+        cert.display(),
+        key.display(),
+        up.addr
+    );
+    let proxy = start(&body, &[]).await;
+    let config = client_config(&ca, None, &["h2"], false);
+    assert_eq!(
+        get_once(proxy.addr, "gw.test", config.clone(), "/1").await.map(|a| a.0),
+        Ok(200)
+    );
+    let path = proxy.work.config_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("name = \"test\"", "name = \"renamed\"");
+    std::fs::write(&path, text).unwrap();
+    let _ = proxy.running.reloader.reload("test").await;
+    assert_eq!(
+        get_once(proxy.addr, "gw.test", config, "/2").await.map(|a| a.0),
+        Ok(200),
+        "the running socket still speaks TLS"
+    );
+}

@@ -28,7 +28,9 @@ impl PeerIdentity {
     pub fn spiffe(id: &str) -> PeerIdentity {
         let trust_domain = id
             .strip_prefix("spiffe://")
-            .map(|rest| rest.split('/').next().unwrap_or_default().to_string());
+            .and_then(|rest| rest.split('/').next())
+            .filter(|domain| !domain.is_empty())
+            .map(str::to_string);
         PeerIdentity {
             spiffe_id: Some(id.to_string()),
             trust_domain,

@@ -84,15 +84,15 @@ pub struct PeerIdentity {
 }
 
 impl PeerIdentity {
-    /// Read the identity from a DER certificate; `None` if it does not parse
-    /// (a certificate rustls has already verified always does).
+    /// Read the identity from a DER certificate; `None` if it, or its SAN
+    /// extension, does not parse (then the identity cannot be told).
     pub fn from_der(der: &[u8]) -> Option<PeerIdentity> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
         let mut identity = PeerIdentity {
             subject: cert.subject().to_string(),
             ..PeerIdentity::default()
         };
-        if let Ok(Some(san)) = cert.subject_alternative_name() {
+        if let Some(san) = cert.subject_alternative_name().ok()? {
             for name in &san.value.general_names {
                 match name {
                     GeneralName::URI(uri) => identity.uris.push((*uri).to_string()),

@@ -190,18 +190,8 @@ impl Generation {
     /// Every certificate this generation serves or presents, for the
     /// expiry gauge.
     pub fn certificates(&self) -> Vec<CertExpiry> {
-        let listeners = self.config.listener_tls.iter().flat_map(|(name, tls)| {
-            tls.certificates
-                .iter()
-                .map(move |c| (format!("listener/{name}"), &c.pair))
-        });
-        let clusters = self
-            .config
-            .clusters
-            .iter()
-            .filter_map(|c| Some((format!("cluster/{}", c.name), c.tls.as_ref()?.client_cert.as_ref()?)));
-        listeners
-            .chain(clusters)
+        self.config
+            .key_pairs()
             .map(|(owner, pair)| CertExpiry {
                 owner,
                 cert: pair.cert_path.display().to_string(),

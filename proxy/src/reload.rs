@@ -177,6 +177,7 @@ impl Reloader {
             .into_iter()
             .map(String::from)
             .collect();
+        keep_tls_on_running_sockets(&mut config, &previous.config);
         config.bootstrap = previous.config.bootstrap.clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let build = Generation::build(self.runtime.clone(), Arc::new(config), id, Some(previous.clone()));
@@ -256,22 +257,42 @@ impl Reloader {
     }
 }
 
+/// The running sockets keep their listeners' names and addresses until a
+/// restart, so a listener's TLS settings follow only a listener of the same
+/// name *and* address in the new file; any other running listener keeps the
+/// settings it has (a renamed or moved listener must not hand its TLS, or
+/// its lack of TLS, to another socket).
+fn keep_tls_on_running_sockets(config: &mut Config, running: &Config) {
+    if config.bootstrap.listeners == running.bootstrap.listeners {
+        return;
+    }
+    let mut tls = std::collections::BTreeMap::new();
+    for socket in &running.bootstrap.listeners {
+        let same = config
+            .bootstrap
+            .listeners
+            .iter()
+            .any(|l| l.name == socket.name && l.address == socket.address);
+        let from = if same {
+            &config.listener_tls
+        } else {
+            &running.listener_tls
+        };
+        if let Some(t) = from.get(&socket.name) {
+            tls.insert(socket.name.clone(), t.clone());
+        }
+    }
+    config.listener_tls = tls;
+}
+
 /// Every TLS file the config reads (certificates, keys, trust bundles):
 /// a change to one reloads, which is how certificates rotate.
 fn tls_files(config: &Config) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for tls in config.listener_tls.values() {
-        for c in &tls.certificates {
-            files.extend([c.pair.cert_path.clone(), c.pair.key_path.clone()]);
-        }
-        files.extend(tls.client_ca.iter().map(|b| b.path.clone()));
-    }
-    for tls in config.clusters.iter().filter_map(|c| c.tls.as_ref()) {
-        files.extend(tls.ca.iter().map(|b| b.path.clone()));
-        if let Some(pair) = &tls.client_cert {
-            files.extend([pair.cert_path.clone(), pair.key_path.clone()]);
-        }
-    }
+    let pairs = config
+        .key_pairs()
+        .flat_map(|(_, p)| [p.cert_path.clone(), p.key_path.clone()]);
+    let bundles = config.trust_bundles().map(|b| b.path.clone());
+    let mut files: Vec<PathBuf> = pairs.chain(bundles).collect();
     files.sort();
     files.dedup();
     files

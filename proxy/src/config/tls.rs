@@ -87,18 +87,32 @@ impl std::fmt::Display for ExpectedIdentity {
 }
 
 impl super::Config {
-    /// Warnings about the TLS material in use (readable keys, certificates
-    /// not valid now), logged when the configuration starts serving.
-    pub fn tls_warnings(&self) -> Vec<String> {
-        let listeners = self
-            .listener_tls
-            .values()
-            .flat_map(|t| t.certificates.iter().map(|c| &c.pair));
+    /// Every certificate-and-key pair in use, with its owner
+    /// (`listener/NAME` or `cluster/NAME`).
+    pub fn key_pairs(&self) -> impl Iterator<Item = (String, &KeyPair)> {
+        let listeners = self.listener_tls.iter().flat_map(|(name, t)| {
+            t.certificates
+                .iter()
+                .map(move |c| (format!("listener/{name}"), &c.pair))
+        });
         let clusters = self
             .clusters
             .iter()
-            .filter_map(|c| c.tls.as_ref()?.client_cert.as_ref());
-        listeners.chain(clusters).flat_map(KeyPair::warnings).collect()
+            .filter_map(|c| Some((format!("cluster/{}", c.name), c.tls.as_ref()?.client_cert.as_ref()?)));
+        listeners.chain(clusters)
+    }
+
+    /// Every trust bundle in use (`client_ca`, clusters' `ca`).
+    pub fn trust_bundles(&self) -> impl Iterator<Item = &TrustBundle> {
+        let listeners = self.listener_tls.values().filter_map(|t| t.client_ca.as_ref());
+        let clusters = self.clusters.iter().filter_map(|c| c.tls.as_ref()?.ca.as_ref());
+        listeners.chain(clusters)
+    }
+
+    /// Warnings about the TLS material in use (readable keys, certificates
+    /// not valid now), logged when the configuration starts serving.
+    pub fn tls_warnings(&self) -> Vec<String> {
+        self.key_pairs().flat_map(|(_, pair)| pair.warnings()).collect()
     }
 }
 
@@ -128,7 +142,11 @@ fn bundle(loc: &Locator<'_>, base: &Path, path: &Spanned<String>, key: String) -
 
 /// Check a configured server name: a DNS name or `*.` and one.
 fn server_name(loc: &Locator<'_>, name: &Spanned<String>, key: String) -> Result<String, ConfigError> {
-    let lower = name.get_ref().to_ascii_lowercase();
+    let mut lower = name.get_ref().to_ascii_lowercase();
+    // SNI never carries the root's trailing dot.
+    if lower.ends_with('.') {
+        lower.pop();
+    }
     let host = lower.strip_prefix("*.").unwrap_or(&lower);
     let valid = !host.is_empty()
         && !host.contains('*')
@@ -185,7 +203,7 @@ pub(super) fn listener(
     let mut seen = std::collections::HashSet::new();
     for (i, c) in raw.certificates.iter().enumerate() {
         for (j, n) in c.server_names.iter().enumerate() {
-            if !seen.insert(n.get_ref().to_ascii_lowercase()) {
+            if !seen.insert(n.get_ref().to_ascii_lowercase().trim_end_matches('.').to_string()) {
                 return loc.at(
                     n,
                     format!("{at}.certificates[{i}].server_names[{j}]"),
@@ -210,6 +228,13 @@ pub(super) fn listener(
         Some(p) => Some(bundle(loc, base, p, format!("{at}.client_ca"))?),
         None => None,
     };
+    if let (ClientAuth::None, Some(p)) = (client_auth, &raw.client_ca) {
+        return loc.at(
+            p,
+            format!("{at}.client_auth"),
+            "`client_ca` is set but `client_auth` is none, so client certificates would not be asked for: set `client_auth = \"optional\"` or `\"required\"`",
+        );
+    }
     if let (Some(s), None) = (&raw.client_auth, &client_ca)
         && client_auth != ClientAuth::None
     {
@@ -387,6 +412,11 @@ mod tests {
         assert_eq!(e.key, "listeners[0].tls.client_ca", "{e}");
         let e = parse(dir.path(), &format!("{pair}client_auth = \"maybe\"\n")).unwrap_err();
         assert_eq!(e.key, "listeners[0].tls.client_auth", "{e}");
+        let e = parse(dir.path(), &format!("{pair}client_ca = \"good.pem\"\n")).unwrap_err();
+        assert_eq!(
+            e.key, "listeners[0].tls.client_auth",
+            "client_ca without client_auth: {e}"
+        );
         let e = parse(dir.path(), &format!("{pair}min_version = \"1.1\"\n")).unwrap_err();
         assert_eq!(e.key, "listeners[0].tls.min_version", "{e}");
         let e = parse(dir.path(), "client_auth = \"none\"\n").unwrap_err();

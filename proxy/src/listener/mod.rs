@@ -83,9 +83,11 @@ pub async fn serve(
             max_requests: limits.max_requests_per_connection,
         };
         connections.spawn(async move {
+            // Before the first request a draining listener just closes the
+            // connection: the handshake and the first-byte look give way.
             match tls {
-                Some(tls) => match tls::accept(stream, &tls).await {
-                    Ok((stream, tls_facts)) => {
+                Some(tls) => match unless_draining(&http.stop, tls::accept(stream, &tls)).await {
+                    Some(Ok((stream, tls_facts))) => {
                         metrics.tls.handshake(&facts.listener, &tls_facts);
                         let facts = ConnectionFacts {
                             tls: Some(tls_facts),
@@ -93,26 +95,36 @@ pub async fn serve(
                         };
                         http.serve(TokioIo::new(stream), facts).await;
                     }
-                    Err(failure) => {
+                    Some(Err(failure)) => {
                         metrics.tls.handshake_failed(&facts.listener, failure.reason);
                         tracing::debug!(%client, listener = %facts.listener, reason = failure.reason, detail = %failure.detail, "TLS handshake failed");
                     }
+                    None => {}
                 },
-                None => {
-                    if refuse_tls(&stream, limits.header_read_timeout).await {
+                None => match unless_draining(&http.stop, refuse_tls(&stream, limits.header_read_timeout)).await {
+                    Some(true) => {
                         metrics.tls.handshake_failed(&facts.listener, "tls_on_cleartext");
                         tracing::debug!(%client, listener = %facts.listener, "TLS ClientHello on a cleartext listener; sent an alert");
                         alert(stream).await;
-                    } else {
-                        http.serve(TokioIo::new(stream), facts).await;
                     }
-                }
+                    Some(false) => http.serve(TokioIo::new(stream), facts).await,
+                    None => {}
+                },
             }
             drop(slot);
         });
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// `work`, unless the listener starts draining first (`None`).
+async fn unless_draining<T>(stop: &watch::Receiver<bool>, work: impl std::future::Future<Output = T>) -> Option<T> {
+    let mut stop = stop.clone();
+    tokio::select! {
+        out = work => Some(out),
+        _ = stop.wait_for(|stop| *stop) => None,
+    }
 }
 
 /// Whether a client on a cleartext listener opened with a TLS ClientHello

@@ -78,13 +78,32 @@ async fn handshake(mut stream: TcpStream, tls: &ServerTls) -> Result<(TlsStream<
         ));
     };
     let stream = start.into_stream(config).await.map_err(|e| classify(&e))?;
-    let facts = facts(stream.get_ref().1);
+    let facts = facts(stream.get_ref().1)?;
+    if tls.client_cert_required && facts.peer.is_none() {
+        // rustls refuses a full handshake without one; this also covers a
+        // session resumed from before `client_auth` became required.
+        return Err(Failure::new(
+            "client_cert_missing",
+            "client_auth is required and no certificate was presented",
+        ));
+    }
     Ok((stream, facts))
 }
 
-/// What the handshake established.
-fn facts(conn: &rustls::ServerConnection) -> TlsFacts {
-    TlsFacts {
+/// What the handshake established. A certificate rustls verified but whose
+/// identity cannot be read fails the connection rather than passing for
+/// no certificate.
+fn facts(conn: &rustls::ServerConnection) -> Result<TlsFacts, Failure> {
+    let peer = match conn.peer_certificates().and_then(|chain| chain.first()) {
+        None => None,
+        Some(leaf) => Some(PeerIdentity::from_der(leaf).ok_or_else(|| {
+            Failure::new(
+                "client_cert_invalid",
+                "the client certificate's identity cannot be read",
+            )
+        })?),
+    };
+    Ok(TlsFacts {
         version: crate::tls::version_name(conn.protocol_version()),
         cipher_suite: conn
             .negotiated_cipher_suite()
@@ -92,11 +111,8 @@ fn facts(conn: &rustls::ServerConnection) -> TlsFacts {
             .unwrap_or("unknown"),
         server_name: conn.server_name().map(str::to_ascii_lowercase),
         alpn: conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
-        peer: conn
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|leaf| PeerIdentity::from_der(leaf)),
-    }
+        peer,
+    })
 }
 
 /// A short reason for a failed handshake.

@@ -3,7 +3,10 @@
 //! the client's SNI (exact name, then `*.` wildcard, then the default), each
 //! offering ALPN `h2` and `http/1.1` and asking for client certificates as
 //! `client_auth` says. Session caches and ticket keys belong to the listener,
-//! not the generation, so resumption survives reloads and rotations.
+//! not the generation, so resumption survives reloads and rotations — but
+//! only while the client-authentication policy stays the same: a resumed
+//! session skips the client certificate, so a session made under a weaker
+//! policy must not resume under a stricter one.
 
 use super::provider;
 use crate::config::{ClientAuth, ListenerTls, TlsVersion};
@@ -26,31 +29,55 @@ pub struct ServerTls {
     wildcard: HashMap<String, Arc<ServerConfig>>,
     default: Option<Arc<ServerConfig>>,
     pub handshake_timeout: Duration,
+    /// `client_auth = "required"`: every connection must have a verified
+    /// client certificate.
+    pub client_cert_required: bool,
 }
 
-/// Session storage and ticket keys that outlive generations.
+/// Session storage and ticket keys that outlive generations, for one
+/// client-authentication policy.
 #[derive(Clone)]
 struct Resumption {
+    /// Digest of `client_auth` and the `client_ca` anchors.
+    policy: [u8; 32],
     sessions: Arc<dyn StoresServerSessions>,
     tickets: Option<Arc<dyn ProducesTickets>>,
 }
 
 static RESUMPTION: LazyLock<Mutex<HashMap<String, Resumption>>> = LazyLock::new(Default::default);
 
-fn resumption(listener: &str) -> Resumption {
+/// The listener's resumption state; fresh (old sessions and tickets no
+/// longer accepted) when its client-authentication policy changed.
+fn resumption(listener: &str, tls: &ListenerTls) -> Resumption {
+    let policy = policy(tls);
     let mut all = RESUMPTION.lock().unwrap_or_else(|e| e.into_inner());
-    all.entry(listener.to_string())
-        .or_insert_with(|| Resumption {
-            sessions: ServerSessionMemoryCache::new(SESSION_CACHE_SIZE),
-            tickets: match rustls::crypto::aws_lc_rs::Ticketer::new() {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    tracing::warn!(error = %e, "TLS session tickets unavailable; resumption uses the session cache only");
-                    None
-                }
-            },
-        })
-        .clone()
+    if let Some(r) = all.get(listener).filter(|r| r.policy == policy) {
+        return r.clone();
+    }
+    let fresh = Resumption {
+        policy,
+        sessions: ServerSessionMemoryCache::new(SESSION_CACHE_SIZE),
+        tickets: match rustls::crypto::aws_lc_rs::Ticketer::new() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS session tickets unavailable; resumption uses the session cache only");
+                None
+            }
+        },
+    };
+    all.insert(listener.to_string(), fresh.clone());
+    fresh
+}
+
+fn policy(tls: &ListenerTls) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!("{:?}", tls.client_auth));
+    for anchor in tls.client_ca.iter().flat_map(|b| b.certs.iter()) {
+        h.update((anchor.len() as u64).to_le_bytes());
+        h.update(anchor);
+    }
+    h.finalize().into()
 }
 
 impl ServerTls {
@@ -62,12 +89,13 @@ impl ServerTls {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
         };
-        let resumption = resumption(listener);
+        let resumption = resumption(listener, tls);
         let mut out = ServerTls {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
             default: None,
             handshake_timeout: tls.handshake_timeout,
+            client_cert_required: tls.client_auth == ClientAuth::Required,
         };
         for cert in &tls.certificates {
             let key = cert
