@@ -269,7 +269,7 @@ impl Jwt {
             context: self
                 .context_claims
                 .iter()
-                .filter_map(|name| Some((format!("auth.claim.{name}"), text(name)?)))
+                .flat_map(|name| context_entries(name, claims.get(name)))
                 .collect(),
         }
     }
@@ -371,6 +371,24 @@ fn granted_scopes(claims: &Claims) -> Vec<&str> {
             Some(Value::String(s)) => out.extend(s.split_whitespace()),
             Some(Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str)),
             _ => {}
+        }
+    }
+    out
+}
+
+/// The context entries for one claim: `auth.claim.<name>` as text and, for
+/// an array, also `auth.claim_list.<name>` as a JSON array of its elements'
+/// texts, so a reader can tell `["a", "b"]` from the string `"a,b"`.
+fn context_entries(name: &str, value: Option<&Value>) -> Vec<(String, String)> {
+    let Some(value) = value else { return Vec::new() };
+    let Some(text) = claim_text(value) else {
+        return Vec::new();
+    };
+    let mut out = vec![(format!("auth.claim.{name}"), text)];
+    if let Value::Array(items) = value {
+        let texts: Vec<String> = items.iter().filter_map(claim_text).collect();
+        if let Ok(json) = serde_json::to_string(&texts) {
+            out.push((format!("auth.claim_list.{name}"), json));
         }
     }
     out

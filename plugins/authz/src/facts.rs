@@ -8,6 +8,19 @@ use std::net::{IpAddr, SocketAddr};
 
 /// The context key the `auth` filter stores the subject under.
 pub(crate) const SUBJECT_KEY: &str = "auth.subject";
+/// Where the `auth` filter puts a claim's text.
+pub(crate) const CLAIM_PREFIX: &str = "auth.claim.";
+/// Where the `auth` filter puts an array claim's elements, as JSON.
+pub(crate) const CLAIM_LIST_PREFIX: &str = "auth.claim_list.";
+
+/// A claim's value.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// A string, number or boolean claim, as text.
+    Text(String),
+    /// An array claim's elements.
+    List(Vec<String>),
+}
 
 /// One request's attributes, each read at most once.
 pub(crate) struct Facts<'a> {
@@ -22,7 +35,7 @@ pub(crate) struct Facts<'a> {
     client_ip: OnceCell<Option<IpAddr>>,
     peer: OnceCell<Option<PeerIdentity>>,
     subject: OnceCell<Option<String>>,
-    claims: Vec<OnceCell<Option<String>>>,
+    claims: Vec<OnceCell<Option<Claim>>>,
     headers: Vec<OnceCell<Vec<Vec<u8>>>>,
 }
 
@@ -78,10 +91,22 @@ impl<'a> Facts<'a> {
         self.subject.get_or_init(|| context::get(SUBJECT_KEY)).as_deref()
     }
 
-    /// The context value of the claim in `slot`.
-    pub(crate) fn claim(&self, slot: usize) -> Option<&str> {
+    /// The claim in `slot`, as the `auth` filter left it in the context:
+    /// its elements when it is an array (`auth.claim_list.<name>`, a JSON
+    /// array), else its text (`auth.claim.<name>`).
+    pub(crate) fn claim(&self, slot: usize) -> Option<&Claim> {
         let (cell, key) = (self.claims.get(slot)?, self.claim_keys.get(slot)?);
-        cell.get_or_init(|| context::get(key)).as_deref()
+        cell.get_or_init(|| {
+            let list = key
+                .strip_prefix(CLAIM_PREFIX)
+                .and_then(|name| context::get(&format!("{CLAIM_LIST_PREFIX}{name}")))
+                .and_then(|json| serde_json::from_str::<Vec<String>>(&json).ok());
+            match list {
+                Some(items) => Some(Claim::List(items)),
+                None => context::get(key).map(Claim::Text),
+            }
+        })
+        .as_ref()
     }
 
     /// Every value of the header in `slot`.

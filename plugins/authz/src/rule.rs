@@ -3,7 +3,7 @@
 //! its values matches (or, negated, when none does).
 
 use crate::cidr::Cidr;
-use crate::facts::Facts;
+use crate::facts::{Claim, Facts};
 use crate::pattern::Pattern;
 
 /// What a matching rule decides.
@@ -124,11 +124,14 @@ fn any_ignore_case(patterns: &[Pattern], value: &[u8]) -> bool {
     patterns.iter().any(|p| p.matches_ignore_case(value))
 }
 
-/// A claim matches as a whole, or by any of its comma-separated elements:
-/// the `auth` filter stores an array claim as its elements joined with `,`.
-fn claim_matches(patterns: &[Pattern], value: &str) -> bool {
-    any(patterns, value.as_bytes())
-        || (value.contains(',') && value.split(',').any(|item| any(patterns, item.as_bytes())))
+/// A text claim matches as a whole; an array claim when any element does.
+/// (A string claim that contains commas is not split: its value may be the
+/// user's to choose.)
+fn claim_matches(patterns: &[Pattern], value: &Claim) -> bool {
+    match value {
+        Claim::Text(text) => any(patterns, text.as_bytes()),
+        Claim::List(items) => items.iter().any(|item| any(patterns, item.as_bytes())),
+    }
 }
 
 #[cfg(test)]
@@ -136,13 +139,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn claims_match_whole_or_by_element() {
+    fn claims_match_whole_text_or_any_element() {
         let patterns = [Pattern::Exact("admin".into()), Pattern::Prefix("team-".into())];
-        assert!(claim_matches(&patterns, "admin"));
-        assert!(claim_matches(&patterns, "dev,admin"));
-        assert!(claim_matches(&patterns, "dev,team-x"));
-        assert!(!claim_matches(&patterns, "dev,ops"));
-        assert!(!claim_matches(&patterns, "administrator"));
-        assert!(claim_matches(&[Pattern::Exact("a,b".into())], "a,b"));
+        let text = |t: &str| Claim::Text(t.into());
+        let list = |items: &[&str]| Claim::List(items.iter().map(|i| i.to_string()).collect());
+        assert!(claim_matches(&patterns, &text("admin")));
+        assert!(claim_matches(&patterns, &list(&["dev", "admin"])));
+        assert!(claim_matches(&patterns, &list(&["dev", "team-x"])));
+        assert!(!claim_matches(&patterns, &list(&["dev", "ops"])));
+        assert!(!claim_matches(&patterns, &text("administrator")));
+        // A string claim with a comma is one value, not a list.
+        assert!(!claim_matches(&patterns, &text("bob,admin")));
+        assert!(claim_matches(&[Pattern::Exact("a,b".into())], &text("a,b")));
     }
 }

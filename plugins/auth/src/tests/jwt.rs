@@ -54,6 +54,11 @@ fn absent_claims_are_not_forwarded_and_spoofed_headers_are_dropped() {
     assert_eq!(host.get_request_header("x-auth-email"), None);
     assert_eq!(host.get_context("auth.claim.email"), None);
     assert_eq!(host.get_context("auth.claim.tenant").as_deref(), Some("a,b"));
+    assert_eq!(
+        host.get_context("auth.claim_list.tenant").as_deref(),
+        Some(r#"["a","b"]"#),
+        "an array claim is also kept unambiguously"
+    );
 }
 
 #[test]

@@ -64,13 +64,22 @@ fn subjects_and_claims_come_from_the_context() {
             host.context("auth.subject", s);
         }
         if let Some(r) = role {
+            // As `auth` stores them: the text, and for an array its
+            // elements as JSON.
             host.context("auth.claim.role", r);
+            if let Some(list) = r.strip_prefix("list:") {
+                let items: Vec<&str> = list.split('|').collect();
+                host.context("auth.claim.role", &items.join(","));
+                host.context("auth.claim_list.role", &serde_json::to_string(&items).unwrap());
+            }
         }
     };
     for (subject, role, status) in [
         (Some("alice"), Some("admin"), 200),
         (Some("svc-billing"), Some("ops"), 200),
-        (Some("svc-billing"), Some("dev,ops"), 200),
+        (Some("svc-billing"), Some("list:dev|ops"), 200),
+        // A string claim with a comma is one value, not a list.
+        (Some("svc-billing"), Some("dev,ops"), 403),
         (Some("alice"), Some("dev"), 403),
         (Some("alice"), Some("admins"), 403),
         (Some("bob"), Some("admin"), 403),
