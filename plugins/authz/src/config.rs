@@ -63,6 +63,9 @@ pub(crate) struct Policy {
     pub allow: Vec<Rule>,
     /// Context keys (`auth.claim.<name>`) of the claims used, by slot.
     pub claim_keys: Vec<String>,
+    /// Where `auth` keeps the same claims' elements when they are arrays
+    /// (`auth.claim_list.<name>`), by the same slots.
+    pub claim_list_keys: Vec<String>,
     /// Header names used (lower case), by slot.
     pub header_names: Vec<String>,
 }
@@ -81,6 +84,7 @@ impl Policy {
             deny: Vec::new(),
             allow: Vec::new(),
             claim_keys: Vec::new(),
+            claim_list_keys: Vec::new(),
             header_names: Vec::new(),
         };
         let mut names = HashSet::new();
@@ -140,6 +144,9 @@ impl Policy {
                 ));
             }
             let slot = slot(&mut self.claim_keys, format!("auth.claim.{name}"));
+            if slot == self.claim_list_keys.len() {
+                self.claim_list_keys.push(format!("auth.claim_list.{name}"));
+            }
             let patterns = patterns(&field, values, Ok)?;
             add(Test::Claim { slot, patterns }, false);
         }

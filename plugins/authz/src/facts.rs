@@ -8,10 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 
 /// The context key the `auth` filter stores the subject under.
 pub(crate) const SUBJECT_KEY: &str = "auth.subject";
-/// Where the `auth` filter puts a claim's text.
-pub(crate) const CLAIM_PREFIX: &str = "auth.claim.";
-/// Where the `auth` filter puts an array claim's elements, as JSON.
-pub(crate) const CLAIM_LIST_PREFIX: &str = "auth.claim_list.";
 
 /// A claim's value.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,6 +23,8 @@ pub(crate) struct Facts<'a> {
     req: &'a Request,
     /// Context keys of the claims the rules use, by slot.
     claim_keys: &'a [String],
+    /// Context keys of the same claims' array elements, by slot.
+    claim_list_keys: &'a [String],
     /// Header names the rules use (lower case), by slot.
     header_names: &'a [String],
     method: OnceCell<String>,
@@ -40,10 +38,16 @@ pub(crate) struct Facts<'a> {
 }
 
 impl<'a> Facts<'a> {
-    pub(crate) fn new(req: &'a Request, claim_keys: &'a [String], header_names: &'a [String]) -> Self {
+    pub(crate) fn new(
+        req: &'a Request,
+        claim_keys: &'a [String],
+        claim_list_keys: &'a [String],
+        header_names: &'a [String],
+    ) -> Self {
         Facts {
             req,
             claim_keys,
+            claim_list_keys,
             header_names,
             method: OnceCell::new(),
             path: OnceCell::new(),
@@ -96,11 +100,9 @@ impl<'a> Facts<'a> {
     /// array), else its text (`auth.claim.<name>`).
     pub(crate) fn claim(&self, slot: usize) -> Option<&Claim> {
         let (cell, key) = (self.claims.get(slot)?, self.claim_keys.get(slot)?);
+        let list_key = self.claim_list_keys.get(slot)?;
         cell.get_or_init(|| {
-            let list = key
-                .strip_prefix(CLAIM_PREFIX)
-                .and_then(|name| context::get(&format!("{CLAIM_LIST_PREFIX}{name}")))
-                .and_then(|json| serde_json::from_str::<Vec<String>>(&json).ok());
+            let list = context::get(list_key).and_then(|json| serde_json::from_str::<Vec<String>>(&json).ok());
             match list {
                 Some(items) => Some(Claim::List(items)),
                 None => context::get(key).map(Claim::Text),

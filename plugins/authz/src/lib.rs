@@ -63,7 +63,7 @@ impl Filter for Authz {
 
     fn on_request_headers(&mut self, req: &mut Request) -> Action {
         let policy = &self.policy;
-        let facts = Facts::new(req, &policy.claim_keys, &policy.header_names);
+        let facts = Facts::new(req, &policy.claim_keys, &policy.claim_list_keys, &policy.header_names);
         if let Some(rule) = first_match(&policy.deny, &facts) {
             sluice_sdk::info!("denied by rule {:?}: {} {}", rule.name, facts.method(), facts.path());
             record(Decision::Deny, Some(&rule.name));

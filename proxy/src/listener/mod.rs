@@ -139,7 +139,7 @@ async fn refuse_tls(stream: &TcpStream, timeout: std::time::Duration) -> bool {
 }
 
 async fn alert(mut stream: TcpStream) {
-    let _ = stream.write_all(&sniff::HANDSHAKE_FAILURE_ALERT).await;
+    let _ = stream.write_all(&sniff::fatal_alert(sniff::HANDSHAKE_FAILURE)).await;
     let _ = stream.shutdown().await;
 }
 

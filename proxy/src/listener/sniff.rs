@@ -7,8 +7,16 @@ use tokio::net::TcpStream;
 /// The first byte of a TLS handshake record (a ClientHello).
 pub const TLS_HANDSHAKE: u8 = 0x16;
 
-/// A fatal `handshake_failure` alert, sent to a TLS client on a cleartext port.
-pub const HANDSHAKE_FAILURE_ALERT: [u8; 7] = [0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 40];
+/// `handshake_failure`: sent to a TLS client on a cleartext port.
+pub const HANDSHAKE_FAILURE: u8 = 40;
+/// `unrecognized_name`: no certificate for the name the client asked for.
+pub const UNRECOGNIZED_NAME: u8 = 112;
+
+/// A fatal TLS alert record with this description, for a client whose
+/// handshake sluice refuses before rustls has a connection to send it.
+pub fn fatal_alert(description: u8) -> [u8; 7] {
+    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]
+}
 
 /// The first byte the client sent, once it arrives; `None` if the client
 /// closed (or the socket failed) first. Callers bound the wait.

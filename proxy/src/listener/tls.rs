@@ -17,9 +17,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// A fatal `unrecognized_name` alert (TLS record, TLS 1.2 framing).
-const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112];
-
 /// What a client that speaks plaintext HTTP to a TLS port is told.
 const PLAINTEXT_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 51\r\nconnection: close\r\n\r\nThis port speaks TLS: send the request as https://\n";
 
@@ -70,7 +67,7 @@ async fn handshake(mut stream: TcpStream, tls: &ServerTls) -> Result<(TlsStream<
     let sni = start.client_hello().server_name().map(str::to_owned);
     let Some(config) = tls.select(sni.as_deref()).cloned() else {
         let mut io = start.io;
-        let _ = io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+        let _ = io.write_all(&sniff::fatal_alert(sniff::UNRECOGNIZED_NAME)).await;
         let _ = io.shutdown().await;
         return Err(Failure::new(
             "no_certificate_for_name",
