@@ -1,6 +1,7 @@
 //! Admin listener, on its own address: liveness, readiness (unready while
 //! draining), the effective configuration with secrets redacted, the loaded
-//! plugins with their versions and last errors, and metrics.
+//! plugins with their versions and last errors, every cluster's endpoints
+//! with their health and ejections, and metrics.
 
 use crate::body::{self, ProxyBody};
 use crate::listener::Current;
@@ -56,6 +57,7 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
             crate::config::redacted_json(&state.current.load().config).to_string(),
         ),
         "/plugins" => text(StatusCode::OK, "application/json", plugins_json(state)),
+        "/clusters" => text(StatusCode::OK, "application/json", clusters_json(state)),
         "/metrics" => text(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -100,6 +102,14 @@ fn plugins_json(state: &AdminState) -> String {
         }));
     }
     serde_json::json!({ "generation": generation.id, "plugins": list }).to_string()
+}
+
+/// Every cluster of the serving generation: balancer, endpoints (health,
+/// ejection, load), DNS names and circuit-breaker occupancy.
+fn clusters_json(state: &AdminState) -> String {
+    let generation = state.current.load();
+    let clusters: Vec<_> = generation.upstreams.iter().map(|c| c.admin_json()).collect();
+    serde_json::json!({ "generation": generation.id, "clusters": clusters }).to_string()
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ProxyBody> {

@@ -1,7 +1,61 @@
 //! Errors on the request path and the one place they become HTTP responses.
 
 use crate::body::{self, ProxyBody};
+use crate::upstream::breaker::Limit;
 use http::{Response, StatusCode, header};
+use std::time::Duration;
+
+/// Where an error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The client sent something unusable.
+    Downstream,
+    /// An upstream failed or could not be reached.
+    Upstream,
+    /// sluice itself: a filter, a limit, the configuration.
+    Internal,
+}
+
+/// How an attempt on an upstream failed, before any response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamFailure {
+    /// Connection refused or failed (TCP or TLS); nothing was sent.
+    #[error("connect failed")]
+    ConnectFailure,
+    /// Connecting took longer than the connect timeout; nothing was sent.
+    #[error("connect timed out")]
+    ConnectTimeout,
+    /// The HTTP/2 upstream refused the stream (REFUSED_STREAM): not processed.
+    #[error("stream refused")]
+    RefusedStream,
+    /// The connection closed or reset before the response headers.
+    #[error("connection reset before a response")]
+    Reset,
+    /// No response headers within this time.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+}
+
+impl UpstreamFailure {
+    /// The `reason` label of a retry after this failure.
+    pub fn reason(self) -> &'static str {
+        match self {
+            UpstreamFailure::ConnectFailure | UpstreamFailure::ConnectTimeout => "connect_failure",
+            UpstreamFailure::RefusedStream => "refused_stream",
+            UpstreamFailure::Reset => "reset",
+            UpstreamFailure::Timeout(_) => "timeout",
+        }
+    }
+
+    /// Whether the upstream cannot have seen the request, so that even a
+    /// non-idempotent request may go again.
+    pub fn unsent(self) -> bool {
+        matches!(
+            self,
+            UpstreamFailure::ConnectFailure | UpstreamFailure::ConnectTimeout | UpstreamFailure::RefusedStream
+        )
+    }
+}
 
 /// What is wrong with a malformed request (answered 400, connection closed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -50,19 +104,15 @@ pub enum ProxyError {
     BadRequest(#[from] BadRequest),
     #[error("cluster {0} has no endpoints")]
     NoEndpoint(String),
-    #[error("upstream {endpoint} unreachable: {source}")]
-    UpstreamUnreachable {
+    #[error("upstream {endpoint}: {failure}")]
+    Upstream {
         endpoint: String,
+        failure: UpstreamFailure,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    #[error("upstream {endpoint} connect timed out")]
-    UpstreamConnectTimeout { endpoint: String },
-    #[error("upstream {endpoint} did not answer within {timeout:?}")]
-    UpstreamTimeout {
-        endpoint: String,
-        timeout: std::time::Duration,
-    },
+    #[error("cluster {cluster} refused the request: {} reached", limit.name())]
+    Overflow { cluster: String, limit: Limit },
     #[error("filter {plugin} failed: {reason}")]
     FilterFailed { plugin: String, reason: String },
     #[error("filter {plugin} exceeded its CPU deadline")]
@@ -77,13 +127,36 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ProxyError::NoEndpoint(_) | ProxyError::FilterUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {
-                StatusCode::GATEWAY_TIMEOUT
+            ProxyError::NoEndpoint(_) | ProxyError::FilterUnavailable { .. } | ProxyError::Overflow { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
+            ProxyError::Upstream { failure, .. } => match failure {
+                UpstreamFailure::ConnectTimeout | UpstreamFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_GATEWAY,
+            },
             ProxyError::FilterFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::FilterTimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Where the error came from.
+    pub fn source_side(&self) -> ErrorSource {
+        match self {
+            ProxyError::NoRoute { .. } | ProxyError::BadRequest(_) => ErrorSource::Downstream,
+            ProxyError::NoEndpoint(_) | ProxyError::Upstream { .. } => ErrorSource::Upstream,
+            ProxyError::Overflow { .. }
+            | ProxyError::FilterFailed { .. }
+            | ProxyError::FilterTimedOut { .. }
+            | ProxyError::FilterUnavailable { .. } => ErrorSource::Internal,
+        }
+    }
+
+    /// The upstream failure a retry policy may act on; `None` for errors a
+    /// retry cannot help (bad requests, filters, limits).
+    pub fn upstream_failure(&self) -> Option<UpstreamFailure> {
+        match self {
+            ProxyError::Upstream { failure, .. } => Some(*failure),
+            _ => None,
         }
     }
 
@@ -93,9 +166,17 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => "no route for this host and path\n",
             ProxyError::BadRequest(why) => why.body(),
             ProxyError::NoEndpoint(_) => "no upstream endpoint available\n",
-            ProxyError::UpstreamUnreachable { .. } => "upstream unreachable\n",
-            ProxyError::UpstreamConnectTimeout { .. } => "upstream connect timeout\n",
-            ProxyError::UpstreamTimeout { .. } => "upstream timeout\n",
+            ProxyError::Upstream { failure, .. } => match failure {
+                UpstreamFailure::ConnectTimeout => "upstream connect timeout\n",
+                UpstreamFailure::Timeout(_) => "upstream timeout\n",
+                _ => "upstream unreachable\n",
+            },
+            ProxyError::Overflow { limit, .. } => match limit {
+                Limit::MaxConnections => "upstream overloaded: max_connections\n",
+                Limit::MaxPendingRequests => "upstream overloaded: max_pending_requests\n",
+                Limit::MaxRequests => "upstream overloaded: max_requests\n",
+                Limit::MaxRetries => "upstream overloaded: max_retries\n",
+            },
             ProxyError::FilterFailed { .. } => "filter failed\n",
             ProxyError::FilterTimedOut { .. } => "filter timed out\n",
             ProxyError::FilterUnavailable { .. } => "filter overloaded\n",

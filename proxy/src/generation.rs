@@ -3,7 +3,7 @@
 //! and then shared read-only. A request holds the generation it started
 //! with until it ends.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, RetryPolicy};
 use crate::filter_chain::FilterChain;
 use crate::metrics::CertExpiry;
 use crate::metrics::RouteMetrics;
@@ -23,6 +23,10 @@ pub struct Route {
     pub cluster: Arc<str>,
     pub timeout: Duration,
     pub connect_timeout: Option<Duration>,
+    pub retry: Option<RetryPolicy>,
+    pub max_stream_duration: Option<Duration>,
+    /// `Upgrade` protocols proxied (lower case).
+    pub upgrades: Vec<String>,
     pub chain: FilterChain,
     pub metrics: Arc<RouteMetrics>,
 }
@@ -83,7 +87,9 @@ impl Generation {
                     .map_err(|e| located(&config, None, "access_log.path".into(), format!("cannot open: {e}")))?,
             )),
         };
-        let upstreams = Upstreams::new(&config, metrics).map_err(|e| located(&config, None, "clusters".into(), e))?;
+        let upstreams = Upstreams::new(&config, metrics, previous.as_ref().map(|p| &p.upstreams))
+            .await
+            .map_err(|e| located(&config, None, "clusters".into(), e))?;
         let mut listener_tls = HashMap::new();
         for (name, tls) in &config.listener_tls {
             let server = ServerTls::build(name, tls)
@@ -165,6 +171,9 @@ impl Generation {
                 cluster: rc.cluster.as_str().into(),
                 timeout: rc.timeout,
                 connect_timeout: rc.connect_timeout,
+                retry: rc.retry.clone(),
+                max_stream_duration: rc.max_stream_duration,
+                upgrades: rc.upgrades.clone(),
                 chain,
                 metrics: Arc::new(metrics.route(&rc.name, &rc.reachable_clusters())),
             };

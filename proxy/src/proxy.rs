@@ -1,15 +1,20 @@
 //! The request path, end to end: route → request filters → upstream →
 //! response filters. Each step is a function call here; errors from any of
-//! them become a response in one place (`ProxyError::into_response`).
+//! them become a response in one place (`ProxyError::into_response`, in
+//! gRPC's form for gRPC requests).
 
-use crate::body::{Counted, ProxyBody};
+use crate::body::{Counted, ProxyBody, RequestBody};
 use crate::connection::ConnectionFacts;
 use crate::error::{BadRequest, ProxyError};
 use crate::filter_chain::RequestOutcome;
 use crate::forwarding;
 use crate::generation::Generation;
+use crate::grpc;
 use crate::target;
 use crate::telemetry::{ObservedBody, Record, TraceContext};
+use crate::upgrade;
+use crate::upstream::balancer::request_hash;
+use crate::upstream::retry::{self, Exchange};
 use crate::wasm::{Context, RequestExchange, RequestHead, ResponseExchange};
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
@@ -26,11 +31,13 @@ pub async fn handle(
 ) -> Response<ObservedBody> {
     let (parts, body) = req.into_parts();
     let mut record = Record::start(generation.access_log.as_ref(), &connection, &parts);
+    let is_grpc = grpc::is_grpc(&parts.headers);
     let response = match proxy(&generation, parts, body, connection, &mut record).await {
         Ok(response) => response,
         Err(e) => {
             tracing::debug!(error = %e, "request failed");
-            e.into_response()
+            let response = e.into_response();
+            if is_grpc { grpc::into_grpc(response) } else { response }
         }
     };
     if record.metrics.is_none() {
@@ -71,7 +78,15 @@ async fn proxy(
         record.route = Some(route.name.clone());
     }
     parts.headers.insert(header::HOST, host);
+    let upgrade = upgrade::requested(&parts.headers).filter(|u| upgrade::allowed(&route.upgrades, u));
+    let downstream_upgrade = match upgrade {
+        Some(_) => parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
+        None => None,
+    };
     forwarding::strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = upgrade.clone() {
+        upgrade::restore(&mut parts.headers, protocol);
+    }
     // The client's `Expect: 100-continue` was answered by this hop.
     parts.headers.remove(header::EXPECT);
     record.trace = Some(TraceContext::propagate(&mut parts.headers));
@@ -99,6 +114,12 @@ async fn proxy(
         record.request_id = request_id(&context, &head.parts.headers);
     }
     if let RequestOutcome::Respond { response, by } = outcome {
+        // A filter's answer to a gRPC client is a gRPC status.
+        let response = if grpc::is_grpc(&head.parts.headers) && !grpc::is_grpc(response.headers()) {
+            grpc::into_grpc(response)
+        } else {
+            response
+        };
         let (parts, body) = response.into_parts();
         let exchange = ResponseExchange {
             head: parts,
@@ -126,18 +147,52 @@ async fn proxy(
     if logs {
         record.note_forwarded(&head.parts.uri);
     }
-    let upstream_request = Request::from_parts(head.parts, Counted::new(body, record.bytes_in.clone()));
-    let (response, endpoint) = cluster
-        .send(upstream_request, route.connect_timeout, route.timeout)
-        .await?;
+    let body = Counted::new(body, record.bytes_in.clone());
+    let body = match &route.retry {
+        Some(policy) => RequestBody::buffer(body, policy.max_buffered_body)
+            .await
+            .map_err(|_| BadRequest::MalformedBody)?,
+        None => RequestBody::Streaming(body),
+    };
+    // A gRPC deadline shortens the route's timeout, never lengthens it.
+    let timeout = match grpc::timeout(&head.parts.headers) {
+        Some(t) if grpc::is_grpc(&head.parts.headers) => t.min(route.timeout),
+        _ => route.timeout,
+    };
+    let exchange = Exchange {
+        connect_timeout: route.connect_timeout,
+        timeout,
+        retry: route.retry.as_ref(),
+        hash: cluster
+            .hash_on()
+            .and_then(|on| request_hash(on, &head.parts.headers, connection.client)),
+    };
+    let mut attempts = 0;
+    let sent = retry::send(cluster, head.parts, body, exchange, &mut attempts).await;
+    record.attempts = attempts;
+    let retry::Sent { mut response, endpoint } = sent?;
     tracing::trace!(%endpoint, status = response.status().as_u16(), "upstream answered");
     if logs {
         record.endpoint = Some(endpoint);
+    }
+    if let Some(limit) = route.max_stream_duration {
+        response.body_mut().end_by(tokio::time::Instant::now() + limit);
+    }
+    if let Some(downstream) = downstream_upgrade
+        && response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+        && let Some(upstream) = response.extensions_mut().remove::<hyper::upgrade::OnUpgrade>()
+    {
+        upgrade::tunnel(downstream, upstream, route.max_stream_duration, route.name.clone());
     }
 
     // Filter chain, response phase.
     let (mut parts, body) = response.into_parts();
     forwarding::strip_hop_by_hop(&mut parts.headers);
+    if parts.status == http::StatusCode::SWITCHING_PROTOCOLS
+        && let Some(protocol) = upgrade
+    {
+        upgrade::restore(&mut parts.headers, protocol);
+    }
     forwarding::append_via(&mut parts.headers, parts.version);
     parts.version = http::Version::default();
     let exchange = ResponseExchange {

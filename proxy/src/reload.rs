@@ -138,6 +138,7 @@ impl Reloader {
             || tls_files(&next.config) != tls_files(&previous.config);
         let config = next.config.clone();
         self.metrics.tls.set_certificates(next.certificates());
+        self.metrics.upstream.set_clusters(next.upstreams.handles());
         if next.config.listener_tls != previous.config.listener_tls || next.config.clusters != previous.config.clusters
         {
             for warning in next.config.tls_warnings() {

@@ -87,6 +87,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
     let metrics = runtime.metrics.clone();
     metrics.tls.set_certificates(current.load().certificates());
+    metrics.upstream.set_clusters(current.load().upstreams.handles());
     for warning in config.tls_warnings() {
         tracing::warn!("{warning}");
     }

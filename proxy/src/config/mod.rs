@@ -6,12 +6,14 @@ mod raw;
 mod redact;
 mod shared_state;
 pub mod tls;
+pub mod traffic;
 mod validate;
 
 pub use crate::normalize::{EscapedSlashes, PathPolicy};
 pub use crate::shared_state::{Quota, Quotas};
 pub use redact::redacted_json;
 pub use tls::{ClientAuth, ExpectedIdentity, ListenerTls, TlsVersion, UpstreamTls};
+pub use traffic::{ClusterTraffic, DnsConfig, LbPolicy, RetryPolicy};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,6 +75,8 @@ pub struct Config {
     /// `[sandbox] memory_budget`: what all filter instances together may
     /// hold in the worst case; `None` = the cgroup's limit or physical memory.
     pub memory_budget: Option<usize>,
+    /// `[dns]`: how endpoint names are resolved and refreshed.
+    pub dns: DnsConfig,
     pub clusters: Vec<ClusterConfig>,
     pub routes: Vec<RouteConfig>,
 }
@@ -157,6 +161,8 @@ pub struct ClusterConfig {
     pub connect_timeout: Duration,
     /// `[clusters.tls]`: speak TLS to the endpoints.
     pub tls: Option<UpstreamTls>,
+    /// Balancing, health, ejection, circuit breaking and the retry budget.
+    pub traffic: ClusterTraffic,
 }
 
 /// How a route matches the request's host.
@@ -207,6 +213,12 @@ pub struct RouteConfig {
     pub timeout: Duration,
     /// Overrides the cluster's connect timeout for this route.
     pub connect_timeout: Option<Duration>,
+    /// `[routes.retry]`; `None` = no retries.
+    pub retry: Option<RetryPolicy>,
+    /// Longest a whole exchange may last, bodies and upgraded tunnels included.
+    pub max_stream_duration: Option<Duration>,
+    /// HTTP/1.1 `Upgrade` protocols proxied on this route (lower case).
+    pub upgrades: Vec<String>,
     pub filters: Vec<FilterConfig>,
 }
 
@@ -295,6 +307,8 @@ pub struct ListenerLimits {
     pub max_requests_per_connection: u32,
     /// Time an HTTP/1.1 client has to send a request head.
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
     /// Largest request head (HTTP/1.1) or header list (HTTP/2), bytes.
     pub max_header_bytes: usize,
     /// Most header lines in an HTTP/1.1 request.
@@ -311,6 +325,7 @@ impl Default for ListenerLimits {
             max_connections: 10_000,
             max_requests_per_connection: 0,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             h2_max_concurrent_streams: 256,

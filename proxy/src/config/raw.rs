@@ -20,6 +20,7 @@ pub(super) struct RawConfig {
     pub paths: Option<RawPaths>,
     pub shared_state: Option<RawSharedState>,
     pub sandbox: Option<RawSandbox>,
+    pub dns: Option<RawDns>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]
@@ -118,6 +119,75 @@ pub(super) struct RawCluster {
     pub protocol: Option<RawProtocol>,
     pub connect_timeout: Option<Spanned<String>>,
     pub tls: Option<RawUpstreamTls>,
+    pub lb: Option<Spanned<String>>,
+    pub hash_on: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub panic_threshold: Option<Spanned<u32>>,
+    pub ewma_decay: Option<Spanned<String>>,
+    pub health_check: Option<Spanned<RawHealthCheck>>,
+    pub outlier_detection: Option<Spanned<RawOutlierDetection>>,
+    pub circuit_breakers: Option<RawCircuitBreakers>,
+    pub retry_budget: Option<RawRetryBudget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthCheck {
+    pub path: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub healthy_threshold: Option<Spanned<u32>>,
+    pub unhealthy_threshold: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub expected_statuses: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutlierDetection {
+    pub consecutive_5xx: Option<u32>,
+    pub consecutive_gateway_errors: Option<u32>,
+    pub base_ejection_time: Option<Spanned<String>>,
+    pub max_ejection_time: Option<Spanned<String>>,
+    pub max_ejection_percent: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCircuitBreakers {
+    pub max_connections: Option<Spanned<u32>>,
+    pub max_pending_requests: Option<Spanned<u32>>,
+    pub max_requests: Option<Spanned<u32>>,
+    pub max_retries: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetryBudget {
+    pub ratio: Option<Spanned<f64>>,
+    pub min_retries_per_second: Option<u32>,
+    pub window: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    #[serde(default)]
+    pub retry_on: Vec<Spanned<String>>,
+    pub retries: Option<Spanned<u32>>,
+    pub per_try_timeout: Option<Spanned<String>>,
+    pub backoff_base: Option<Spanned<String>>,
+    pub backoff_max: Option<Spanned<String>>,
+    pub max_buffered_body: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    pub resolver: Option<Spanned<String>>,
+    pub min_refresh: Option<Spanned<String>>,
+    pub max_refresh: Option<Spanned<String>>,
+    pub retry_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +202,10 @@ pub(super) struct RawRoute {
     pub cluster: Spanned<String>,
     pub timeout: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
+    pub max_stream_duration: Option<Spanned<String>>,
+    #[serde(default)]
+    pub upgrades: Vec<Spanned<String>>,
+    pub retry: Option<Spanned<RawRetry>>,
     #[serde(default)]
     pub filters: Vec<RawFilter>,
 }
@@ -156,6 +230,7 @@ pub(super) struct RawLimits {
     pub max_connections: Option<Spanned<u32>>,
     pub max_requests_per_connection: Option<u32>,
     pub header_read_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
     pub max_header_bytes: Option<Spanned<u32>>,
     pub max_headers: Option<Spanned<u32>>,
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,

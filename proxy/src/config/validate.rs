@@ -53,7 +53,7 @@ impl Locator<'_> {
         }
     }
 
-    fn socket_addr(&self, value: &Spanned<String>, key: String) -> Result<SocketAddr, ConfigError> {
+    pub(super) fn socket_addr(&self, value: &Spanned<String>, key: String) -> Result<SocketAddr, ConfigError> {
         value.get_ref().parse().or_else(|_| {
             self.at(
                 value,
@@ -210,6 +210,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             protocol,
             connect_timeout,
             tls,
+            traffic: traffic::cluster(loc, c, i)?,
         });
     }
 
@@ -314,6 +315,14 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                 sandbox: sandbox(loc, f, &format!("routes[{i}].filters[{j}]"))?,
             });
         }
+        let retry = match &r.retry {
+            Some(policy) => Some(traffic::retry(loc, policy, i)?),
+            None => None,
+        };
+        let max_stream_duration = match &r.max_stream_duration {
+            Some(d) => Some(loc.duration(d, key("max_stream_duration"))?),
+            None => None,
+        };
         routes.push(RouteConfig {
             name,
             hosts,
@@ -321,6 +330,9 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             cluster: r.cluster.get_ref().clone(),
             timeout,
             connect_timeout,
+            retry,
+            max_stream_duration,
+            upgrades: traffic::upgrades(loc, &r.upgrades, i)?,
             filters,
         });
     }
@@ -342,6 +354,10 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         paths,
         shared_state,
         memory_budget,
+        dns: match &raw.dns {
+            Some(d) => traffic::dns(loc, d)?,
+            None => DnsConfig::default(),
+        },
         clusters,
         routes,
     })
@@ -460,6 +476,9 @@ fn listener_limits(loc: &Locator<'_>, l: &RawLimits) -> Result<ListenerLimits, C
     }
     if let Some(v) = &l.header_read_timeout {
         out.header_read_timeout = loc.duration(v, "limits.header_read_timeout".into())?;
+    }
+    if let Some(v) = &l.idle_timeout {
+        out.idle_timeout = loc.duration(v, "limits.idle_timeout".into())?;
     }
     if let Some(v) = &l.max_header_bytes {
         if *v.get_ref() < 8192 {

@@ -180,7 +180,7 @@ impl Http {
             let facts = facts.clone();
             async move { Ok::<_, Infallible>(proxy::handle(generation, req, facts).await) }
         });
-        let connection = builder.serve_connection(io, service);
+        let connection = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(connection);
         let result = tokio::select! {
             result = connection.as_mut() => result,

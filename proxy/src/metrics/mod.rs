@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod tls;
+mod upstream;
 pub use tls::{CertExpiry, TlsMetrics};
+pub use upstream::UpstreamMetrics;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
@@ -130,6 +132,8 @@ pub struct Metrics {
     shared_state_refused: Family<PluginLabels, Counter>,
     /// Handshakes, failures, peer identities, certificate expiry.
     pub tls: TlsMetrics,
+    /// Retries, budgets, circuit breakers, ejections, health, DNS.
+    pub upstream: UpstreamMetrics,
 }
 
 /// One plugin's shared-state use and refusals.
@@ -255,8 +259,10 @@ impl Default for Metrics {
             Family::<PluginLabels, Counter>::default(),
         );
         let tls = TlsMetrics::register(&mut r);
+        let upstream = UpstreamMetrics::register(&mut r);
         Metrics {
             tls,
+            upstream,
             shared_state_entries,
             shared_state_bytes,
             shared_state_refused,

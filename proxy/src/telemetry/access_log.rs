@@ -34,6 +34,8 @@ pub struct Entry<'a> {
     pub route: &'a str,
     pub cluster: &'a str,
     pub upstream: String,
+    /// Tries sent upstream (0 when the request never got that far).
+    pub attempts: u32,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub request_id: &'a str,
@@ -129,6 +131,7 @@ fn json_line(e: &Entry<'_>) -> String {
     m.insert("route".into(), e.route.into());
     m.insert("cluster".into(), e.cluster.into());
     m.insert("upstream".into(), e.upstream.clone().into());
+    m.insert("attempts".into(), e.attempts.into());
     m.insert("bytes_in".into(), e.bytes_in.into());
     m.insert("bytes_out".into(), e.bytes_out.into());
     m.insert("request_id".into(), e.request_id.into());
@@ -191,6 +194,7 @@ fn text_line(e: &Entry<'_>) -> String {
     field("route", e.route);
     field("cluster", e.cluster);
     field("upstream", &e.upstream);
+    field("attempts", &e.attempts.to_string());
     field("bytes_in", &e.bytes_in.to_string());
     field("bytes_out", &e.bytes_out.to_string());
     field("request_id", e.request_id);

@@ -69,6 +69,8 @@ pub struct Record {
     /// The cluster the request was sent to.
     pub cluster: Option<Arc<str>>,
     pub endpoint: Option<Authority>,
+    /// Tries sent upstream.
+    pub attempts: u32,
     pub request_id: Option<HeaderValue>,
     pub trace: Option<TraceContext>,
     /// Request body bytes, counted as they stream upstream (only when an
@@ -105,6 +107,7 @@ impl Record {
             authority: None,
             cluster: None,
             endpoint: None,
+            attempts: 0,
             request_id: None,
             trace: None,
             bytes_in,
@@ -223,6 +226,7 @@ impl Drop for ObservedBody {
             route: r.route.as_deref().unwrap_or(""),
             cluster: r.cluster.as_deref().unwrap_or(""),
             upstream: r.endpoint.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+            attempts: r.attempts,
             bytes_in: r.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed)),
             bytes_out: self.bytes_out,
             request_id: r.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),

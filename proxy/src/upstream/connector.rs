@@ -4,6 +4,7 @@
 //! timeout covers both. This is where new transports plug in; balancing
 //! and health sit above it and see only `Connector`.
 
+use super::breaker::{Gate, LimitReached, Slot};
 use crate::tls::client::ClientTls;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -28,10 +29,17 @@ pub struct Connector {
     tls: Option<Arc<ClientTls>>,
     connect_timeout: Duration,
     cluster: Arc<str>,
+    /// The cluster's `max_connections`.
+    connections: Gate,
 }
 
 impl Connector {
-    pub fn new(cluster: Arc<str>, connect_timeout: Duration, tls: Option<Arc<ClientTls>>) -> Connector {
+    pub fn new(
+        cluster: Arc<str>,
+        connect_timeout: Duration,
+        tls: Option<Arc<ClientTls>>,
+        connections: Gate,
+    ) -> Connector {
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(Some(connect_timeout));
         tcp.set_nodelay(true);
@@ -43,14 +51,16 @@ impl Connector {
             tls,
             connect_timeout,
             cluster,
+            connections,
         }
     }
 }
 
 /// An upstream connection: plain TCP or TLS over it.
+/// Each holds its place under the cluster's `max_connections` until closed.
 pub enum Conn {
-    Plain(TokioIo<TcpStream>),
-    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+    Plain(TokioIo<TcpStream>, Slot),
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>, Slot),
 }
 
 /// The TLS handshake with an upstream did not complete.
@@ -88,12 +98,14 @@ impl tower_service::Service<Uri> for Connector {
         let mut tcp = self.tcp.clone();
         let tls = self.tls.clone();
         let (timeout, cluster) = (self.connect_timeout, self.cluster.clone());
+        let slot = self.connections.claim();
         Box::pin(async move {
+            let slot = slot.map_err(|limit| Box::new(LimitReached(limit)) as BoxError)?;
             // One connect timeout for TCP and TLS together.
             let deadline = tokio::time::Instant::now() + timeout;
             let io = tcp.call(uri.clone()).await?;
             let Some(tls) = tls else {
-                return Ok(Conn::Plain(io));
+                return Ok(Conn::Plain(io, slot));
             };
             let endpoint = uri.authority().map(|a| a.to_string()).unwrap_or_default();
             let name = match &tls.server_name {
@@ -109,7 +121,7 @@ impl tower_service::Service<Uri> for Connector {
                 )),
             };
             match result {
-                Ok(stream) => Ok(Conn::Tls(Box::new(TokioIo::new(stream)))),
+                Ok(stream) => Ok(Conn::Tls(Box::new(TokioIo::new(stream)), slot)),
                 Err(source) => {
                     let detail = describe(&source);
                     tracing::warn!(%cluster, %endpoint, error = %detail, "upstream TLS handshake failed");
@@ -134,8 +146,8 @@ fn host_name(uri: &Uri) -> Result<ServerName<'static>, BoxError> {
 impl Connection for Conn {
     fn connected(&self) -> Connected {
         match self {
-            Conn::Plain(io) => io.connected(),
-            Conn::Tls(io) => {
+            Conn::Plain(io, _) => io.connected(),
+            Conn::Tls(io, _) => {
                 let (tcp, session) = io.inner().get_ref();
                 let connected = tcp.connected();
                 if session.alpn_protocol() == Some(b"h2") {
@@ -151,8 +163,8 @@ impl Connection for Conn {
 impl Read for Conn {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(io) => Pin::new(io).poll_read(cx, buf),
-            Conn::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+            Conn::Plain(io, _) => Pin::new(io).poll_read(cx, buf),
+            Conn::Tls(io, _) => Pin::new(io.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -160,29 +172,29 @@ impl Read for Conn {
 impl Write for Conn {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Conn::Plain(io) => Pin::new(io).poll_write(cx, buf),
-            Conn::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+            Conn::Plain(io, _) => Pin::new(io).poll_write(cx, buf),
+            Conn::Tls(io, _) => Pin::new(io.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(io) => Pin::new(io).poll_flush(cx),
-            Conn::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+            Conn::Plain(io, _) => Pin::new(io).poll_flush(cx),
+            Conn::Tls(io, _) => Pin::new(io.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(io) => Pin::new(io).poll_shutdown(cx),
-            Conn::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+            Conn::Plain(io, _) => Pin::new(io).poll_shutdown(cx),
+            Conn::Tls(io, _) => Pin::new(io.as_mut()).poll_shutdown(cx),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Conn::Plain(io) => io.is_write_vectored(),
-            Conn::Tls(io) => io.is_write_vectored(),
+            Conn::Plain(io, _) => io.is_write_vectored(),
+            Conn::Tls(io, _) => io.is_write_vectored(),
         }
     }
 
@@ -192,8 +204,8 @@ impl Write for Conn {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Conn::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
-            Conn::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+            Conn::Plain(io, _) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Conn::Tls(io, _) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 }

@@ -1,50 +1,89 @@
-//! Upstream: clusters of endpoints, round-robin balancing, pooled keep-alive
-//! clients (HTTP/1.1 or HTTP/2, cleartext or TLS), connect and response
-//! timeouts. Connections are opened by the [`connector`].
+//! Upstream: clusters of endpoints and how a request reaches one of them.
+//! Each concern is its own piece, as Pingora keeps them: [`discovery`]
+//! (static addresses, DNS names) feeds the endpoint set, [`health`] and
+//! [`outlier`] take endpoints out of it, the [`balancer`] picks one, the
+//! [`connector`] opens connections (TCP, TLS) under the [`breaker`]'s
+//! limits, and [`retry`] drives the attempts of one request within its
+//! [`budget`].
 
+pub mod balancer;
+pub mod breaker;
+mod budget;
+pub mod clock;
 pub mod connector;
+mod discovery;
+pub mod dns;
+mod endpoint;
+mod health;
+mod outlier;
+pub mod retry;
 
 use crate::body::RequestBody;
-use crate::config::{Config, UpstreamProtocol};
-use crate::error::{BadRequest, ProxyError};
-use crate::metrics::{ClusterMetrics, Metrics};
+use crate::config::{ClusterConfig, Config, UpstreamProtocol};
+use crate::error::{BadRequest, ProxyError, UpstreamFailure};
+use crate::metrics::{ClusterMetrics, Metrics, UpstreamMetrics};
 use crate::tls::client::ClientTls;
+use balancer::{Balancer, Pick};
+use breaker::{Breakers, Slot};
+use budget::RetryBudget;
+use bytes::Bytes;
+use clock::{Clock, SystemClock};
 use connector::Connector;
-use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use discovery::Discovery;
+use endpoint::{Endpoint, InFlight};
+use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Request, Response, Version};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use outlier::{Outcome, OutlierDetector};
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 type HttpClient = Client<Connector, RequestBody>;
 
-/// How long an idle upstream connection is kept for reuse.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// One cluster: its endpoints and the clients that reach them.
+/// One cluster: its endpoints, how they are chosen and kept healthy, the
+/// clients that reach them, and its limits.
 pub struct Cluster {
     pub name: Arc<str>,
-    endpoints: Vec<Authority>,
-    next: AtomicUsize,
+    /// What it was built from, to reuse it across reloads when unchanged.
+    config: ClusterConfig,
+    connect_timeouts: Vec<Duration>,
+    /// The `[dns]` settings its names are resolved with.
+    dns: crate::config::DnsConfig,
+    discovery: Arc<Discovery>,
+    balancer: Balancer,
+    outlier: Option<OutlierDetector>,
+    budget: RetryBudget,
+    breakers: Breakers,
+    clock: Arc<dyn Clock>,
     protocol: UpstreamProtocol,
     /// `https` for TLS clusters.
     scheme: Scheme,
-    default_connect_timeout: Duration,
     /// One pooled client per distinct connect timeout in use.
     clients: Vec<(Duration, HttpClient)>,
     metrics: ClusterMetrics,
+    upstream_metrics: UpstreamMetrics,
+    /// Health checks and DNS refreshes; stopped with the cluster.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster")
-            .field("name", &self.name)
-            .field("endpoints", &self.endpoints)
-            .finish()
+        f.debug_struct("Cluster").field("name", &self.name).finish()
     }
 }
 
@@ -55,50 +94,33 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// Build clients for every cluster; pools start empty. Fails if a
-    /// cluster's TLS material is refused by rustls.
-    pub fn new(config: &Config, metrics: &Metrics) -> Result<Upstreams, String> {
+    /// Build every cluster: resolve DNS names, start health checks. A
+    /// cluster whose settings did not change since `previous` is kept as
+    /// it is — pools, health, ejections, budget and all — unless it speaks
+    /// TLS (its files may have rotated). Fails if a cluster's TLS material
+    /// is refused by rustls.
+    pub async fn new(config: &Config, metrics: &Metrics, previous: Option<&Upstreams>) -> Result<Upstreams, String> {
         let mut overrides: Vec<Duration> = config.routes.iter().filter_map(|r| r.connect_timeout).collect();
         overrides.sort();
         overrides.dedup();
-        let clusters = config
-            .clusters
-            .iter()
-            .map(|c| {
-                let name: Arc<str> = c.name.as_str().into();
-                let tls = match &c.tls {
-                    Some(t) => Some(Arc::new(
-                        ClientTls::build(t, c.protocol).map_err(|e| format!("clusters `{name}`: {e}"))?,
-                    )),
-                    None => None,
-                };
-                let mut timeouts = overrides.clone();
-                timeouts.push(c.connect_timeout);
-                timeouts.sort();
-                timeouts.dedup();
-                let clients = timeouts
-                    .into_iter()
-                    .map(|t| {
-                        (
-                            t,
-                            build_client(c.protocol, Connector::new(name.clone(), t, tls.clone())),
-                        )
-                    })
-                    .collect();
-                let endpoints = c.endpoints.iter().filter_map(|e| e.parse().ok()).collect();
-                let cluster = Cluster {
-                    name: name.clone(),
-                    endpoints,
-                    next: AtomicUsize::new(0),
-                    protocol: c.protocol,
-                    scheme: if tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP },
-                    default_connect_timeout: c.connect_timeout,
-                    clients,
-                    metrics: metrics.cluster(&c.name),
-                };
-                Ok((name, Arc::new(cluster)))
-            })
-            .collect::<Result<_, String>>()?;
+        let mut resolver: Option<Arc<dns::Resolver>> = None;
+        let mut clusters = HashMap::new();
+        for c in &config.clusters {
+            let mut timeouts = overrides.clone();
+            timeouts.push(c.connect_timeout);
+            timeouts.sort();
+            timeouts.dedup();
+            let reusable = previous
+                .and_then(|p| p.clusters.get(c.name.as_str()))
+                .filter(|old| old.config == *c && old.connect_timeouts == timeouts && c.tls.is_none())
+                .filter(|old| !old.discovery.has_names() || previous_dns(previous, config));
+            if let Some(old) = reusable {
+                clusters.insert(old.name.clone(), old.clone());
+                continue;
+            }
+            let cluster = Cluster::build(c, timeouts, metrics, config, &mut resolver).await?;
+            clusters.insert(cluster.name.clone(), Arc::new(cluster));
+        }
         Ok(Upstreams { clusters })
     }
 
@@ -106,12 +128,263 @@ impl Upstreams {
     pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
         self.clusters.get(name)
     }
+
+    /// Every cluster, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        let mut all: Vec<_> = self.clusters.values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all.into_iter()
+    }
+
+    /// Handles the metrics collector reads the endpoints through.
+    pub fn handles(&self) -> Vec<Weak<Cluster>> {
+        self.iter().map(Arc::downgrade).collect()
+    }
 }
 
-fn build_client(protocol: UpstreamProtocol, connector: Connector) -> HttpClient {
+/// Whether the `[dns]` settings the previous clusters were built with are
+/// the ones configured now (DNS clusters are rebuilt when they change).
+fn previous_dns(previous: Option<&Upstreams>, config: &Config) -> bool {
+    previous
+        .and_then(|p| p.clusters.values().next())
+        .is_some_and(|c| c.dns == config.dns)
+}
+
+impl Cluster {
+    async fn build(
+        c: &ClusterConfig,
+        timeouts: Vec<Duration>,
+        metrics: &Metrics,
+        config: &Config,
+        resolver: &mut Option<Arc<dns::Resolver>>,
+    ) -> Result<Cluster, String> {
+        let name: Arc<str> = c.name.as_str().into();
+        let traffic = &c.traffic;
+        let discovery = Arc::new(Discovery::new(name.clone(), &c.endpoints, &traffic.lb));
+        let tls = match &c.tls {
+            Some(t) => {
+                let mut tls = ClientTls::build(t, c.protocol).map_err(|e| format!("clusters `{name}`: {e}"))?;
+                // Resolved endpoints are addresses: verify (and send SNI
+                // for) the configured name instead.
+                if tls.server_name.is_none()
+                    && let [status] = discovery.names().as_slice()
+                {
+                    tls.server_name = rustls::pki_types::ServerName::try_from(status.host.clone()).ok();
+                }
+                Some(Arc::new(tls))
+            }
+            None => None,
+        };
+        let breakers = Breakers::new(&traffic.circuit_breakers);
+        let connector = |timeout| Connector::new(name.clone(), timeout, tls.clone(), breakers.connections.clone());
+        let clients = timeouts
+            .iter()
+            .map(|&t| (t, build_client(c.protocol, traffic.idle_timeout, connector(t))))
+            .collect();
+        let scheme = if tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP };
+        let clock = SystemClock::shared();
+        let upstream_metrics = metrics.upstream.clone();
+        let mut tasks = Vec::new();
+        if discovery.has_names() {
+            let resolver = match resolver {
+                Some(r) => r.clone(),
+                None => {
+                    let r = Arc::new(dns::Resolver::new(&config.dns).map_err(|e| format!("dns: {e}"))?);
+                    *resolver = Some(r.clone());
+                    r
+                }
+            };
+            tasks.extend(discovery.start(&resolver, config.dns, &upstream_metrics).await);
+        }
+        if let Some(check) = &traffic.health_check {
+            tasks.push(health::spawn(
+                name.clone(),
+                discovery.set.clone(),
+                check.clone(),
+                connector(c.connect_timeout),
+                scheme.clone(),
+                upstream_metrics.clone(),
+            ));
+        }
+        Ok(Cluster {
+            balancer: Balancer::new(traffic.lb.clone(), traffic.ewma_decay, traffic.panic_threshold),
+            outlier: traffic
+                .outlier_detection
+                .map(|o| OutlierDetector::new(o, clock.clone())),
+            budget: RetryBudget::new(traffic.retry_budget, clock.clone()),
+            breakers,
+            clock,
+            protocol: c.protocol,
+            scheme,
+            clients,
+            metrics: metrics.cluster(&c.name),
+            upstream_metrics,
+            tasks,
+            discovery,
+            config: c.clone(),
+            connect_timeouts: timeouts,
+            dns: config.dns,
+            name,
+        })
+    }
+
+    /// What the cluster's consistent hash is computed over, if it hashes.
+    pub fn hash_on(&self) -> Option<&crate::config::traffic::HashOn> {
+        match self.balancer.policy() {
+            crate::config::LbPolicy::Maglev(on) => Some(on),
+            _ => None,
+        }
+    }
+
+    fn client(&self, connect_timeout: Option<Duration>) -> Option<&HttpClient> {
+        let wanted = connect_timeout.unwrap_or(self.config.connect_timeout);
+        self.clients.iter().find(|(t, _)| *t == wanted).map(|(_, c)| c)
+    }
+
+    /// The endpoint for the next attempt, avoiding `tried` when it can.
+    fn pick(&self, hash: Option<u64>, tried: &[Arc<Endpoint>]) -> Result<Arc<Endpoint>, ProxyError> {
+        let set = self.discovery.set.load();
+        let pick = Pick {
+            now: self.clock.now(),
+            hash,
+            tried,
+        };
+        self.balancer
+            .pick(&set, &pick)
+            .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))
+    }
+
+    /// Send one attempt to `endpoint` and wait up to `timeout` for the
+    /// response headers. The body streams in both directions.
+    async fn attempt(
+        &self,
+        mut req: Request<RequestBody>,
+        endpoint: &Arc<Endpoint>,
+        connect_timeout: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<(Response<Incoming>, InFlight), ProxyError> {
+        let client = self
+            .client(connect_timeout)
+            .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(endpoint.authority.clone());
+        parts.path_and_query = Some(path);
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest(BadRequest::InvalidTarget))?;
+        *req.version_mut() = match self.protocol {
+            UpstreamProtocol::Http1 => Version::HTTP_11,
+            UpstreamProtocol::Http2 => Version::HTTP_2,
+        };
+        let in_flight = endpoint.start();
+        let started = Instant::now();
+        let result = tokio::time::timeout(timeout, client.request(req)).await;
+        let elapsed = started.elapsed();
+        self.metrics.duration.observe(elapsed.as_secs_f64());
+        let result = match result {
+            Err(_) => Err(ProxyError::Upstream {
+                endpoint: endpoint.authority.to_string(),
+                failure: UpstreamFailure::Timeout(timeout),
+                source: None,
+            }),
+            Ok(Ok(resp)) => {
+                if matches!(self.balancer.policy(), crate::config::LbPolicy::PeakEwma) {
+                    endpoint.observe_rtt(self.clock.now(), elapsed, self.config.traffic.ewma_decay);
+                }
+                Ok(resp)
+            }
+            Ok(Err(e)) => Err(retry::classify(e, &endpoint.authority, &self.name, &self.metrics)),
+        };
+        if let Some(outlier) = &self.outlier {
+            let outcome = match &result {
+                Ok(resp) => Some(Outcome::Status(resp.status().as_u16())),
+                Err(e) if e.upstream_failure().is_some() => Some(Outcome::NoAnswer),
+                Err(_) => None,
+            };
+            if let Some(outcome) = outcome
+                && outlier.record(endpoint, &self.discovery.set.load(), outcome)
+            {
+                tracing::warn!(cluster = %self.name, endpoint = %endpoint.authority, "endpoint ejected by outlier detection");
+                self.upstream_metrics.ejection(&self.name);
+            }
+        }
+        result.map(|resp| (resp, in_flight))
+    }
+
+    /// What admin and metrics show of each endpoint.
+    pub fn endpoint_states(&self) -> Vec<EndpointState> {
+        let now = self.clock.now();
+        self.discovery
+            .set
+            .load()
+            .endpoints
+            .iter()
+            .map(|e| EndpointState {
+                address: e.authority.to_string(),
+                healthy: e.healthy(),
+                ejected: e.ejected(now),
+                ejections: e.ejections.load(std::sync::atomic::Ordering::Relaxed),
+                in_flight: e.in_flight(),
+                requests: e.requests(),
+                ewma_ms: e.ewma_ms(self.clock.as_ref(), self.config.traffic.ewma_decay),
+            })
+            .collect()
+    }
+
+    /// The admin view of this cluster.
+    pub fn admin_json(&self) -> serde_json::Value {
+        let endpoints: Vec<_> = self
+            .endpoint_states()
+            .into_iter()
+            .map(|e| {
+                serde_json::json!({
+                    "address": e.address, "healthy": e.healthy, "ejected": e.ejected,
+                    "ejections": e.ejections, "in_flight": e.in_flight, "requests": e.requests,
+                    "ewma_ms": e.ewma_ms,
+                })
+            })
+            .collect();
+        let dns: Vec<_> = self
+            .discovery
+            .names()
+            .into_iter()
+            .map(|n| serde_json::json!({"host": n.host, "port": n.port, "last_error": n.last_error}))
+            .collect();
+        serde_json::json!({
+            "name": &*self.name,
+            "lb": self.balancer.policy().name(),
+            "endpoints": endpoints,
+            "dns": dns,
+            "circuit_breakers": {
+                "connections": self.breakers.connections.in_use(),
+                "pending_requests": self.breakers.pending.in_use(),
+                "requests": self.breakers.requests.in_use(),
+                "retries": self.breakers.retries.in_use(),
+            },
+        })
+    }
+}
+
+/// One endpoint as admin and metrics see it.
+#[derive(Debug, Clone)]
+pub struct EndpointState {
+    pub address: String,
+    pub healthy: bool,
+    pub ejected: bool,
+    pub ejections: u32,
+    pub in_flight: usize,
+    pub requests: u64,
+    pub ewma_ms: f64,
+}
+
+fn build_client(protocol: UpstreamProtocol, idle_timeout: Duration, connector: Connector) -> HttpClient {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_idle_timeout(idle_timeout)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new());
     if protocol == UpstreamProtocol::Http2 {
@@ -123,108 +396,51 @@ fn build_client(protocol: UpstreamProtocol, connector: Connector) -> HttpClient 
     builder.build(connector)
 }
 
-impl Cluster {
-    /// The next endpoint, round robin.
-    fn pick(&self) -> Option<&Authority> {
-        if self.endpoints.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        self.endpoints.get(i)
-    }
+/// An upstream response body. It holds the request's place in the
+/// cluster's `max_requests` and its endpoint's in-flight count until it
+/// ends, so both count the whole exchange, not just the headers.
+/// With a route's `max_stream_duration` it fails at that deadline, so the
+/// client sees the stream cut (connection closed, or RST_STREAM), never a
+/// response that looks complete.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: Incoming,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    _request: Slot,
+    _in_flight: InFlight,
+}
 
-    fn client(&self, connect_timeout: Option<Duration>) -> Option<&HttpClient> {
-        let wanted = connect_timeout.unwrap_or(self.default_connect_timeout);
-        self.clients.iter().find(|(t, _)| *t == wanted).map(|(_, c)| c)
-    }
+/// The body outlived the route's `max_stream_duration`.
+#[derive(Debug, thiserror::Error)]
+#[error("max_stream_duration reached")]
+pub struct StreamDurationReached;
 
-    /// Send `req` to one endpoint and wait up to `timeout` for the response
-    /// headers. The body streams in both directions.
-    pub async fn send(
-        &self,
-        mut req: Request<RequestBody>,
-        connect_timeout: Option<Duration>,
-        timeout: Duration,
-    ) -> Result<(Response<Incoming>, Authority), ProxyError> {
-        let endpoint = self
-            .pick()
-            .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
-        let client = self
-            .client(connect_timeout)
-            .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(endpoint.clone());
-        parts.path_and_query = Some(path);
-        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest(BadRequest::InvalidTarget))?;
-        *req.version_mut() = match self.protocol {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::Http2 => Version::HTTP_2,
-        };
-        let endpoint = endpoint.clone();
-        let started = std::time::Instant::now();
-        let result = tokio::time::timeout(timeout, client.request(req)).await;
-        self.metrics.duration.observe(started.elapsed().as_secs_f64());
-        match result {
-            Err(_) => Err(ProxyError::UpstreamTimeout {
-                endpoint: endpoint.to_string(),
-                timeout,
-            }),
-            Ok(Ok(resp)) => Ok((resp, endpoint)),
-            Ok(Err(e)) if is_timeout(&e) => {
-                self.metrics.connect_errors.inc();
-                Err(ProxyError::UpstreamConnectTimeout {
-                    endpoint: endpoint.to_string(),
-                })
-            }
-            Ok(Err(source)) if downstream_body_failed(&source) => {
-                tracing::debug!(error = %source, "request body from the client was malformed or cut short");
-                Err(ProxyError::BadRequest(BadRequest::MalformedBody))
-            }
-            Ok(Err(source)) => {
-                if source.is_connect() {
-                    self.metrics.connect_errors.inc();
-                }
-                Err(ProxyError::UpstreamUnreachable {
-                    endpoint: endpoint.to_string(),
-                    source,
-                })
-            }
-        }
+impl UpstreamBody {
+    /// End the body with an error at `at` if it has not ended by then.
+    pub fn end_by(&mut self, at: tokio::time::Instant) {
+        self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
     }
 }
 
-/// Whether the upstream request failed because the client's request body
-/// did (bad chunked framing, a client gone mid-upload): hyper reports a
-/// failing request body as a "user" error.
-fn downstream_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(h) = err.downcast_ref::<hyper::Error>()
-            && h.is_user()
-        {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Whether a client error was a connect timeout.
-fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(deadline) = &mut this.deadline
+            && deadline.as_mut().poll(cx).is_ready()
         {
-            return true;
+            return Poll::Ready(Some(Err(Box::new(StreamDurationReached))));
         }
-        source = err.source();
+        Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into)
     }
-    false
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -1,7 +1,8 @@
 //! What sluice's end-to-end tests need besides the proxy itself: the test
-//! filter components and a real upstream server that reports exactly what
-//! it received.
+//! filter components, a real upstream server that reports exactly what
+//! it received, and a controllable one that fails on a fixed pattern.
 
+pub mod flaky;
 pub mod upstream;
 
 include!(concat!(env!("OUT_DIR"), "/test_filters.rs"));

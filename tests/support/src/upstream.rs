@@ -39,8 +39,16 @@ impl Drop for Upstream {
 impl Upstream {
     /// Start on `127.0.0.1:0`, naming itself `name` in echoes.
     pub async fn start(name: &str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
-        let addr = listener.local_addr().expect("upstream addr");
+        Upstream::start_on(name, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind upstream")
+    }
+
+    /// Start on `addr` (e.g. `127.0.0.3:<port>`), naming itself `name` in
+    /// echoes; the bind error when the address is taken.
+    pub async fn start_on(name: &str, addr: SocketAddr) -> std::io::Result<Upstream> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let name = name.to_string();
         let task = tokio::spawn(async move {
             loop {
@@ -56,7 +64,7 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, task }
+        Ok(Upstream { addr, task })
     }
 }
 
