@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::admin::{admin_get, metric_value};
 use common::*;
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
@@ -51,21 +52,11 @@ fn retries(attempts: u64, requests: u64) -> u64 {
     })
 }
 
-async fn admin_get(admin: SocketAddr, path: &str) -> String {
-    let resp = h1()
-        .get(format!("http://{admin}{path}"))
-        .send()
-        .await
-        .expect("admin request");
-    assert_eq!(resp.status(), 200, "admin {path}");
-    resp.text().await.expect("admin body")
-}
-
-/// The value of the Prometheus series exactly named `series` (name and
-/// labels as written, e.g. `sluice_upstream_retries_total{cluster="app",reason="status"}`).
-fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+/// The admin listener's answer to `GET path`, which must be 200.
+async fn admin_text(admin: SocketAddr, path: &str) -> String {
+    let (status, text) = admin_get(admin, path).await;
+    assert_eq!(status, 200, "admin {path}");
+    text
 }
 
 /// Poll `/metrics` until `series` (absent counts as 0) satisfies `ok`, for
@@ -73,7 +64,7 @@ fn metric_value(text: &str, series: &str) -> Option<f64> {
 async fn metric_until(admin: SocketAddr, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let value = metric_value(&admin_get(admin, "/metrics").await, series).unwrap_or(0.0);
+        let value = metric_value(&admin_text(admin, "/metrics").await, series).unwrap_or(0.0);
         if ok(value) || Instant::now() >= deadline {
             return value;
         }
@@ -83,7 +74,7 @@ async fn metric_until(admin: SocketAddr, series: &str, ok: impl Fn(f64) -> bool)
 
 /// `GET /clusters`' entry for the endpoint at `addr` of `cluster`.
 async fn endpoint_state(admin: SocketAddr, cluster: &str, addr: SocketAddr) -> Value {
-    let text = admin_get(admin, "/clusters").await;
+    let text = admin_text(admin, "/clusters").await;
     let all: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("/clusters is not JSON ({e}): {text}"));
     all["clusters"]
         .as_array()

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::admin::admin_get;
 use common::dns::DnsServer;
 use common::*;
 use serde_json::Value;
@@ -41,11 +42,6 @@ async fn who(proxy: &TestProxy) -> Result<String, String> {
     }
     let echo: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
     echo["upstream"].as_str().map(str::to_string).ok_or(text)
-}
-
-async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
-    let resp = h1().get(format!("http://{admin}{path}")).send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
 /// Whether `metrics` has the series `name` with every one of `labels`

@@ -55,6 +55,7 @@ async fn proxy(
     connection: Arc<ConnectionFacts>,
     record: &mut Record,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let arrived = tokio::time::Instant::now();
     // Router: what it routes by is what the filters and the upstream will
     // see — the checked, normalized authority (from the request target or
     // the Host line; from here on the Host header carries it) and the
@@ -176,7 +177,7 @@ async fn proxy(
         record.endpoint = Some(endpoint);
     }
     if let Some(limit) = route.max_stream_duration {
-        response.body_mut().end_by(tokio::time::Instant::now() + limit);
+        response.body_mut().end_by(arrived + limit);
     }
     if let Some(downstream) = downstream_upgrade
         && response.status() == http::StatusCode::SWITCHING_PROTOCOLS

@@ -363,7 +363,7 @@ fn status_range(text: &str) -> Option<(u16, u16)> {
 fn outlier_detection(loc: &Locator<'_>, o: &RawOutlierDetection, at: &str) -> Result<OutlierDetection, ConfigError> {
     let key = |k: &str| format!("{at}.{k}");
     let default = OutlierDetection::default();
-    let out = OutlierDetection {
+    let mut out = OutlierDetection {
         consecutive_5xx: o.consecutive_5xx.unwrap_or(default.consecutive_5xx),
         consecutive_gateway_errors: o
             .consecutive_gateway_errors
@@ -374,26 +374,27 @@ fn outlier_detection(loc: &Locator<'_>, o: &RawOutlierDetection, at: &str) -> Re
             key("base_ejection_time"),
             default.base_ejection_time,
         )?,
-        max_ejection_time: optional_duration(
-            loc,
-            &o.max_ejection_time,
-            key("max_ejection_time"),
-            default.max_ejection_time,
-        )?,
+        max_ejection_time: Duration::ZERO,
         max_ejection_percent: match &o.max_ejection_percent {
             Some(p) => percent(loc, p, key("max_ejection_percent"))?,
             None => default.max_ejection_percent,
         },
     };
-    if out.max_ejection_time < out.base_ejection_time
-        && let Some(m) = &o.max_ejection_time
-    {
-        return loc.at(
-            m,
-            key("max_ejection_time"),
-            "must not be shorter than `base_ejection_time`",
-        );
-    }
+    out.max_ejection_time = match &o.max_ejection_time {
+        Some(m) => {
+            let max = loc.duration(m, key("max_ejection_time"))?;
+            if max < out.base_ejection_time {
+                return loc.at(
+                    m,
+                    key("max_ejection_time"),
+                    "must not be shorter than `base_ejection_time`",
+                );
+            }
+            max
+        }
+        // The default cap never cuts a longer configured base time.
+        None => default.max_ejection_time.max(out.base_ejection_time),
+    };
     Ok(out)
 }
 

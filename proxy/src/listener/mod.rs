@@ -10,6 +10,7 @@
 //! to finish gracefully (HTTP/2 GOAWAY, HTTP/1.1 close after the in-flight
 //! response) and returns once they have.
 
+mod idle;
 mod sniff;
 pub mod tls;
 
@@ -81,6 +82,7 @@ pub async fn serve(
             builder: settings.builder.clone(),
             stop: stop.clone(),
             max_requests: limits.max_requests_per_connection,
+            idle_timeout: limits.idle_timeout,
         };
         connections.spawn(async move {
             // Before the first request a draining listener just closes the
@@ -149,6 +151,7 @@ struct Http {
     builder: Arc<auto::Builder<TokioExecutor>>,
     stop: watch::Receiver<bool>,
     max_requests: u32,
+    idle_timeout: std::time::Duration,
 }
 
 impl Http {
@@ -163,7 +166,10 @@ impl Http {
             builder,
             mut stop,
             max_requests,
+            idle_timeout,
         } = self;
+        let activity = idle::Activity::new();
+        let in_service = activity.clone();
         let client = facts.client;
         let facts = Arc::new(facts);
         // Requests seen on this connection; the closure owns it.
@@ -178,7 +184,11 @@ impl Http {
                 reached.notify_one();
             }
             let facts = facts.clone();
-            async move { Ok::<_, Infallible>(proxy::handle(generation, req, facts).await) }
+            let active = in_service.begin();
+            async move {
+                let response = proxy::handle(generation, req, facts).await;
+                Ok::<_, Infallible>(response.map(|body| idle::ActiveBody::new(body, active)))
+            }
         });
         let connection = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(connection);
@@ -188,6 +198,9 @@ impl Http {
                 tokio::select! {
                     _ = stop.wait_for(|stop| *stop) => {}
                     _ = limit_reached.notified() => {}
+                    _ = activity.idle(idle_timeout) => {
+                        tracing::debug!(%client, "closing an idle connection");
+                    }
                 }
             } => {
                 connection.as_mut().graceful_shutdown();

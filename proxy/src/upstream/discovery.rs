@@ -113,15 +113,14 @@ impl Discovery {
         for (i, source) in self.sources.iter().enumerate() {
             let Source::Name { host, port } = source else { continue };
             let first = resolver.resolve(host, *port).await;
-            let ttl = match first {
+            let first = match first {
                 Ok(r) => {
                     self.update(i, Ok(r.addrs), metrics);
-                    r.ttl
+                    Ok(r.ttl)
                 }
                 Err(e) => {
                     self.update(i, Err(e), metrics);
-                    // Clamped to `min_refresh` by the refresh loop.
-                    std::time::Duration::ZERO
+                    Err(())
                 }
             };
             let (me, metrics) = (Arc::downgrade(self), metrics.clone());
@@ -130,7 +129,7 @@ impl Discovery {
                 settings,
                 host.clone(),
                 *port,
-                ttl,
+                first,
                 move |outcome| {
                     if let Some(me) = me.upgrade() {
                         me.update(i, outcome, &metrics);

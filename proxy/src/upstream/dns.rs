@@ -126,8 +126,9 @@ pub fn next_refresh(settings: &DnsSettings, outcome: Result<Duration, ()>) -> Du
     }
 }
 
-/// Re-resolve `host` in the background, first after `first_ttl` (the TTL of
-/// the resolution made at start, clamped like any other), then after each
+/// Re-resolve `host` in the background, first as `first` (the outcome of
+/// the resolution made at start: its TTL, clamped like any other, or a
+/// failure, retried after `retry_interval`), then after each
 /// answer's TTL. `on_update` gets every outcome: `Ok` with the (possibly
 /// unchanged) addresses, or `Err` with a message, in which case the caller
 /// keeps its last good set. Abort the handle to stop.
@@ -136,11 +137,11 @@ pub fn spawn_refresh(
     settings: DnsSettings,
     host: String,
     port: u16,
-    first_ttl: Duration,
+    first: Result<Duration, ()>,
     on_update: impl Fn(Result<Vec<SocketAddr>, String>) + Send + Sync + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut wait = next_refresh(&settings, Ok(first_ttl));
+        let mut wait = next_refresh(&settings, first);
         loop {
             tokio::time::sleep(wait).await;
             match resolver.resolve(&host, port).await {

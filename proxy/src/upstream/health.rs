@@ -6,6 +6,7 @@
 use super::balancer::EndpointSet;
 use super::connector::Connector;
 use super::endpoint::Endpoint;
+use crate::config::UpstreamProtocol;
 use crate::config::traffic::HealthCheck;
 use crate::metrics::UpstreamMetrics;
 use arc_swap::ArcSwap;
@@ -45,12 +46,16 @@ pub fn spawn(
     endpoints: Arc<ArcSwap<EndpointSet>>,
     policy: HealthCheck,
     connector: Connector,
+    protocol: UpstreamProtocol,
     scheme: Scheme,
     metrics: UpstreamMetrics,
 ) -> tokio::task::JoinHandle<()> {
+    // Checks speak the cluster's protocol: an h2c-only endpoint would fail
+    // every HTTP/1.1 check.
     let client: Client<Connector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_max_idle_per_host(1)
+        .http2_only(protocol == UpstreamProtocol::Http2)
         .build(connector);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(policy.interval);

@@ -202,6 +202,7 @@ impl Cluster {
                 discovery.set.clone(),
                 check.clone(),
                 connector(c.connect_timeout),
+                c.protocol,
                 scheme.clone(),
                 upstream_metrics.clone(),
             ));
@@ -297,7 +298,13 @@ impl Cluster {
                 }
                 Ok(resp)
             }
-            Ok(Err(e)) => Err(retry::classify(e, &endpoint.authority, &self.name, &self.metrics)),
+            Ok(Err(e)) => {
+                let e = retry::classify(e, &endpoint.authority, &self.name, &self.metrics);
+                if let ProxyError::Overflow { limit, .. } = &e {
+                    self.upstream_metrics.overflow(&self.name, limit.name());
+                }
+                Err(e)
+            }
         };
         if let Some(outlier) = &self.outlier {
             let outcome = match &result {

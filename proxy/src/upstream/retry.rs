@@ -91,14 +91,16 @@ pub async fn send(
     let replay = exchange.retry.and_then(|_| body.replayable());
     let mut body = Some(body);
     let mut tried = Vec::new();
+    // The place of a retry under `max_retries`, held while it runs.
+    let mut retry_slot = None;
     loop {
-        *attempts += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let try_timeout = exchange
             .retry
             .and_then(|p| p.per_try_timeout)
             .map_or(remaining, |t| t.min(remaining));
         let endpoint = cluster.pick(exchange.hash, &tried)?;
+        *attempts += 1;
         let Some(this_body) = body
             .take()
             .or_else(|| replay.as_ref().and_then(RequestBody::replayable))
@@ -110,19 +112,11 @@ pub async fn send(
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = parts.uri.clone();
         *request.headers_mut() = parts.headers.clone();
-        let retry_slot = if *attempts > 1 {
-            match cluster.breakers.retries.claim() {
-                Ok(slot) => Some(slot),
-                Err(limit) => return Err(overflow(limit)),
-            }
-        } else {
-            None
-        };
         let pending = cluster.breakers.pending.claim().map_err(overflow)?;
         let result = cluster
             .attempt(request, &endpoint, exchange.connect_timeout, try_timeout)
             .await;
-        drop((pending, retry_slot));
+        drop((pending, retry_slot.take()));
         let outcome = match &result {
             Ok((resp, _)) => Ok(resp.status().as_u16()),
             Err(e) => match e.upstream_failure() {
@@ -142,6 +136,14 @@ pub async fn send(
         let Some(reason) = reason.filter(|_| !deadline_passed(deadline)) else {
             return finish(result, request_slot, &endpoint.authority);
         };
+        // Too many retries in flight: this try's answer stands.
+        match cluster.breakers.retries.claim() {
+            Ok(slot) => retry_slot = Some(slot),
+            Err(limit) => {
+                cluster.upstream_metrics.overflow(&cluster.name, limit.name());
+                return finish(result, request_slot, &endpoint.authority);
+            }
+        }
         if !cluster.budget.withdraw() {
             cluster.upstream_metrics.budget_exhausted(&cluster.name);
             return finish(result, request_slot, &endpoint.authority);
