@@ -135,6 +135,10 @@ async fn retries_with_budget_survive_flaky_endpoint() {
     }
     let attempts = total_requests(&ups);
     let per_request = attempts as f64 / REQUESTS as f64;
+    eprintln!(
+        "flaky endpoint: {ok} of {REQUESTS} succeeded, {attempts} attempts ({per_request:.3} per request), {} upstream 503s",
+        ups[1].failures()
+    );
     assert!(ups[1].failures() > 0, "the flaky endpoint never failed");
     assert!(
         ok as f64 >= 0.995 * REQUESTS as f64,
@@ -197,6 +201,9 @@ async fn retry_budget_caps_retries() {
     let attempts = total_requests(&ups);
     let retries = retries(attempts, requests);
     let cap = 0.2 * requests as f64 + 10.0 * elapsed + 5.0;
+    eprintln!(
+        "all failing: {requests} requests, {retries} retries in {elapsed:.2} s (budget bound {cap:.1} incl. slack 5)"
+    );
     assert!(retries > 0, "the budget allowed no retry at all ({requests} requests)");
     assert!(
         retries as f64 <= cap,
@@ -291,6 +298,7 @@ async fn p2c_avoids_slow_endpoint() {
     );
     assert_eq!(total_requests(&ups), REQUESTS as u64, "requests were repeated");
     let slow = ups[1].requests();
+    eprintln!("p2c/ewma: the slow endpoint got {slow} of {REQUESTS}");
     let answered_slow = results.iter().filter(|(_, body)| body == "slow").count() as u64;
     assert_eq!(answered_slow, slow);
     assert!(
