@@ -1,7 +1,8 @@
 //! WebSocket and gRPC through sluice, driven by real Python clients and
 //! upstreams (`websockets` and `grpcio`; the scripts are in tests/python/):
 //! a 10 MB WebSocket echo with a clean close on a route with
-//! `upgrades = ["websocket"]`, and no upgrade on a route without it; gRPC
+//! `upgrades = ["websocket"]`, and no upgrade on a route without it;
+//! WebSocket over HTTP/2 extended CONNECT (RFC 8441, by hand with h2); gRPC
 //! statuses on the answers sluice makes itself (upstream down, filter
 //! denial, no route), while the upstream's own statuses pass untouched.
 //! Skipped (`skipped:`) when python3 cannot import the module, unless
@@ -178,6 +179,101 @@ cluster = "ws"
     .await;
     assert_eq!(got["ok"], false, "{got}");
     assert_eq!(got["status"], 426, "{got}");
+}
+
+/// A masked client WebSocket frame (RFC 6455 §5.2) with a short payload.
+fn client_frame(opcode: u8, payload: &[u8]) -> Bytes {
+    assert!(payload.len() < 126);
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    Bytes::from(frame)
+}
+
+/// Read from `body` until `want` bytes have arrived.
+async fn read_exactly(body: &mut h2::RecvStream, want: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    while got.len() < want {
+        let chunk = tokio::time::timeout(Duration::from_secs(30), body.data())
+            .await
+            .expect("no data within 30s")
+            .expect("stream ended early")
+            .expect("stream error");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_http2_extended_connect() {
+    const TEST: &str = "websocket_over_http2_extended_connect";
+    if !have_python(TEST, "websockets") {
+        return;
+    }
+    let upstream = PyServer::start("ws_echo_server.py");
+    let body = format!(
+        "[[clusters]]\nname = \"ws\"\nendpoints = [\"127.0.0.1:{}\"]\n\n[[routes]]\nname = \"ws\"\n\
+         path_prefix = \"/ws\"\ncluster = \"ws\"\nupgrades = [\"websocket\"]\n\n[[routes]]\nname = \"plain\"\n\
+         cluster = \"ws\"\n",
+        upstream.port
+    );
+    let proxy = start(&body, &[]).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
+    let (send, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut send = send.ready().await.expect("h2 ready");
+    // The server's SETTINGS must allow extended CONNECT (RFC 8441 §3).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !send.is_extended_connect_protocol_enabled() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sluice never enabled extended CONNECT"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let connect = |path: &str| {
+        let mut request = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("http://{}{path}", proxy.addr))
+            .header("sec-websocket-version", "13")
+            .body(())
+            .expect("request");
+        request.extensions_mut().insert(h2::ext::Protocol::from("websocket"));
+        request
+    };
+
+    let (response, mut stream) = send.send_request(connect("/ws/echo"), false).expect("send CONNECT");
+    let response = tokio::time::timeout(Duration::from_secs(30), response)
+        .await
+        .expect("no response within 30s")
+        .expect("response");
+    assert_eq!(response.status(), 200, "{response:?}");
+    assert!(!response.headers().contains_key("sec-websocket-accept"), "{response:?}");
+    let mut body = response.into_body();
+    // A text message comes back unmasked, byte for byte.
+    stream
+        .send_data(client_frame(0x1, b"hello over h2"), false)
+        .expect("send frame");
+    let echoed = read_exactly(&mut body, 2 + 13).await;
+    assert_eq!(echoed[..2], [0x81, 13]);
+    assert_eq!(&echoed[2..], b"hello over h2");
+    // A clean close: 1000 answered with 1000.
+    stream
+        .send_data(client_frame(0x8, &1000u16.to_be_bytes()), false)
+        .expect("send close");
+    let closed = read_exactly(&mut body, 4).await;
+    assert_eq!(closed, [0x88, 0x02, 0x03, 0xe8]);
+
+    // A route without `upgrades` refuses extended CONNECT.
+    let (response, _stream) = send.send_request(connect("/plain"), false).expect("send CONNECT");
+    let response = tokio::time::timeout(Duration::from_secs(30), response)
+        .await
+        .expect("no response within 30s")
+        .expect("response");
+    assert_eq!(response.status(), 405, "{response:?}");
+    connection.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,6 +102,8 @@ pub enum ProxyError {
     NoRoute { host: String, path: String },
     #[error("bad request: {0}")]
     BadRequest(#[from] BadRequest),
+    #[error("CONNECT to {path:?} on a route that does not allow it")]
+    ConnectNotAllowed { path: String },
     #[error("cluster {0} has no endpoints")]
     NoEndpoint(String),
     #[error("upstream {endpoint}: {failure}")]
@@ -127,6 +129,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ConnectNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoEndpoint(_) | ProxyError::FilterUnavailable { .. } | ProxyError::Overflow { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -142,7 +145,9 @@ impl ProxyError {
     /// Where the error came from.
     pub fn source_side(&self) -> ErrorSource {
         match self {
-            ProxyError::NoRoute { .. } | ProxyError::BadRequest(_) => ErrorSource::Downstream,
+            ProxyError::NoRoute { .. } | ProxyError::BadRequest(_) | ProxyError::ConnectNotAllowed { .. } => {
+                ErrorSource::Downstream
+            }
             ProxyError::NoEndpoint(_) | ProxyError::Upstream { .. } => ErrorSource::Upstream,
             ProxyError::Overflow { .. }
             | ProxyError::FilterFailed { .. }
@@ -165,6 +170,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => "no route for this host and path\n",
             ProxyError::BadRequest(why) => why.body(),
+            ProxyError::ConnectNotAllowed { .. } => "CONNECT is not allowed on this route\n",
             ProxyError::NoEndpoint(_) => "no upstream endpoint available\n",
             ProxyError::Upstream { failure, .. } => match failure {
                 UpstreamFailure::ConnectTimeout => "upstream connect timeout\n",

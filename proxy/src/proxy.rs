@@ -79,14 +79,16 @@ async fn proxy(
         record.route = Some(route.name.clone());
     }
     parts.headers.insert(header::HOST, host);
-    let upgrade = upgrade::requested(&parts.headers).filter(|u| upgrade::allowed(&route.upgrades, u));
-    let downstream_upgrade = match upgrade {
-        Some(_) => parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
-        None => None,
-    };
+    let upgrade = upgrade::take(&mut parts, &route.upgrades);
+    // sluice is not a forward proxy: CONNECT only opens a route's WebSocket.
+    if parts.method == http::Method::CONNECT && upgrade.is_none() {
+        return Err(ProxyError::ConnectNotAllowed {
+            path: parts.uri.path().to_string(),
+        });
+    }
     forwarding::strip_hop_by_hop(&mut parts.headers);
-    if let Some(protocol) = upgrade.clone() {
-        upgrade::restore(&mut parts.headers, protocol);
+    if let Some(upgrade) = &upgrade {
+        upgrade.prepare(&mut parts);
     }
     // The client's `Expect: 100-continue` was answered by this hop.
     parts.headers.remove(header::EXPECT);
@@ -179,20 +181,13 @@ async fn proxy(
     if let Some(limit) = route.max_stream_duration {
         response.body_mut().end_by(arrived + limit);
     }
-    if let Some(downstream) = downstream_upgrade
-        && response.status() == http::StatusCode::SWITCHING_PROTOCOLS
-        && let Some(upstream) = response.extensions_mut().remove::<hyper::upgrade::OnUpgrade>()
-    {
-        upgrade::tunnel(downstream, upstream, route.max_stream_duration, route.name.clone());
-    }
+    let switched = upgrade.and_then(|u| u.answer(&mut response, route.max_stream_duration, route.name.clone()));
 
     // Filter chain, response phase.
     let (mut parts, body) = response.into_parts();
     forwarding::strip_hop_by_hop(&mut parts.headers);
-    if parts.status == http::StatusCode::SWITCHING_PROTOCOLS
-        && let Some(protocol) = upgrade
-    {
-        upgrade::restore(&mut parts.headers, protocol);
+    if let Some(switched) = switched {
+        switched.apply(&mut parts);
     }
     forwarding::append_via(&mut parts.headers, parts.version);
     parts.version = http::Version::default();

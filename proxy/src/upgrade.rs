@@ -1,16 +1,119 @@
-//! HTTP/1.1 protocol upgrades (WebSocket and others a route lists): the
-//! handshake goes through the router and the request filters like any
-//! request; once the upstream answers 101, the two upgraded connections are
-//! joined and bytes flow both ways until either side closes.
+//! Protocol upgrades a route lists (`upgrades = ["websocket"]`): HTTP/1.1
+//! `Upgrade`, and WebSocket over HTTP/2 by extended CONNECT (RFC 8441),
+//! which goes upstream as an HTTP/1.1 WebSocket handshake. The handshake
+//! passes the router and the request filters like any request; once the
+//! upstream answers 101, the two connections are joined and bytes flow both
+//! ways until either side closes.
 
-use http::HeaderMap;
+use base64::Engine;
 use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Response, StatusCode};
+use hyper::ext::Protocol;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
 use std::time::Duration;
 
+/// A request switching protocols on a route that allows it.
+#[derive(Debug)]
+pub struct Pending {
+    kind: Kind,
+    downstream: OnUpgrade,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// HTTP/1.1 `Connection: upgrade` with this `Upgrade` value.
+    Http1(HeaderValue),
+    /// HTTP/2 extended CONNECT with `:protocol = websocket` (RFC 8441),
+    /// sent upstream as an HTTP/1.1 WebSocket handshake.
+    H2WebSocket,
+}
+
+/// How the response to a switched request must be fixed once hop-by-hop
+/// headers are stripped from it.
+#[derive(Debug)]
+pub struct Switched(Kind);
+
+/// The upgrade `parts` asks for, if `allowed` lists its protocol; takes
+/// the client connection's upgrade handle out of the request.
+pub fn take(parts: &mut http::request::Parts, allowed: &[String]) -> Option<Pending> {
+    if allowed.is_empty() {
+        return None;
+    }
+    let kind = if parts.method == Method::CONNECT {
+        let protocol = parts.extensions.get::<Protocol>()?;
+        if !(protocol.as_str().eq_ignore_ascii_case("websocket") && allowed.iter().any(|a| a == "websocket")) {
+            return None;
+        }
+        Kind::H2WebSocket
+    } else {
+        let upgrade = requested(&parts.headers)?;
+        if !is_allowed(allowed, &upgrade) {
+            return None;
+        }
+        Kind::Http1(upgrade)
+    };
+    let downstream = parts.extensions.remove::<OnUpgrade>()?;
+    Some(Pending { kind, downstream })
+}
+
+impl Pending {
+    /// Make the (hop-by-hop stripped) request ask the upstream to switch:
+    /// the client's `Upgrade` again, or for an HTTP/2 WebSocket the
+    /// HTTP/1.1 handshake (RFC 6455 §4.1) in its place.
+    pub fn prepare(&self, parts: &mut http::request::Parts) {
+        let upgrade = match &self.kind {
+            Kind::Http1(upgrade) => upgrade.clone(),
+            Kind::H2WebSocket => {
+                parts.method = Method::GET;
+                parts.extensions.remove::<Protocol>();
+                let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+                if let Ok(key) = HeaderValue::from_str(&key) {
+                    parts.headers.insert(header::SEC_WEBSOCKET_KEY, key);
+                }
+                HeaderValue::from_static("websocket")
+            }
+        };
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, upgrade);
+    }
+
+    /// If the upstream switched (101), join the two connections in the
+    /// background for at most `limit`.
+    pub fn answer<B>(self, response: &mut Response<B>, limit: Option<Duration>, route: Arc<str>) -> Option<Switched> {
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return None;
+        }
+        let upstream = response.extensions_mut().remove::<OnUpgrade>()?;
+        tunnel(self.downstream, upstream, limit, route);
+        Some(Switched(self.kind))
+    }
+}
+
+impl Switched {
+    /// The client's view of the switch: `101` with `Upgrade` for HTTP/1.1;
+    /// `200` for HTTP/2, which has no connection headers (RFC 8441 §5).
+    pub fn apply(self, parts: &mut http::response::Parts) {
+        match self.0 {
+            Kind::Http1(upgrade) => {
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                parts.headers.insert(header::UPGRADE, upgrade);
+            }
+            Kind::H2WebSocket => {
+                parts.status = StatusCode::OK;
+                parts.headers.remove(header::SEC_WEBSOCKET_ACCEPT);
+            }
+        }
+    }
+}
+
 /// The `Upgrade` a request asks for, when its `Connection` header names it.
-pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
+fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
     let connection_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -22,22 +125,16 @@ pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Whether `upgrade` (e.g. `websocket`, `h2c`) is one of `allowed`.
-pub fn allowed(allowed: &[String], upgrade: &HeaderValue) -> bool {
+fn is_allowed(allowed: &[String], upgrade: &HeaderValue) -> bool {
     let Ok(text) = upgrade.to_str() else { return false };
     // One protocol, optionally with a version: `websocket`, `foo/2`.
     let protocol = text.split([',', '/']).next().unwrap_or("").trim();
     allowed.iter().any(|a| a.eq_ignore_ascii_case(protocol))
 }
 
-/// Put the upgrade headers back after hop-by-hop stripping.
-pub fn restore(headers: &mut HeaderMap, upgrade: HeaderValue) {
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, upgrade);
-}
-
 /// Join the client's and the upstream's upgraded connections in the
 /// background, for at most `limit`.
-pub fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, limit: Option<Duration>, route: std::sync::Arc<str>) {
+fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, limit: Option<Duration>, route: std::sync::Arc<str>) {
     tokio::spawn(async move {
         let (client, server) = match tokio::try_join!(downstream, upstream) {
             Ok(both) => both,
@@ -76,8 +173,8 @@ mod tests {
         assert!(requested(&h).is_none(), "no Connection: upgrade");
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
         let up = requested(&h).unwrap();
-        assert!(allowed(&["websocket".into()], &up));
-        assert!(!allowed(&["h2c".into()], &up));
-        assert!(allowed(&["foo".into()], &HeaderValue::from_static("Foo/2")));
+        assert!(is_allowed(&["websocket".into()], &up));
+        assert!(!is_allowed(&["h2c".into()], &up));
+        assert!(is_allowed(&["foo".into()], &HeaderValue::from_static("Foo/2")));
     }
 }

@@ -271,6 +271,8 @@ fn builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams);
+        .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams)
+        // WebSocket over HTTP/2 (RFC 8441), for routes that allow it.
+        .enable_connect_protocol();
     builder
 }
