@@ -56,6 +56,10 @@ async fn forwards_exactly(client: reqwest::Client, upstream_protocol: &str, expe
         [format!("for=127.0.0.1;proto=http;host=\"{}\"", proxy.addr)]
     );
     assert_eq!(echoed(&echo, "host"), [proxy.addr.to_string()]);
+    if expect_version == "HTTP/2.0" {
+        // `:authority` is the client's, not the endpoint's address.
+        assert_eq!(echo["authority"], proxy.addr.to_string());
+    }
     assert_eq!(echoed(&echo, "via").len(), 1);
     assert_eq!(echo["body_len"], payload.len());
     let digest: String = Sha256::digest(&payload).iter().map(|b| format!("{b:02x}")).collect();

@@ -5,8 +5,8 @@
 
 use super::clock::Clock;
 use http::uri::Authority;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Latency assumed for an endpoint nothing has been measured on yet.
@@ -31,6 +31,9 @@ pub struct Endpoint {
     pub(super) consecutive_5xx: AtomicU32,
     pub(super) consecutive_gateway: AtomicU32,
     ewma: Mutex<PeakEwma>,
+    /// HTTP/2 clusters: this endpoint's pooled clients by connect timeout,
+    /// made on first use and dropped with the endpoint.
+    pub(super) clients: OnceLock<super::Clients>,
 }
 
 impl Endpoint {
@@ -47,6 +50,7 @@ impl Endpoint {
             consecutive_5xx: AtomicU32::new(0),
             consecutive_gateway: AtomicU32::new(0),
             ewma: Mutex::new(PeakEwma::default()),
+            clients: OnceLock::new(),
         }
     }
 

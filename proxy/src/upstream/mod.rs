@@ -31,7 +31,7 @@ use clock::{Clock, SystemClock};
 use connector::Connector;
 use discovery::Discovery;
 use endpoint::{Endpoint, InFlight};
-use http::uri::{PathAndQuery, Scheme, Uri};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -46,6 +46,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 type HttpClient = Client<Connector, RequestBody>;
+
+/// Pooled clients by connect timeout.
+type Clients = Vec<(Duration, HttpClient)>;
 
 /// One cluster: its endpoints, how they are chosen and kept healthy, the
 /// clients that reach them, and its limits.
@@ -65,8 +68,13 @@ pub struct Cluster {
     protocol: UpstreamProtocol,
     /// `https` for TLS clusters.
     scheme: Scheme,
-    /// One pooled client per distinct connect timeout in use.
-    clients: Vec<(Duration, HttpClient)>,
+    /// HTTP/1.1: one pooled client per distinct connect timeout in use,
+    /// shared by the endpoints (the pool keys connections by endpoint).
+    /// HTTP/2: empty; each endpoint has its own clients (see `attempt`).
+    clients: Clients,
+    /// A connector per connect timeout, for the HTTP/2 endpoints' clients.
+    connectors: Vec<(Duration, Connector)>,
+    idle_timeout: Duration,
     metrics: ClusterMetrics,
     upstream_metrics: UpstreamMetrics,
     /// Health checks and DNS refreshes; stopped with the cluster.
@@ -177,10 +185,14 @@ impl Cluster {
         };
         let breakers = Breakers::new(&traffic.circuit_breakers);
         let connector = |timeout| Connector::new(name.clone(), timeout, tls.clone(), breakers.connections.clone());
-        let clients = timeouts
-            .iter()
-            .map(|&t| (t, build_client(c.protocol, traffic.idle_timeout, connector(t))))
-            .collect();
+        let connectors: Vec<(Duration, Connector)> = timeouts.iter().map(|&t| (t, connector(t))).collect();
+        let clients = match c.protocol {
+            UpstreamProtocol::Http1 => connectors
+                .iter()
+                .map(|(t, conn)| (*t, build_client(c.protocol, traffic.idle_timeout, conn.clone())))
+                .collect(),
+            UpstreamProtocol::Http2 => Vec::new(),
+        };
         let scheme = if tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP };
         let clock = SystemClock::shared();
         let upstream_metrics = metrics.upstream.clone();
@@ -218,6 +230,8 @@ impl Cluster {
             protocol: c.protocol,
             scheme,
             clients,
+            connectors,
+            idle_timeout: traffic.idle_timeout,
             metrics: metrics.cluster(&c.name),
             upstream_metrics,
             tasks,
@@ -237,9 +251,38 @@ impl Cluster {
         }
     }
 
-    fn client(&self, connect_timeout: Option<Duration>) -> Option<&HttpClient> {
+    /// The client for an attempt on `endpoint`, and the authority its
+    /// request URI carries. HTTP/1.1 shares the cluster's pools and names
+    /// the endpoint (the `Host` header carries the client's authority).
+    /// HTTP/2 has no `Host`: `:authority` comes from the URI, so it must be
+    /// the client's authority, and each endpoint gets clients that dial it
+    /// whatever the URI says.
+    fn client<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        connect_timeout: Option<Duration>,
+        host: Option<&http::HeaderValue>,
+    ) -> Option<(&'a HttpClient, Authority)> {
         let wanted = connect_timeout.unwrap_or(self.config.connect_timeout);
-        self.clients.iter().find(|(t, _)| *t == wanted).map(|(_, c)| c)
+        let find = |clients: &'a Clients| clients.iter().find(|(t, _)| *t == wanted).map(|(_, c)| c);
+        match self.protocol {
+            UpstreamProtocol::Http1 => Some((find(&self.clients)?, endpoint.authority.clone())),
+            UpstreamProtocol::Http2 => {
+                let clients = endpoint.clients.get_or_init(|| {
+                    self.connectors
+                        .iter()
+                        .map(|(t, conn)| {
+                            let conn = conn.to(&endpoint.authority, self.scheme.clone());
+                            (*t, build_client(self.protocol, self.idle_timeout, conn))
+                        })
+                        .collect()
+                });
+                let authority = host
+                    .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                    .unwrap_or_else(|| endpoint.authority.clone());
+                Some((find(clients)?, authority))
+            }
+        }
     }
 
     /// The endpoint for the next attempt, avoiding `tried` when it can.
@@ -264,8 +307,8 @@ impl Cluster {
         connect_timeout: Option<Duration>,
         timeout: Duration,
     ) -> Result<(Response<Incoming>, InFlight), ProxyError> {
-        let client = self
-            .client(connect_timeout)
+        let (client, authority) = self
+            .client(endpoint, connect_timeout, req.headers().get(http::header::HOST))
             .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
         let path = req
             .uri()
@@ -274,7 +317,7 @@ impl Cluster {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(endpoint.authority.clone());
+        parts.authority = Some(authority);
         parts.path_and_query = Some(path);
         *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest(BadRequest::InvalidTarget))?;
         *req.version_mut() = match self.protocol {

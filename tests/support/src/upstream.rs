@@ -4,7 +4,7 @@
 //! - `/download/<bytes>`: streams that many bytes (64 KiB chunks);
 //! - `/status/<code>`: an empty response with that status;
 //! - anything else: a JSON echo of method, path (with query), version,
-//!   headers (every value, in order), body length and body SHA-256. The
+//!   `:authority` (HTTP/2), headers (every value, in order), body length and body SHA-256. The
 //!   body is hashed as it streams in, never buffered.
 
 use bytes::Bytes;
@@ -123,6 +123,8 @@ async fn echo(name: String, req: Request<Incoming>) -> Result<Response<Body>, In
         "method": parts.method.as_str(),
         "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
         "version": format!("{:?}", parts.version),
+        // HTTP/2's `:authority` (HTTP/1.1 requests arrive in origin form: null).
+        "authority": parts.uri.authority().map(|a| a.as_str()),
         "headers": headers,
         "body_len": len,
         "body_sha256": digest,
