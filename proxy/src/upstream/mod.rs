@@ -121,7 +121,7 @@ impl Upstreams {
             let reusable = previous
                 .and_then(|p| p.clusters.get(c.name.as_str()))
                 .filter(|old| old.config == *c && old.connect_timeouts == timeouts && c.tls.is_none())
-                .filter(|old| !old.discovery.has_names() || previous_dns(previous, config));
+                .filter(|old| !old.discovery.has_names() || old.dns == config.dns);
             if let Some(old) = reusable {
                 clusters.insert(old.name.clone(), old.clone());
                 continue;
@@ -148,14 +148,6 @@ impl Upstreams {
     pub fn handles(&self) -> Vec<Weak<Cluster>> {
         self.iter().map(Arc::downgrade).collect()
     }
-}
-
-/// Whether the `[dns]` settings the previous clusters were built with are
-/// the ones configured now (DNS clusters are rebuilt when they change).
-fn previous_dns(previous: Option<&Upstreams>, config: &Config) -> bool {
-    previous
-        .and_then(|p| p.clusters.values().next())
-        .is_some_and(|c| c.dns == config.dns)
 }
 
 impl Cluster {

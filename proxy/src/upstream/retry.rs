@@ -87,9 +87,12 @@ pub async fn send(
     let request_slot = cluster.breakers.requests.claim().map_err(overflow)?;
     cluster.budget.deposit();
     let deadline = Instant::now() + exchange.timeout;
-    // A body that can be sent again; `None` once one try took the only copy.
+    // A body that can be sent again; without one there is a single try,
+    // which takes the request head as it is instead of a copy.
     let replay = exchange.retry.and_then(|_| body.replayable());
+    let idempotent = parts.method.is_idempotent();
     let mut body = Some(body);
+    let mut head = Some(parts);
     let mut tried = Vec::new();
     // The place of a retry under `max_retries`, held while it runs.
     let mut retry_slot = None;
@@ -101,17 +104,24 @@ pub async fn send(
             .map_or(remaining, |t| t.min(remaining));
         let endpoint = cluster.pick(exchange.hash, &tried)?;
         *attempts += 1;
-        let Some(this_body) = body
-            .take()
-            .or_else(|| replay.as_ref().and_then(RequestBody::replayable))
-        else {
-            // Not reached: a retry is only decided with a replayable body.
-            return Err(ProxyError::BadRequest(BadRequest::MalformedBody));
+        let request = match (&replay, &mut head, body.take()) {
+            (None, head, Some(body)) => match head.take() {
+                Some(parts) => Request::from_parts(parts, body),
+                None => return Err(ProxyError::BadRequest(BadRequest::MalformedBody)),
+            },
+            (Some(replay), Some(parts), first) => {
+                let Some(body) = first.or_else(|| replay.replayable()) else {
+                    return Err(ProxyError::BadRequest(BadRequest::MalformedBody));
+                };
+                let mut request = Request::new(body);
+                *request.method_mut() = parts.method.clone();
+                *request.uri_mut() = parts.uri.clone();
+                *request.headers_mut() = parts.headers.clone();
+                request
+            }
+            // Not reached: only a replayable body is tried again.
+            _ => return Err(ProxyError::BadRequest(BadRequest::MalformedBody)),
         };
-        let mut request = Request::new(this_body);
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = parts.uri.clone();
-        *request.headers_mut() = parts.headers.clone();
         let pending = cluster.breakers.pending.claim().map_err(overflow)?;
         let result = cluster
             .attempt(request, &endpoint, exchange.connect_timeout, try_timeout)
@@ -124,18 +134,21 @@ pub async fn send(
                 None => return finish(result, request_slot, &endpoint.authority),
             },
         };
-        let reason = exchange.retry.and_then(|policy| {
+        let retry = exchange.retry.filter(|policy| {
             let more = *attempts <= policy.retries;
-            let replayable = replay.is_some();
             // Non-idempotent requests go again only when never sent.
-            let safe = parts.method.is_idempotent() || matches!(outcome, Err(f) if f.unsent());
-            (more && replayable && safe)
-                .then(|| retry_reason(policy, &outcome))
-                .flatten()
+            let safe = idempotent || matches!(outcome, Err(f) if f.unsent());
+            more && replay.is_some() && safe
         });
-        let Some(reason) = reason.filter(|_| !deadline_passed(deadline)) else {
+        let Some((policy, reason)) = retry.and_then(|p| Some((p, retry_reason(p, &outcome)?))) else {
             return finish(result, request_slot, &endpoint.authority);
         };
+        // A retry that could not start before the deadline would only turn
+        // this answer into a timeout.
+        let resume = Instant::now() + backoff(policy, *attempts, rand::random::<f64>());
+        if resume >= deadline {
+            return finish(result, request_slot, &endpoint.authority);
+        }
         // Too many retries in flight: this try's answer stands.
         match cluster.breakers.retries.claim() {
             Ok(slot) => retry_slot = Some(slot),
@@ -153,15 +166,8 @@ pub async fn send(
         // The discarded response's body is dropped unread.
         drop(result);
         tried.push(endpoint);
-        if let Some(policy) = exchange.retry {
-            let pause = backoff(policy, *attempts, rand::random::<f64>());
-            tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
-        }
+        tokio::time::sleep_until(resume).await;
     }
-}
-
-fn deadline_passed(deadline: Instant) -> bool {
-    Instant::now() >= deadline
 }
 
 fn finish(
