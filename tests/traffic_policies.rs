@@ -108,8 +108,9 @@ async fn per_try_timeout_moves_a_request_to_another_endpoint() {
     let (slow, fast) = (FlakyUpstream::start("slow").await, FlakyUpstream::start("fast").await);
     slow.set_delay(Duration::from_secs(30));
     let body = format!(
-        "{ADMIN}{}[[routes]]\ncluster = \"app\"\ntimeout = \"20s\"\n[routes.retry]\n\
-         retry_on = [\"gateway-error\"]\nretries = 1\nper_try_timeout = \"200ms\"\nbackoff_base = \"1ms\"\n",
+        "{ADMIN}[access_log]\nformat = \"json\"\npath = \"access.log\"\n\n{}[[routes]]\ncluster = \"app\"\n\
+         timeout = \"20s\"\n[routes.retry]\nretry_on = [\"gateway-error\"]\nretries = 1\n\
+         per_try_timeout = \"200ms\"\nbackoff_base = \"1ms\"\n",
         cluster(&[&slow, &fast], "lb = \"round_robin\"\n")
     );
     let proxy = start(&body, &[]).await;
@@ -124,6 +125,27 @@ async fn per_try_timeout_moves_a_request_to_another_endpoint() {
         "sluice_upstream_retries_total{cluster=\"app\",reason=\"timeout\"}",
     );
     assert_eq!(timeouts, Some(slow.requests() as f64), "{metrics}");
+    // The access log counts the tries: two for the retried requests.
+    let log = proxy.work.dir.path().join("access.log");
+    let mut attempts = Vec::new();
+    assert!(
+        eventually(|| {
+            attempts = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .map(|v| v["attempts"].as_u64().unwrap_or(0))
+                .collect();
+            let done = attempts.len() == 6;
+            async move { done }
+        })
+        .await,
+        "six access log lines: {attempts:?}"
+    );
+    attempts.sort();
+    let retried = slow.requests() as usize;
+    assert!(attempts[6 - retried..].iter().all(|a| *a == 2), "{attempts:?}");
+    assert!(attempts[..6 - retried].iter().all(|a| *a == 1), "{attempts:?}");
     // POST is not idempotent: a timed-out try may have been processed, so
     // it is not sent again; the client gets the 504.
     let mut statuses = Vec::new();
