@@ -3,7 +3,8 @@
 //! moves a request to another endpoint, Maglev keeps each key on one
 //! endpoint, `grpc-timeout` shortens the route timeout, idle client
 //! connections are closed (busy ones are not), and `max_stream_duration`
-//! cuts a response that streams too long. Waits poll under a ceiling.
+//! cuts a response that streams too long, and `max_connections` refuses a
+//! request that would need one connection more. Waits poll under a ceiling.
 
 mod common;
 
@@ -317,4 +318,37 @@ async fn max_stream_duration_cuts_a_long_response() {
         received >= 5,
         "some of the stream came through first ({received} bytes)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_refuses_a_new_connection_at_once() {
+    let up = FlakyUpstream::start("app").await;
+    let body = format!(
+        "{ADMIN}{}[[routes]]\ncluster = \"app\"\n",
+        cluster(&[&up], "[clusters.circuit_breakers]\nmax_connections = 1\n")
+    );
+    let proxy = start(&body, &[]).await;
+    // One request holds the only connection the cluster may open.
+    let held = tokio::spawn(get_text_owned(proxy.url("/hold")));
+    assert!(
+        eventually(|| async { up.held() == 1 }).await,
+        "the first request reached the upstream"
+    );
+    // The next needs a second connection: refused without contacting the upstream.
+    let (status, body) = get_text(&proxy.url("/")).await;
+    assert_eq!((status, body.as_str()), (503, "upstream overloaded: max_connections\n"));
+    assert_eq!(up.requests(), 1);
+    assert!(!held.is_finished(), "the held request is still in flight");
+    up.release();
+    assert_eq!(held.await.expect("held request"), (200, "app".to_string()));
+    // With the connection free again, requests flow.
+    assert_eq!(get_text(&proxy.url("/")).await, (200, "app".to_string()));
+    let admin = proxy.running.admin.expect("admin");
+    let (_, metrics) = admin_get(admin, "/metrics").await;
+    let series = "sluice_upstream_overflow_total{cluster=\"app\",limit=\"max_connections\"}";
+    assert_eq!(metric_value(&metrics, series), Some(1.0), "{metrics}");
+}
+
+async fn get_text_owned(url: String) -> (u16, String) {
+    get_text(&url).await
 }
