@@ -32,7 +32,6 @@ bench/results/policies.{md,json}.
 import argparse
 import datetime
 import json
-import re
 import shutil
 import statistics
 import subprocess
