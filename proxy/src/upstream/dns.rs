@@ -1,8 +1,9 @@
 //! Endpoints by DNS name: a resolver that reports TTLs and a background
 //! loop that re-resolves a name off the request path.
 //!
-//! Every A and AAAA address of a name becomes an endpoint (a Kubernetes
-//! headless Service answers with one address per pod). A successful answer
+//! Every IPv4 address of a name becomes an endpoint (a Kubernetes headless
+//! Service answers with one address per pod); its IPv6 addresses do when it
+//! has no A records. A successful answer
 //! is re-resolved after its TTL, clamped to `[min_refresh, max_refresh]`; a
 //! failed one is retried after `retry_interval`, and the caller keeps the
 //! last good set. hickory's answer cache is disabled so every refresh asks
@@ -74,8 +75,11 @@ impl Resolver {
         };
         // No answer cache: a refresh must see what the nameserver says now.
         options.cache_size = 0;
-        // Every address of the name, v4 and v6.
-        options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        // Every IPv4 address of the name, or its IPv6 ones when it has no
+        // A records (Envoy's V4_PREFERRED): a name with both, such as
+        // `localhost`, would otherwise send half the requests to an address
+        // the service may not listen on.
+        options.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
         let inner = TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
             .with_options(options)
             .build();
