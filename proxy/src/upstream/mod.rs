@@ -13,7 +13,7 @@ pub mod clock;
 pub mod connector;
 mod discovery;
 pub mod dns;
-mod endpoint;
+pub mod endpoint;
 mod health;
 mod outlier;
 pub mod retry;
