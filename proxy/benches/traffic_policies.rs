@@ -9,7 +9,7 @@
 use criterion::Criterion;
 use sluice::config::LbPolicy;
 use sluice::upstream::balancer::{Balancer, EndpointSet, Pick};
-use sluice::upstream::clock::{Clock, SystemClock};
+use sluice::upstream::clock::SystemClock;
 use sluice::upstream::endpoint::Endpoint;
 use std::hint::black_box;
 use std::sync::Arc;
