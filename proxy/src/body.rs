@@ -1,13 +1,12 @@
 //! The body types: what flows back to clients (the upstream's body,
 //! streamed untouched, or a body sluice made: errors, local responses), a
 //! byte-counting wrapper, and the request body as sent upstream — streamed,
-//! or buffered so that a retry can send it again.
+//! or recorded so that a retry can send it again ([`crate::replay`]).
 
 use crate::upstream::UpstreamBody;
 use bytes::{Buf, Bytes};
-use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -62,110 +61,46 @@ impl<B: Body + Unpin> Body for Counted<B> {
     }
 }
 
-/// The request body as sent upstream.
+/// The request body as sent upstream: streamed once, or (on routes with a
+/// retry policy) recorded as it streams so another try can send it again.
 #[derive(Debug)]
 pub enum RequestBody {
-    /// Streamed from the client as it arrives; sent once.
     Streaming(Counted<Incoming>),
-    /// Read whole (within the retry policy's cap); every try sends a copy.
-    Buffered(Replay),
-    /// Longer than the cap: what was read, then the rest streamed; sent once.
-    Prefixed(Option<Bytes>, Counted<Incoming>),
-}
-
-/// A buffered body: data then trailers, each taken once per send.
-#[derive(Debug, Clone, Default)]
-pub struct Replay {
-    data: Option<Bytes>,
-    trailers: Option<HeaderMap>,
+    Replay(crate::replay::ReplayBody),
 }
 
 impl RequestBody {
-    /// Read `body` up to `cap` bytes: buffered if it ends within them, else
-    /// the bytes read followed by the rest. Waits for the client to send
-    /// the body (only routes with a retry policy do this).
-    pub async fn buffer(mut body: Counted<Incoming>, cap: usize) -> Result<RequestBody, hyper::Error> {
-        if body.is_end_stream() {
-            return Ok(RequestBody::Buffered(Replay::default()));
-        }
-        if body.size_hint().lower() > cap as u64 {
-            return Ok(RequestBody::Streaming(body));
-        }
-        let mut data = bytes::BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame?;
-            match frame.into_data() {
-                Ok(chunk) => {
-                    data.extend_from_slice(&chunk);
-                    if data.len() > cap {
-                        return Ok(RequestBody::Prefixed(Some(data.freeze()), body));
-                    }
-                }
-                Err(frame) => {
-                    let trailers = frame.into_trailers().ok();
-                    return Ok(RequestBody::Buffered(Replay {
-                        data: Some(data.freeze()).filter(|d| !d.is_empty()),
-                        trailers,
-                    }));
-                }
-            }
-        }
-        Ok(RequestBody::Buffered(Replay {
-            data: Some(data.freeze()).filter(|d| !d.is_empty()),
-            trailers: None,
-        }))
-    }
-
-    /// A copy for another try, when the body is buffered.
-    pub fn replayable(&self) -> Option<RequestBody> {
+    /// Where retries get their copies of this body, if it is recorded.
+    pub fn replay_source(&self) -> Option<crate::replay::ReplaySource> {
         match self {
-            RequestBody::Buffered(r) => Some(RequestBody::Buffered(r.clone())),
-            _ => None,
+            RequestBody::Replay(r) => Some(r.source()),
+            RequestBody::Streaming(_) => None,
         }
     }
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
-            RequestBody::Streaming(b) => Pin::new(b).poll_frame(cx),
-            RequestBody::Buffered(r) => Poll::Ready(match (r.data.take(), r.trailers.take()) {
-                (Some(data), _) => Some(Ok(Frame::data(data))),
-                (None, Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
-                (None, None) => None,
-            }),
-            RequestBody::Prefixed(head, rest) => match head.take() {
-                Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
-                None => Pin::new(rest).poll_frame(cx),
-            },
+            RequestBody::Streaming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            RequestBody::Replay(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Streaming(b) => b.is_end_stream(),
-            RequestBody::Buffered(r) => r.data.is_none() && r.trailers.is_none(),
-            RequestBody::Prefixed(head, rest) => head.is_none() && rest.is_end_stream(),
+            RequestBody::Replay(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Streaming(b) => b.size_hint(),
-            RequestBody::Buffered(r) => SizeHint::with_exact(r.data.as_ref().map_or(0, |d| d.len() as u64)),
-            RequestBody::Prefixed(head, rest) => {
-                let head = head.as_ref().map_or(0, |d| d.len() as u64);
-                let rest = rest.size_hint();
-                let mut hint = SizeHint::new();
-                hint.set_lower(rest.lower() + head);
-                if let Some(upper) = rest.upper() {
-                    hint.set_upper(upper + head);
-                }
-                hint
-            }
+            RequestBody::Replay(b) => b.size_hint(),
         }
     }
 }

@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod proxy;
 pub mod reload;
+pub mod replay;
 pub mod router;
 pub mod server;
 pub mod shared_state;

@@ -152,9 +152,7 @@ async fn proxy(
     }
     let body = Counted::new(body, record.bytes_in.clone());
     let body = match &route.retry {
-        Some(policy) => RequestBody::buffer(body, policy.max_buffered_body)
-            .await
-            .map_err(|_| BadRequest::MalformedBody)?,
+        Some(policy) => RequestBody::Replay(crate::replay::ReplayBody::new(body, policy.max_buffered_body)),
         None => RequestBody::Streaming(body),
     };
     // A gRPC deadline shortens the route's timeout, never lengthens it.

@@ -1,8 +1,9 @@
 //! The retry budget of a cluster (Linkerd's): over a sliding window, retries
 //! may add at most `ratio` of the requests plus `min_per_second` per second,
 //! so a failing cluster is never stormed by its own clients' retries. The
-//! per-second allowance accrues from the first request, so a burst at start
-//! gets no more than time has earned.
+//! per-second allowance accrues from the first request (with one second's
+//! worth at once), so a burst at start gets little more than time has
+//! earned.
 
 use super::clock::Clock;
 use crate::config::traffic::RetryBudget as Policy;
@@ -61,7 +62,12 @@ impl RetryBudget {
             .iter()
             .filter(|s| s.0 + SLOTS > n && s.0 <= n)
             .fold((0, 0), |(q, r), s| (q + s.1, r + s.2));
-        let earned = now.saturating_sub(w.start.unwrap_or(now)).min(self.policy.window);
+        // One second's allowance at once, so the first failures after a
+        // start are retried; then it accrues with time.
+        let earned = now
+            .saturating_sub(w.start.unwrap_or(now))
+            .max(Duration::from_secs(1))
+            .min(self.policy.window);
         let allowed =
             self.policy.ratio * requests as f64 + f64::from(self.policy.min_per_second) * earned.as_secs_f64();
         if (retries + 1) as f64 > allowed {
@@ -97,11 +103,11 @@ mod tests {
         for _ in 0..100 {
             b.deposit();
         }
-        // No time has passed: 20% of 100.
+        // No time has passed: 20% of 100, plus one second's allowance.
         let granted = (0..100).filter(|_| b.withdraw()).count();
-        assert_eq!(granted, 20);
-        // Half a second earns five more.
-        clock.advance(Duration::from_millis(500));
+        assert_eq!(granted, 30);
+        // The first second is already counted; half a second more earns five.
+        clock.advance(Duration::from_millis(1500));
         assert_eq!((0..100).filter(|_| b.withdraw()).count(), 5);
     }
 
@@ -130,8 +136,10 @@ mod tests {
         let (clock, b) = budget();
         clock.advance(Duration::from_secs(60));
         b.deposit();
-        assert!(!b.withdraw(), "idle time before the first request earns nothing");
-        clock.advance(Duration::from_millis(100));
+        // Idle time before the first request earns nothing beyond the
+        // first second's allowance.
+        assert_eq!((0..100).filter(|_| b.withdraw()).count(), 10);
+        clock.advance(Duration::from_millis(1100));
         assert!(b.withdraw());
         assert!(!b.withdraw());
     }

@@ -83,6 +83,14 @@ impl Endpoint {
         until != 0 && (now.as_nanos() as u64) < until
     }
 
+    /// When the last ejection ended (or ends); `None` if never ejected.
+    pub(super) fn ejection_end(&self) -> Option<Duration> {
+        match self.ejected_until.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
     pub(super) fn eject_until(&self, until: Duration) {
         self.ejected_until
             .store((until.as_nanos() as u64).max(1), Ordering::Relaxed);

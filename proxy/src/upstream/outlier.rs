@@ -64,6 +64,14 @@ impl OutlierDetector {
     }
 
     fn success(&self, endpoint: &Endpoint) {
+        // An endpoint that has behaved for `max_ejection_time` since its
+        // last ejection ended starts over at the base ejection time.
+        if endpoint.ejections.load(Ordering::Relaxed) != 0
+            && let Some(end) = endpoint.ejection_end()
+            && self.clock.now() >= end + self.policy.max_ejection_time
+        {
+            endpoint.ejections.store(0, Ordering::Relaxed);
+        }
         if endpoint.consecutive_5xx.load(Ordering::Relaxed) != 0 {
             endpoint.consecutive_5xx.store(0, Ordering::Relaxed);
         }
@@ -154,6 +162,14 @@ mod tests {
         assert!(ep.ejected(clock.now()), "third: capped at max_ejection_time");
         clock.advance(Duration::from_secs(1));
         assert!(!ep.ejected(clock.now()));
+        // Successes for max_ejection_time after that: back to the base time.
+        clock.advance(Duration::from_secs(25));
+        d.record(ep, &set, Outcome::Status(200));
+        for _ in 0..3 {
+            d.record(ep, &set, Outcome::Status(500));
+        }
+        clock.advance(Duration::from_secs(10));
+        assert!(!ep.ejected(clock.now()), "the multiplier was reset");
     }
 
     #[test]

@@ -85,44 +85,39 @@ pub async fn send(
         }
     };
     let request_slot = cluster.breakers.requests.claim().map_err(overflow)?;
-    cluster.budget.deposit();
+    if exchange.retry.is_some() {
+        cluster.budget.deposit();
+    }
     let deadline = Instant::now() + exchange.timeout;
-    // A body that can be sent again; without one there is a single try,
-    // which takes the request head as it is instead of a copy.
-    let replay = exchange.retry.and_then(|_| body.replayable());
+    // Without a replayable body there is a single try, which takes the
+    // request head as it is instead of a copy.
+    let replay = exchange.retry.and_then(|_| body.replay_source());
     let idempotent = parts.method.is_idempotent();
-    let mut body = Some(body);
     let mut head = Some(parts);
+    let mut body = Some(body);
     let mut tried = Vec::new();
+    // The first try's endpoint and place among the pending requests; a
+    // retry claims its own before the previous answer is let go.
+    let mut endpoint = cluster.pick(exchange.hash, &tried)?;
+    let mut pending = cluster.breakers.pending.claim().map_err(overflow)?;
     // The place of a retry under `max_retries`, held while it runs.
     let mut retry_slot = None;
     loop {
+        *attempts += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let try_timeout = exchange
             .retry
             .and_then(|p| p.per_try_timeout)
             .map_or(remaining, |t| t.min(remaining));
-        let endpoint = cluster.pick(exchange.hash, &tried)?;
-        *attempts += 1;
-        let request = match (&replay, &mut head, body.take()) {
-            (None, head, Some(body)) => match head.take() {
+        let request = match (body.take(), &head) {
+            (Some(body), _) if replay.is_none() => match head.take() {
                 Some(parts) => Request::from_parts(parts, body),
                 None => return Err(ProxyError::BadRequest(BadRequest::MalformedBody)),
             },
-            (Some(replay), Some(parts), first) => {
-                let Some(body) = first.or_else(|| replay.replayable()) else {
-                    return Err(ProxyError::BadRequest(BadRequest::MalformedBody));
-                };
-                let mut request = Request::new(body);
-                *request.method_mut() = parts.method.clone();
-                *request.uri_mut() = parts.uri.clone();
-                *request.headers_mut() = parts.headers.clone();
-                request
-            }
-            // Not reached: only a replayable body is tried again.
+            (Some(body), Some(parts)) => copy_head(parts, body),
+            // Not reached: a retry is only made with a replayable body.
             _ => return Err(ProxyError::BadRequest(BadRequest::MalformedBody)),
         };
-        let pending = cluster.breakers.pending.claim().map_err(overflow)?;
         let result = cluster
             .attempt(request, &endpoint, exchange.connect_timeout, try_timeout)
             .await;
@@ -134,40 +129,65 @@ pub async fn send(
                 None => return finish(result, request_slot, &endpoint.authority),
             },
         };
-        let retry = exchange.retry.filter(|policy| {
+        let policy = exchange.retry.filter(|policy| {
             let more = *attempts <= policy.retries;
             // Non-idempotent requests go again only when never sent.
-            let safe = idempotent || matches!(outcome, Err(f) if f.unsent());
-            more && replay.is_some() && safe
+            more && (idempotent || matches!(outcome, Err(f) if f.unsent()))
         });
-        let Some((policy, reason)) = retry.and_then(|p| Some((p, retry_reason(p, &outcome)?))) else {
+        let Some((policy, reason)) = policy.and_then(|p| Some((p, retry_reason(p, &outcome)?))) else {
+            return finish(result, request_slot, &endpoint.authority);
+        };
+        // Everything the retry needs is claimed before this answer is let
+        // go; whatever is missing, this answer stands.
+        let resume = Instant::now() + backoff(policy, *attempts, rand::random::<f64>());
+        let Some(source) = replay.as_ref().filter(|r| r.replayable()) else {
+            return finish(result, request_slot, &endpoint.authority);
+        };
+        tried.push(endpoint.clone());
+        let Ok(next) = cluster.pick(exchange.hash, &tried) else {
             return finish(result, request_slot, &endpoint.authority);
         };
         // A retry that could not start before the deadline would only turn
         // this answer into a timeout.
-        let resume = Instant::now() + backoff(policy, *attempts, rand::random::<f64>());
         if resume >= deadline {
             return finish(result, request_slot, &endpoint.authority);
         }
-        // Too many retries in flight: this try's answer stands.
-        match cluster.breakers.retries.claim() {
-            Ok(slot) => retry_slot = Some(slot),
+        let slots = cluster
+            .breakers
+            .retries
+            .claim()
+            .and_then(|r| Ok((r, cluster.breakers.pending.claim()?)));
+        let (retry, next_pending) = match slots {
+            Ok(slots) => slots,
             Err(limit) => {
                 cluster.upstream_metrics.overflow(&cluster.name, limit.name());
                 return finish(result, request_slot, &endpoint.authority);
             }
-        }
+        };
         if !cluster.budget.withdraw() {
             cluster.upstream_metrics.budget_exhausted(&cluster.name);
             return finish(result, request_slot, &endpoint.authority);
         }
+        // Taking the next body cuts this try's off the client's: only now.
+        let Some(next_body) = source.next().map(RequestBody::Replay) else {
+            return finish(result, request_slot, &endpoint.authority);
+        };
         cluster.upstream_metrics.retry(&cluster.name, reason);
         tracing::debug!(cluster = %cluster.name, endpoint = %endpoint.authority, reason, "retrying");
         // The discarded response's body is dropped unread.
         drop(result);
-        tried.push(endpoint);
+        (endpoint, pending, retry_slot, body) = (next, next_pending, Some(retry), Some(next_body));
         tokio::time::sleep_until(resume).await;
     }
+}
+
+/// A request for one try: a copy of the head, with `body`.
+fn copy_head(parts: &http::request::Parts, body: RequestBody) -> Request<RequestBody> {
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.headers_mut() = parts.headers.clone();
+    request
 }
 
 fn finish(
