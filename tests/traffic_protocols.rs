@@ -213,11 +213,13 @@ async fn websocket_over_http2_extended_connect() {
         return;
     }
     let upstream = PyServer::start("ws_echo_server.py");
+    let echo = Upstream::start("echo").await;
     let body = format!(
-        "[[clusters]]\nname = \"ws\"\nendpoints = [\"127.0.0.1:{}\"]\n\n[[routes]]\nname = \"ws\"\n\
-         path_prefix = \"/ws\"\ncluster = \"ws\"\nupgrades = [\"websocket\"]\n\n[[routes]]\nname = \"plain\"\n\
-         cluster = \"ws\"\n",
-        upstream.port
+        "[[clusters]]\nname = \"ws\"\nendpoints = [\"127.0.0.1:{}\"]\n\n[[clusters]]\nname = \"echo\"\n\
+         endpoints = [\"{}\"]\n\n[[routes]]\nname = \"ws\"\npath_prefix = \"/ws\"\ncluster = \"ws\"\n\
+         upgrades = [\"websocket\"]\n\n[[routes]]\nname = \"not-ws\"\npath_prefix = \"/echo\"\ncluster = \"echo\"\n\
+         upgrades = [\"websocket\"]\n\n[[routes]]\nname = \"plain\"\ncluster = \"ws\"\n",
+        upstream.port, echo.addr
     );
     let proxy = start(&body, &[]).await;
     let tcp = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
@@ -265,6 +267,15 @@ async fn websocket_over_http2_extended_connect() {
         .expect("send close");
     let closed = read_exactly(&mut body, 4).await;
     assert_eq!(closed, [0x88, 0x02, 0x03, 0xe8]);
+
+    // An upstream that answers the handshake 200 without switching: the
+    // client must not see a 2xx (it would take the stream for a tunnel).
+    let (response, _stream) = send.send_request(connect("/echo/x"), false).expect("send CONNECT");
+    let response = tokio::time::timeout(Duration::from_secs(30), response)
+        .await
+        .expect("no response within 30s")
+        .expect("response");
+    assert_eq!(response.status(), 502, "{response:?}");
 
     // A route without `upgrades` refuses extended CONNECT.
     let (response, _stream) = send.send_request(connect("/plain"), false).expect("send CONNECT");

@@ -30,7 +30,7 @@ fn pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
     for policy in [LbPolicy::RoundRobin, LbPolicy::PeakEwma] {
         let set = endpoints(&policy);
-        let balancer = Balancer::new(policy.clone(), DECAY, 50);
+        let balancer = Balancer::new(policy.clone(), DECAY, 50, false);
         let ewma = policy == LbPolicy::PeakEwma;
         group.bench_function(policy.name(), |b| {
             b.iter(|| {

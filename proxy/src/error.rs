@@ -113,6 +113,8 @@ pub enum ProxyError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    #[error("the upstream answered a WebSocket handshake with {status} instead of switching protocols")]
+    UpgradeRefused { status: u16 },
     #[error("cluster {cluster} refused the request: {} reached", limit.name())]
     Overflow { cluster: String, limit: Limit },
     #[error("filter {plugin} failed: {reason}")]
@@ -133,6 +135,7 @@ impl ProxyError {
             ProxyError::NoEndpoint(_) | ProxyError::FilterUnavailable { .. } | ProxyError::Overflow { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ProxyError::UpgradeRefused { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Upstream { failure, .. } => match failure {
                 UpstreamFailure::ConnectTimeout | UpstreamFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
@@ -148,7 +151,9 @@ impl ProxyError {
             ProxyError::NoRoute { .. } | ProxyError::BadRequest(_) | ProxyError::ConnectNotAllowed { .. } => {
                 ErrorSource::Downstream
             }
-            ProxyError::NoEndpoint(_) | ProxyError::Upstream { .. } => ErrorSource::Upstream,
+            ProxyError::NoEndpoint(_) | ProxyError::Upstream { .. } | ProxyError::UpgradeRefused { .. } => {
+                ErrorSource::Upstream
+            }
             ProxyError::Overflow { .. }
             | ProxyError::FilterFailed { .. }
             | ProxyError::FilterTimedOut { .. }
@@ -177,6 +182,7 @@ impl ProxyError {
                 UpstreamFailure::Timeout(_) => "upstream timeout\n",
                 _ => "upstream unreachable\n",
             },
+            ProxyError::UpgradeRefused { .. } => "upstream did not switch protocols\n",
             ProxyError::Overflow { limit, .. } => match limit {
                 Limit::MaxConnections => "upstream overloaded: max_connections\n",
                 Limit::MaxPendingRequests => "upstream overloaded: max_pending_requests\n",

@@ -179,7 +179,14 @@ async fn proxy(
     if let Some(limit) = route.max_stream_duration {
         response.body_mut().end_by(arrived + limit);
     }
-    let switched = upgrade.and_then(|u| u.answer(&mut response, route.max_stream_duration, route.name.clone()));
+    let switched = match upgrade {
+        Some(u) => u.answer(
+            &mut response,
+            route.max_stream_duration.map(|d| arrived + d),
+            route.name.clone(),
+        )?,
+        None => None,
+    };
 
     // Filter chain, response phase.
     let (mut parts, body) = response.into_parts();

@@ -5,6 +5,8 @@
 //! upstream answers 101, the two connections are joined and bytes flow both
 //! ways until either side closes.
 
+use crate::error::ProxyError;
+use crate::upstream::{Held, UpstreamBody};
 use base64::Engine;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -12,7 +14,7 @@ use hyper::ext::Protocol;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
-use std::time::Duration;
+use tokio::time::Instant;
 
 /// A request switching protocols on a route that allows it.
 #[derive(Debug)]
@@ -82,14 +84,30 @@ impl Pending {
     }
 
     /// If the upstream switched (101), join the two connections in the
-    /// background for at most `limit`.
-    pub fn answer<B>(self, response: &mut Response<B>, limit: Option<Duration>, route: Arc<str>) -> Option<Switched> {
+    /// background until `deadline`; the tunnel keeps the request's places
+    /// under the cluster's limits. An HTTP/2 client must not see any other
+    /// 2xx (hyper would take it as the tunnel opening), so an upstream
+    /// that answers the WebSocket handshake with one is a bad gateway.
+    pub fn answer(
+        self,
+        response: &mut Response<UpstreamBody>,
+        deadline: Option<Instant>,
+        route: Arc<str>,
+    ) -> Result<Option<Switched>, ProxyError> {
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return None;
+            if matches!(self.kind, Kind::H2WebSocket) && response.status().is_success() {
+                return Err(ProxyError::UpgradeRefused {
+                    status: response.status().as_u16(),
+                });
+            }
+            return Ok(None);
         }
-        let upstream = response.extensions_mut().remove::<OnUpgrade>()?;
-        tunnel(self.downstream, upstream, limit, route);
-        Some(Switched(self.kind))
+        let Some(upstream) = response.extensions_mut().remove::<OnUpgrade>() else {
+            return Ok(None);
+        };
+        let held = response.body_mut().take_held();
+        tunnel(self.downstream, upstream, deadline, route, held);
+        Ok(Some(Switched(self.kind)))
     }
 }
 
@@ -134,8 +152,9 @@ fn is_allowed(allowed: &[String], upgrade: &HeaderValue) -> bool {
 
 /// Join the client's and the upstream's upgraded connections in the
 /// background, for at most `limit`.
-fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, limit: Option<Duration>, route: std::sync::Arc<str>) {
+fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, deadline: Option<Instant>, route: Arc<str>, held: Held) {
     tokio::spawn(async move {
+        let _held = held;
         let (client, server) = match tokio::try_join!(downstream, upstream) {
             Ok(both) => both,
             Err(e) => {
@@ -145,8 +164,8 @@ fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, limit: Option<Duration>, r
         };
         let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
         let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
-        let result = match limit {
-            Some(limit) => match tokio::time::timeout(limit, copy).await {
+        let result = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, copy).await {
                 Ok(result) => result,
                 Err(_) => {
                     tracing::debug!(%route, "upgraded connection closed at max_stream_duration");

@@ -6,6 +6,10 @@ use super::*;
 use std::collections::HashSet;
 use toml::Spanned;
 
+/// The longest duration any setting takes: deadlines computed from it
+/// (`now + timeout`) must not overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Builds located errors for one file.
 pub(super) struct Locator<'a> {
     file: &'a Path,
@@ -43,6 +47,7 @@ impl Locator<'_> {
 
     pub(super) fn duration(&self, value: &Spanned<String>, key: String) -> Result<Duration, ConfigError> {
         match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if d > MAX_DURATION => self.at(value, key, "must be at most 365 days"),
             Ok(d) if !d.is_zero() => Ok(d),
             Ok(_) => self.at(value, key, "must be greater than zero"),
             Err(e) => self.at(
@@ -323,6 +328,17 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             Some(d) => Some(loc.duration(d, key("max_stream_duration"))?),
             None => None,
         };
+        let upgrades = traffic::upgrades(loc, &r.upgrades, i)?;
+        let http2 = clusters
+            .iter()
+            .any(|c| c.name == *r.cluster.get_ref() && c.protocol == UpstreamProtocol::Http2);
+        if let (Some(first), true) = (r.upgrades.first(), http2) {
+            return loc.at(
+                first,
+                key("upgrades"),
+                "the route's cluster speaks HTTP/2; upgrades go to HTTP/1.1 clusters",
+            );
+        }
         routes.push(RouteConfig {
             name,
             hosts,
@@ -332,7 +348,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             connect_timeout,
             retry,
             max_stream_duration,
-            upgrades: traffic::upgrades(loc, &r.upgrades, i)?,
+            upgrades,
             filters,
         });
     }
@@ -691,5 +707,38 @@ endpoints = ["127.0.0.1:9000"]
             b.bootstrap.differences(&a.bootstrap),
             ["listeners", "admin.address", "cache_dir"]
         );
+    }
+
+    #[test]
+    fn traffic_settings_are_checked_where_written() {
+        let cases = [
+            (
+                "[[clusters]]\nname = \"h2\"\nendpoints = [\"127.0.0.1:9001\"]\nprotocol = \"http2\"\n\
+                 [[routes]]\ncluster = \"h2\"\nupgrades = [\"websocket\"]\n",
+                "routes[0].upgrades",
+                "HTTP/2",
+            ),
+            (
+                "[[routes]]\ncluster = \"app\"\ntimeout = \"400d\"\n",
+                "routes[0].timeout",
+                "at most 365 days",
+            ),
+            (
+                "[[routes]]\ncluster = \"app\"\n[routes.retry]\nretry_on = [\"sometimes\"]\n",
+                "routes[0].retry.retry_on[0]",
+                "not `connect-failure`",
+            ),
+            (
+                "[[clusters]]\nname = \"m\"\nendpoints = [\"127.0.0.1:9001\"]\nlb = \"maglev\"\n",
+                "clusters[1].lb",
+                "needs `hash_on`",
+            ),
+        ];
+        for (extra, key, message) in cases {
+            let e = parse_err(&format!("{BASE}{extra}"));
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.message.contains(message), "{e}");
+            assert!(e.line.is_some(), "{e}");
+        }
     }
 }

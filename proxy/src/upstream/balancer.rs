@@ -37,6 +37,9 @@ pub struct Balancer {
     policy: LbPolicy,
     decay: Duration,
     panic_threshold: u8,
+    /// Whether endpoints can become unavailable (health checks or outlier
+    /// detection configured); if not, picks skip the availability scan.
+    tracks_availability: bool,
     next: AtomicUsize,
 }
 
@@ -50,11 +53,12 @@ pub struct Pick<'a> {
 }
 
 impl Balancer {
-    pub fn new(policy: LbPolicy, decay: Duration, panic_threshold: u8) -> Balancer {
+    pub fn new(policy: LbPolicy, decay: Duration, panic_threshold: u8, tracks_availability: bool) -> Balancer {
         Balancer {
             policy,
             decay,
             panic_threshold,
+            tracks_availability,
             next: AtomicUsize::new(0),
         }
     }
@@ -67,7 +71,11 @@ impl Balancer {
     pub fn pick(&self, set: &EndpointSet, pick: &Pick<'_>) -> Option<Arc<Endpoint>> {
         let all = &set.endpoints;
         let n = all.len();
-        let available = all.iter().filter(|e| e.available(pick.now)).count();
+        let available = if self.tracks_availability {
+            all.iter().filter(|e| e.available(pick.now)).count()
+        } else {
+            n
+        };
         // Panic mode: too few endpoints left to carry the load; use them all.
         let panic = available * 100 < usize::from(self.panic_threshold) * n;
         if pick.tried.is_empty() && (available == n || panic) {
@@ -220,7 +228,7 @@ mod tests {
 
     #[test]
     fn round_robin_skips_ejected_and_tried() {
-        let b = Balancer::new(LbPolicy::RoundRobin, Duration::from_secs(10), 0);
+        let b = Balancer::new(LbPolicy::RoundRobin, Duration::from_secs(10), 0, true);
         let s = set(3, &LbPolicy::RoundRobin);
         s.endpoints[1].eject_until(Duration::from_secs(30));
         for _ in 0..10 {
@@ -241,7 +249,7 @@ mod tests {
 
     #[test]
     fn retry_goes_back_to_the_only_endpoint() {
-        let b = Balancer::new(LbPolicy::LeastRequest, Duration::from_secs(10), 50);
+        let b = Balancer::new(LbPolicy::LeastRequest, Duration::from_secs(10), 50, true);
         let s = set(1, &LbPolicy::LeastRequest);
         let tried = [s.endpoints[0].clone()];
         assert!(b.pick(&s, &pick(Duration::ZERO, None, &tried)).is_some());
@@ -254,7 +262,7 @@ mod tests {
             e.set_healthy(false);
         }
         // 25% available, under a 50% threshold: all four are used.
-        let panicking = Balancer::new(LbPolicy::RoundRobin, Duration::from_secs(10), 50);
+        let panicking = Balancer::new(LbPolicy::RoundRobin, Duration::from_secs(10), 50, true);
         let picked: std::collections::HashSet<_> = (0..8)
             .map(|_| {
                 panicking
@@ -266,7 +274,7 @@ mod tests {
             .collect();
         assert_eq!(picked.len(), 4);
         // With the threshold off only the healthy one is used.
-        let strict = Balancer::new(LbPolicy::RoundRobin, Duration::from_secs(10), 0);
+        let strict = Balancer::new(LbPolicy::RoundRobin, Duration::from_secs(10), 0, true);
         for _ in 0..8 {
             let e = strict.pick(&s, &pick(Duration::ZERO, None, &[])).unwrap();
             assert!(Arc::ptr_eq(&e, &s.endpoints[3]));
@@ -277,7 +285,7 @@ mod tests {
 
     #[test]
     fn least_request_prefers_the_idle_endpoint() {
-        let b = Balancer::new(LbPolicy::LeastRequest, Duration::from_secs(10), 50);
+        let b = Balancer::new(LbPolicy::LeastRequest, Duration::from_secs(10), 50, true);
         let s = set(2, &LbPolicy::LeastRequest);
         let _busy: Vec<_> = (0..5).map(|_| s.endpoints[0].start()).collect();
         for _ in 0..20 {
@@ -289,7 +297,7 @@ mod tests {
     #[test]
     fn peak_ewma_avoids_the_slow_endpoint() {
         let decay = Duration::from_secs(10);
-        let b = Balancer::new(LbPolicy::PeakEwma, decay, 50);
+        let b = Balancer::new(LbPolicy::PeakEwma, decay, 50, true);
         let s = set(3, &LbPolicy::PeakEwma);
         for (i, e) in s.endpoints.iter().enumerate() {
             let rtt = if i == 0 { 50 } else { 1 };
@@ -304,7 +312,7 @@ mod tests {
     #[test]
     fn maglev_is_stable_and_balanced() {
         let policy = LbPolicy::Maglev(HashOn::ClientIp);
-        let b = Balancer::new(policy.clone(), Duration::from_secs(10), 50);
+        let b = Balancer::new(policy.clone(), Duration::from_secs(10), 50, true);
         let s = set(3, &policy);
         assert_eq!(s.maglev.len(), 307);
         let mut share = [0usize; 3];

@@ -44,8 +44,10 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    /// Discovery over the configured `entries` (`host:port`, validated).
-    pub fn new(cluster: Arc<str>, entries: &[String], policy: &LbPolicy) -> Discovery {
+    /// Discovery over the configured `entries` (`host:port`, validated). A
+    /// name that `previous` (the same cluster before a reload) resolved
+    /// starts with those addresses, kept if it cannot be resolved now.
+    pub fn new(cluster: Arc<str>, entries: &[String], policy: &LbPolicy, previous: Option<&Discovery>) -> Discovery {
         let sources: Vec<Source> = entries
             .iter()
             .filter_map(|e| e.parse::<Authority>().ok())
@@ -64,7 +66,7 @@ impl Discovery {
             .iter()
             .map(|s| match s {
                 Source::Address(a) => vec![a.clone()],
-                Source::Name { .. } => Vec::new(),
+                Source::Name { host, port } => previous.map(|p| p.resolved(host, *port)).unwrap_or_default(),
             })
             .collect();
         let discovery = Discovery {
@@ -77,6 +79,17 @@ impl Discovery {
         };
         discovery.publish();
         discovery
+    }
+
+    /// The addresses `host:port` currently resolves to here.
+    fn resolved(&self, host: &str, port: u16) -> Vec<Authority> {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        self.sources
+            .iter()
+            .zip(current.iter())
+            .find(|(s, _)| matches!(s, Source::Name { host: h, port: p } if h == host && *p == port))
+            .map(|(_, addrs)| addrs.clone())
+            .unwrap_or_default()
     }
 
     /// Whether any entry is a DNS name.

@@ -13,11 +13,14 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::{Scheme, Uri};
 use http::{Request, header};
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+/// Bytes of a check's response body read so its connection can be reused.
+const MAX_DRAIN: usize = 64 * 1024;
 
 /// Record one check's result; `Some(healthy)` when the endpoint changed state.
 pub fn record(endpoint: &Endpoint, policy: &HealthCheck, passed: bool) -> Option<bool> {
@@ -103,7 +106,18 @@ async fn check(
         .body(Empty::new());
     let Ok(request) = request else { return false };
     match tokio::time::timeout(policy.timeout, client.request(request)).await {
-        Ok(Ok(response)) => policy.passes(response.status().as_u16()),
+        Ok(Ok(response)) => {
+            let passed = policy.passes(response.status().as_u16());
+            // Read a short body to the end so the connection is reused.
+            let mut body = response.into_body();
+            let mut read = 0;
+            while read < MAX_DRAIN
+                && let Ok(Some(Ok(frame))) = tokio::time::timeout(policy.timeout, body.frame()).await
+            {
+                read += frame.data_ref().map_or(0, |d| d.len());
+            }
+            passed
+        }
         _ => false,
     }
 }

@@ -103,9 +103,10 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// Build every cluster: resolve DNS names, start health checks. A
-    /// cluster whose settings did not change since `previous` is kept as
-    /// it is — pools, health, ejections, budget and all — unless it speaks
-    /// TLS (its files may have rotated). Fails if a cluster's TLS material
+    /// cluster whose settings (TLS material included) did not change since
+    /// `previous` is kept as it is — pools, health, ejections, budget and
+    /// all. A changed one starts from the previous one's DNS answers, in
+    /// case the names do not resolve now. Fails if a cluster's TLS material
     /// is refused by rustls.
     pub async fn new(config: &Config, metrics: &Metrics, previous: Option<&Upstreams>) -> Result<Upstreams, String> {
         let mut overrides: Vec<Duration> = config.routes.iter().filter_map(|r| r.connect_timeout).collect();
@@ -120,13 +121,16 @@ impl Upstreams {
             timeouts.dedup();
             let reusable = previous
                 .and_then(|p| p.clusters.get(c.name.as_str()))
-                .filter(|old| old.config == *c && old.connect_timeouts == timeouts && c.tls.is_none())
+                // The config holds the loaded TLS material: rotated files
+                // make it differ.
+                .filter(|old| old.config == *c && old.connect_timeouts == timeouts)
                 .filter(|old| !old.discovery.has_names() || old.dns == config.dns);
             if let Some(old) = reusable {
                 clusters.insert(old.name.clone(), old.clone());
                 continue;
             }
-            let cluster = Cluster::build(c, timeouts, metrics, config, &mut resolver).await?;
+            let old = previous.and_then(|p| p.clusters.get(c.name.as_str()));
+            let cluster = Cluster::build(c, timeouts, metrics, config, &mut resolver, old).await?;
             clusters.insert(cluster.name.clone(), Arc::new(cluster));
         }
         Ok(Upstreams { clusters })
@@ -157,10 +161,16 @@ impl Cluster {
         metrics: &Metrics,
         config: &Config,
         resolver: &mut Option<Arc<dns::Resolver>>,
+        previous: Option<&Arc<Cluster>>,
     ) -> Result<Cluster, String> {
         let name: Arc<str> = c.name.as_str().into();
         let traffic = &c.traffic;
-        let discovery = Arc::new(Discovery::new(name.clone(), &c.endpoints, &traffic.lb));
+        let discovery = Arc::new(Discovery::new(
+            name.clone(),
+            &c.endpoints,
+            &traffic.lb,
+            previous.map(|p| &*p.discovery),
+        ));
         let tls = match &c.tls {
             Some(t) => {
                 let mut tls = ClientTls::build(t, c.protocol).map_err(|e| format!("clusters `{name}`: {e}"))?;
@@ -205,14 +215,19 @@ impl Cluster {
                 name.clone(),
                 discovery.set.clone(),
                 check.clone(),
-                connector(c.connect_timeout),
+                Connector::new(name.clone(), c.connect_timeout, tls.clone(), breaker::Gate::unlimited()),
                 c.protocol,
                 scheme.clone(),
                 upstream_metrics.clone(),
             ));
         }
         Ok(Cluster {
-            balancer: Balancer::new(traffic.lb.clone(), traffic.ewma_decay, traffic.panic_threshold),
+            balancer: Balancer::new(
+                traffic.lb.clone(),
+                traffic.ewma_decay,
+                traffic.panic_threshold,
+                traffic.health_check.is_some() || traffic.outlier_detection.is_some(),
+            ),
             outlier: traffic
                 .outlier_detection
                 .map(|o| OutlierDetector::new(o, clock.clone())),
@@ -448,8 +463,7 @@ fn build_client(protocol: UpstreamProtocol, idle_timeout: Duration, connector: C
 pub struct UpstreamBody {
     inner: Incoming,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    _request: Slot,
-    _in_flight: InFlight,
+    held: Option<(Slot, InFlight)>,
 }
 
 /// The body outlived the route's `max_stream_duration`.
@@ -457,7 +471,17 @@ pub struct UpstreamBody {
 #[error("max_stream_duration reached")]
 pub struct StreamDurationReached;
 
+/// A request's place under `max_requests` and on its endpoint's in-flight
+/// count, kept by an upgraded connection for as long as it lasts.
+#[derive(Debug)]
+pub struct Held(#[allow(dead_code)] Option<(Slot, InFlight)>);
+
 impl UpstreamBody {
+    /// Take the request's places out of the body (an upgrade keeps them).
+    pub fn take_held(&mut self) -> Held {
+        Held(self.held.take())
+    }
+
     /// End the body with an error at `at` if it has not ended by then.
     pub fn end_by(&mut self, at: tokio::time::Instant) {
         self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));

@@ -200,8 +200,7 @@ fn finish(
     let body = UpstreamBody {
         inner,
         deadline: None,
-        _request: request_slot,
-        _in_flight: in_flight,
+        held: Some((request_slot, in_flight)),
     };
     Ok(Sent {
         response: Response::from_parts(parts, body),
