@@ -1,14 +1,16 @@
 //! What traffic-control policies add to a request that does not fail:
 //! `cargo bench -p sluice --bench traffic_policies`. `pick/*` is one
 //! endpoint choice over three endpoints with the attempt's in-flight count
-//! (round robin; P2C over peak EWMA, with its latency observation), and
-//! `retry/head_copy` is the copy of a typical request head that a route
-//! with a retry policy makes for each try. bench/policies.py measures the
+//! (round robin; P2C over peak EWMA, with its latency observation);
+//! `retry/budget_deposit` is the retry budget's count of a request on a
+//! route with a retry policy, and `retry/head_copy` the copy of a typical
+//! request head such a route makes for each try. bench/policies.py measures the
 //! same end to end; this isolates it from the noise of a whole request.
 
 use criterion::Criterion;
 use sluice::config::LbPolicy;
 use sluice::upstream::balancer::{Balancer, EndpointSet, Pick};
+use sluice::upstream::budget::RetryBudget;
 use sluice::upstream::clock::SystemClock;
 use sluice::upstream::endpoint::Endpoint;
 use std::hint::black_box;
@@ -52,6 +54,11 @@ fn pick(c: &mut Criterion) {
     group.finish();
 }
 
+fn budget_deposit(c: &mut Criterion) {
+    let budget = RetryBudget::new(sluice::config::traffic::RetryBudget::default(), SystemClock::shared());
+    c.bench_function("retry/budget_deposit", |b| b.iter(|| budget.deposit()));
+}
+
 fn head_copy(c: &mut Criterion) {
     let request = http::Request::get("/api/orders/12345?limit=10")
         .header("host", "api.example.com")
@@ -87,6 +94,6 @@ fn config() -> Criterion {
 criterion::criterion_group! {
     name = benches;
     config = config();
-    targets = pick, head_copy
+    targets = pick, budget_deposit, head_copy
 }
 criterion::criterion_main!(benches);

@@ -8,7 +8,7 @@
 
 pub mod balancer;
 pub mod breaker;
-mod budget;
+pub mod budget;
 pub mod clock;
 pub mod connector;
 mod discovery;
