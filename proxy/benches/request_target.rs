@@ -5,10 +5,11 @@
 //! through), and on one with dot segments, escapes and a trailing-dot host
 //! (rebuilt).
 
+mod sampling;
+
 use criterion::{BatchSize, Criterion};
 use sluice::normalize::PathPolicy;
 use sluice::target;
-use std::time::Duration;
 
 fn parts(uri: &str, host: &str) -> http::request::Parts {
     http::Request::get(uri)
@@ -45,17 +46,9 @@ fn request_target(c: &mut Criterion) {
     group.finish();
 }
 
-/// The same sampling as `filter_call`: 50 samples over 3 s after 1 s of warm-up.
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(50)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion::criterion_group! {
     name = benches;
-    config = config();
+    config = sampling::config();
     targets = request_target
 }
 criterion::criterion_main!(benches);

@@ -10,12 +10,13 @@
 //!   200,000 entries and is scanned in a loop — the contrast: a plugin's own
 //!   scan does take the shard locks its calls need.
 
+mod sampling;
+
 use criterion::Criterion;
 use sluice::metrics::Metrics;
 use sluice::shared_state::SharedState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 const ENTRIES: usize = 200_000;
 
@@ -70,17 +71,9 @@ fn shared_state(c: &mut Criterion) {
     group.finish();
 }
 
-/// The same sampling as `filter_call`: 50 samples over 3 s after 1 s of warm-up.
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(50)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion::criterion_group! {
     name = benches;
-    config = config();
+    config = sampling::config();
     targets = shared_state
 }
 criterion::criterion_main!(benches);

@@ -7,6 +7,8 @@
 //! request head such a route makes for each try. bench/policies.py measures the
 //! same end to end; this isolates it from the noise of a whole request.
 
+mod sampling;
+
 use criterion::Criterion;
 use sluice::config::LbPolicy;
 use sluice::upstream::balancer::{Balancer, EndpointSet, Pick};
@@ -83,17 +85,9 @@ fn head_copy(c: &mut Criterion) {
     });
 }
 
-/// The same sampling as `filter_call`: 50 samples over 3 s after 1 s of warm-up.
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(50)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion::criterion_group! {
     name = benches;
-    config = config();
+    config = sampling::config();
     targets = pick, budget_deposit, head_copy
 }
 criterion::criterion_main!(benches);

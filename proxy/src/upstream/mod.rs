@@ -74,7 +74,6 @@ pub struct Cluster {
     clients: Clients,
     /// A connector per connect timeout, for the HTTP/2 endpoints' clients.
     connectors: Vec<(Duration, Connector)>,
-    idle_timeout: Duration,
     metrics: ClusterMetrics,
     upstream_metrics: UpstreamMetrics,
     /// Health checks and DNS refreshes; stopped with the cluster.
@@ -238,7 +237,6 @@ impl Cluster {
             scheme,
             clients,
             connectors,
-            idle_timeout: traffic.idle_timeout,
             metrics: metrics.cluster(&c.name),
             upstream_metrics,
             tasks,
@@ -280,7 +278,7 @@ impl Cluster {
                         .iter()
                         .map(|(t, conn)| {
                             let conn = conn.to(&endpoint.authority, self.scheme.clone());
-                            (*t, build_client(self.protocol, self.idle_timeout, conn))
+                            (*t, build_client(self.protocol, self.config.traffic.idle_timeout, conn))
                         })
                         .collect()
                 });
