@@ -132,6 +132,9 @@ server_names = ["strict.test"]
         assert_eq!(echoed(&e, "x-probe-conn-scheme"), ["https"]);
         assert_eq!(echoed(&e, "x-probe-conn-alpn"), ["h2"]);
         assert_eq!(echoed(&e, "x-probe-conn-listener"), ["test"]);
+        // A gateway listener: not intercepted.
+        assert_eq!(echoed(&e, "x-probe-conn-direction"), ["none"]);
+        assert_eq!(echoed(&e, "x-probe-conn-original-dst"), ["none"]);
         let expected_sni = if sni == "127.0.0.1" {
             "none".to_string()
         } else {

@@ -88,6 +88,7 @@ pub mod connection;
 pub mod export;
 mod host;
 mod http;
+pub mod interception;
 pub mod limits;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mock;
@@ -98,6 +99,7 @@ pub use config::Config;
 pub use connection::{PeerIdentity, TlsInfo};
 pub use host::{clock, context, log, random, shared};
 pub use http::{Headers, RESERVED_HEADERS, Request, Response, client_ip_of, is_header_name};
+pub use interception::Direction;
 pub use types::{Action, HostError, LocalResponse, LogLevel, Phases};
 
 #[doc(hidden)]

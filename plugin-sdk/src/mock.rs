@@ -62,7 +62,7 @@ impl MockHost {
 
     /// Start a new request: reset request, response and context to the
     /// defaults of [`MockHost::new`], keeping shared state, clock, logs and
-    /// the connection (listener, addresses, TLS).
+    /// the connection (listener, addresses, TLS, interception).
     pub fn start_request(&self) -> &Self {
         let fresh = State::default();
         state::with(|s| {
@@ -209,6 +209,16 @@ impl MockHost {
             s.scheme = if tls.is_some() { "https" } else { "http" }.into();
             s.tls = tls;
         });
+        self
+    }
+
+    /// Make the connection an intercepted (sidecar) one: its direction and
+    /// the `ip:port` the client connected to before iptables redirected it
+    /// (IPv6 as `[ip]:port`). By default the connection came to a gateway
+    /// listener, and [`crate::interception`] answers `None`, as it does in
+    /// `create` whatever is set here.
+    pub fn intercepted(&self, direction: crate::Direction, original_destination: &str) -> &Self {
+        state::with(|s| s.interception = Some((direction, original_destination.to_string())));
         self
     }
 
@@ -691,6 +701,25 @@ mod tests {
             host.on_request_headers(&mut filter),
             Action::Respond(LocalResponse::new(204))
         );
+    }
+
+    /// The interception facts: `None` on a gateway listener (the default)
+    /// and outside a phase, the same in both phases and across requests on
+    /// the connection.
+    #[test]
+    fn interception_facts() {
+        use crate::{Direction, interception};
+        let host = MockHost::new();
+        let read = || (interception::direction(), interception::original_destination());
+        assert_eq!(in_request(|_| read()), (None, None), "gateway listener");
+        host.intercepted(Direction::Outbound, "[2001:db8::7]:8443");
+        assert_eq!(read(), (None, None), "no connection in create");
+        let expected = (Some(Direction::Outbound), Some("[2001:db8::7]:8443".to_string()));
+        assert_eq!(in_request(|_| read()), expected);
+        assert_eq!(in_response(|_| read()), expected);
+        host.start_request();
+        assert_eq!(in_request(|_| read()), expected, "same connection");
+        assert_eq!(Direction::Inbound.as_str(), "inbound");
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! identity. One value per connection, built by the listener and handed
 //! (shared) to every request on it: the request path reads the scheme,
 //! filters see it through the WIT `connection` interface, the access log
-//! records the peer. Sidecar mode adds the original destination and the
-//! direction here. Tests construct it directly.
+//! records the peer. On an interception listener (sidecar mode) it also
+//! holds the direction and the original destination. Tests construct it
+//! directly.
 
+use crate::config::Direction;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use x509_parser::extensions::GeneralName;
@@ -21,6 +23,16 @@ pub struct ConnectionFacts {
     pub local: SocketAddr,
     /// `None` on a cleartext connection.
     pub tls: Option<TlsFacts>,
+    /// `None` on a gateway listener.
+    pub interception: Option<Interception>,
+}
+
+/// What sidecar mode knows of an intercepted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interception {
+    pub direction: Direction,
+    /// Where the client was connecting before iptables redirected it.
+    pub original_destination: SocketAddr,
 }
 
 impl ConnectionFacts {
@@ -31,6 +43,7 @@ impl ConnectionFacts {
             client,
             local,
             tls: None,
+            interception: None,
         }
     }
 

@@ -3,7 +3,8 @@
 //! and then shared read-only. A request holds the generation it started
 //! with until it ends.
 
-use crate::config::{Config, ConfigError, RetryPolicy};
+use crate::config::{Config, ConfigError, Direction, ORIGINAL_DESTINATION, RetryPolicy};
+use crate::connection::ConnectionFacts;
 use crate::filter_chain::FilterChain;
 use crate::metrics::CertExpiry;
 use crate::metrics::RouteMetrics;
@@ -38,7 +39,10 @@ pub struct Generation {
     pub config: Arc<Config>,
     /// Routes in configuration order (the router indexes the same values).
     pub routes: Vec<Arc<Route>>,
+    /// Routes for the ordinary listeners.
     pub router: Router<Route>,
+    /// Sidecar mode: routes for the interception listeners.
+    pub sidecar: Option<SidecarRoutes>,
     pub upstreams: Upstreams,
     /// The TLS settings of each TLS listener, by listener name.
     pub listener_tls: HashMap<String, Arc<ServerTls>>,
@@ -177,14 +181,25 @@ impl Generation {
                 chain,
                 metrics: Arc::new(metrics.route(&rc.name, &rc.reachable_clusters())),
             };
-            routes.push((rc.hosts.clone(), rc.path.clone(), Arc::new(route)));
+            routes.push((rc.direction, (rc.hosts.clone(), rc.path.clone(), Arc::new(route))));
         }
-        let ordered: Vec<Arc<Route>> = routes.iter().map(|(_, _, r)| r.clone()).collect();
+        let ordered: Vec<Arc<Route>> = routes.iter().map(|(_, (_, _, r))| r.clone()).collect();
+        let of = |direction: Option<Direction>| {
+            let routes = routes.iter().filter(move |(d, _)| *d == direction);
+            Router::new(routes.map(|(_, route)| route.clone()))
+        };
+        let sidecar = config.bootstrap.sidecar.as_ref().map(|_| SidecarRoutes {
+            inbound: of(Some(Direction::Inbound)),
+            outbound: of(Some(Direction::Outbound)),
+            inbound_default: Arc::new(Route::passthrough("inbound-passthrough", metrics)),
+            outbound_default: Arc::new(Route::passthrough("outbound-passthrough", metrics)),
+        });
         check_capacity(&config, &ordered, &runtime.live_slots())?;
         Ok(Generation {
             id,
             routes: ordered,
-            router: Router::new(routes),
+            router: of(None),
+            sidecar,
             upstreams,
             listener_tls,
             plugins,
@@ -195,7 +210,48 @@ impl Generation {
     }
 }
 
+/// The routes of the interception listeners, by direction, and the route
+/// for requests none of them matches: straight to the original destination,
+/// without filters (a sidecar is invisible unless configured otherwise).
+#[derive(Debug)]
+pub struct SidecarRoutes {
+    pub inbound: Router<Route>,
+    pub outbound: Router<Route>,
+    pub inbound_default: Arc<Route>,
+    pub outbound_default: Arc<Route>,
+}
+
+impl Route {
+    /// A route with no filters to the original destination.
+    fn passthrough(name: &str, metrics: &crate::metrics::Metrics) -> Route {
+        Route {
+            name: name.into(),
+            cluster: ORIGINAL_DESTINATION.into(),
+            timeout: crate::config::DEFAULT_ROUTE_TIMEOUT,
+            connect_timeout: None,
+            retry: None,
+            max_stream_duration: None,
+            upgrades: Vec::new(),
+            chain: FilterChain::default(),
+            metrics: Arc::new(metrics.route(name, &[ORIGINAL_DESTINATION])),
+        }
+    }
+}
+
 impl Generation {
+    /// The route for a request on `connection` to `host` and `path`: the
+    /// ordinary routes, or on an interception listener that direction's
+    /// routes and then its passthrough route.
+    pub fn route(&self, connection: &ConnectionFacts, host: &str, path: &str) -> Option<&Arc<Route>> {
+        match (connection.interception, &self.sidecar) {
+            (Some(i), Some(sidecar)) => Some(match i.direction {
+                Direction::Inbound => sidecar.inbound.route(host, path).unwrap_or(&sidecar.inbound_default),
+                Direction::Outbound => sidecar.outbound.route(host, path).unwrap_or(&sidecar.outbound_default),
+            }),
+            _ => self.router.route(host, path),
+        }
+    }
+
     /// Every certificate this generation serves or presents, for the
     /// expiry gauge.
     pub fn certificates(&self) -> Vec<CertExpiry> {

@@ -42,6 +42,7 @@ pub mod replay;
 pub mod router;
 pub mod server;
 pub mod shared_state;
+pub mod sidecar;
 pub mod target;
 pub mod telemetry;
 pub mod tls;

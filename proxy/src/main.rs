@@ -1,9 +1,10 @@
 //! The `sluice` command: run the proxy, check a config, serve a demo
-//! upstream, or write development certificates.
+//! upstream, write development certificates, or set up a sidecar's
+//! traffic redirection.
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -56,6 +57,26 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
     },
+    /// Install the nat rules that redirect a pod's TCP traffic to the
+    /// interception listeners (those with `intercept`), as a sidecar's init
+    /// container would; needs root or CAP_NET_ADMIN. Idempotent.
+    Iptables {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the commands as a shell script instead of running them.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove the rules instead of installing them.
+        #[arg(long)]
+        remove: bool,
+        /// Use nftables (`nft`, table `sluice`) instead of iptables.
+        #[arg(long)]
+        nftables: bool,
+        /// IPv4 only: leave IPv6 traffic alone (no ip6tables rules).
+        #[arg(long)]
+        no_ipv6: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +111,29 @@ const LOG_QUEUE_LINES: usize = 8192;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `iptables` runs a few commands: no logging, no runtime.
+    if let Command::Iptables {
+        config,
+        dry_run,
+        remove,
+        nftables,
+        no_ipv6,
+    } = &cli.command
+    {
+        let options = sluice::sidecar::iptables::Options {
+            dry_run: *dry_run,
+            remove: *remove,
+            nftables: *nftables,
+            ipv6: !*no_ipv6,
+        };
+        return match iptables(config, &options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let dev_certs = match &cli.command {
         Command::Run {
             dev_certs: Some(dir), ..
@@ -204,7 +248,7 @@ async fn run(
                 ExitCode::FAILURE
             }
         },
-        Command::Certs { .. } => ExitCode::SUCCESS,
+        Command::Certs { .. } | Command::Iptables { .. } => ExitCode::SUCCESS,
         Command::Run {
             config, demo_upstream, ..
         } => {
@@ -251,6 +295,22 @@ async fn run(
             }
         }
     }
+}
+
+/// `sluice iptables`: the plan from the config's `[sidecar]`, printed or
+/// applied.
+fn iptables(config: &Path, options: &sluice::sidecar::iptables::Options) -> Result<(), String> {
+    let loaded = sluice::config::Config::load(config).map_err(|e| e.to_string())?;
+    let sidecar = loaded.bootstrap.sidecar.ok_or_else(|| {
+        format!(
+            "{}: nothing to redirect: `sluice iptables` needs a listener with \
+             `intercept = \"inbound\"` or `intercept = \"outbound\"`",
+            config.display()
+        )
+    })?;
+    let plan =
+        sluice::sidecar::iptables::Plan::from_config(&sidecar).map_err(|e| format!("{}: {e}", config.display()))?;
+    sluice::sidecar::iptables::run(&plan, options, &mut std::io::stdout().lock()).map_err(|e| e.to_string())
 }
 
 /// SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C).

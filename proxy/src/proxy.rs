@@ -4,6 +4,7 @@
 //! gRPC's form for gRPC requests).
 
 use crate::body::{Counted, ProxyBody, RequestBody};
+use crate::config::{Direction, ORIGINAL_DESTINATION};
 use crate::connection::ConnectionFacts;
 use crate::error::{BadRequest, ProxyError};
 use crate::filter_chain::RequestOutcome;
@@ -13,7 +14,9 @@ use crate::grpc;
 use crate::target;
 use crate::telemetry::{ObservedBody, Record, TraceContext};
 use crate::upgrade;
+use crate::upstream::Cluster;
 use crate::upstream::balancer::request_hash;
+use crate::upstream::passthrough::Passthrough;
 use crate::upstream::retry::{self, Exchange};
 use crate::wasm::{Context, RequestExchange, RequestHead, ResponseExchange};
 use http::header::{self, HeaderValue};
@@ -68,8 +71,7 @@ async fn proxy(
     }
     let authority = host.to_str().map_err(|_| BadRequest::InvalidHost)?;
     let route = generation
-        .router
-        .route(authority, parts.uri.path())
+        .route(&connection, authority, parts.uri.path())
         .ok_or_else(|| ProxyError::NoRoute {
             host: authority.to_string(),
             path: parts.uri.path().to_string(),
@@ -133,10 +135,7 @@ async fn proxy(
     }
 
     // Upstream.
-    let cluster = generation
-        .upstreams
-        .get(&head.cluster)
-        .ok_or_else(|| ProxyError::NoEndpoint(head.cluster.to_string()))?;
+    let target = upstream_target(generation, &head, &connection)?;
     // A filter may have changed the authority: forward the current one.
     let host = head.parts.headers.get(header::HOST).cloned();
     forwarding::add_forwarded(
@@ -146,7 +145,10 @@ async fn proxy(
         host.as_ref().and_then(|h| h.to_str().ok()),
     );
     forwarding::append_via(&mut head.parts.headers, received);
-    record.cluster = Some(head.cluster.clone());
+    record.cluster = Some(match &target {
+        Target::Cluster(cluster) => cluster.name.clone(),
+        Target::OriginalDestination(..) => head.cluster.clone(),
+    });
     if logs {
         record.note_forwarded(&head.parts.uri);
     }
@@ -160,16 +162,26 @@ async fn proxy(
         Some(t) if grpc::is_grpc(&head.parts.headers) => t.min(route.timeout),
         _ => route.timeout,
     };
-    let exchange = Exchange {
-        connect_timeout: route.connect_timeout,
-        timeout,
-        retry: route.retry.as_ref(),
-        hash: cluster
-            .hash_on()
-            .and_then(|on| request_hash(on, &head.parts.headers, connection.client)),
-    };
     let mut attempts = 0;
-    let sent = retry::send(cluster, head.parts, body, exchange, &mut attempts).await;
+    let sent = match target {
+        Target::Cluster(cluster) => {
+            let exchange = Exchange {
+                connect_timeout: route.connect_timeout,
+                timeout,
+                retry: route.retry.as_ref(),
+                hash: cluster
+                    .hash_on()
+                    .and_then(|on| request_hash(on, &head.parts.headers, connection.client)),
+            };
+            retry::send(cluster, head.parts, body, exchange, &mut attempts).await
+        }
+        Target::OriginalDestination(passthrough, destination) => {
+            attempts = 1;
+            passthrough
+                .send(Request::from_parts(head.parts, body), destination, timeout)
+                .await
+        }
+    };
     record.attempts = attempts;
     let retry::Sent { mut response, endpoint } = sent?;
     tracing::trace!(%endpoint, status = response.status().as_u16(), "upstream answered");
@@ -205,6 +217,42 @@ async fn proxy(
         .chain
         .on_response(route.chain.slots.len(), exchange, Either::Left(body))
         .await
+}
+
+/// Where a request goes once the filters are done.
+enum Target<'a> {
+    Cluster(&'a Arc<Cluster>),
+    /// Sidecar mode: the intercepted connection's original destination.
+    OriginalDestination(&'a Passthrough, std::net::SocketAddr),
+}
+
+/// Resolve the request's cluster. `original-destination` on an intercepted
+/// connection is, outbound, the cluster that claims the destination or the
+/// `Host` if one does, and otherwise the destination itself.
+fn upstream_target<'a>(
+    generation: &'a Generation,
+    head: &RequestHead,
+    connection: &ConnectionFacts,
+) -> Result<Target<'a>, ProxyError> {
+    let upstreams = &generation.upstreams;
+    let no_endpoint = || ProxyError::NoEndpoint(head.cluster.to_string());
+    if &*head.cluster != ORIGINAL_DESTINATION {
+        return upstreams
+            .get(&head.cluster)
+            .map(Target::Cluster)
+            .ok_or_else(no_endpoint);
+    }
+    let (Some(interception), Some(passthrough)) = (connection.interception, upstreams.passthrough()) else {
+        return Err(no_endpoint());
+    };
+    let destination = interception.original_destination;
+    if interception.direction == Direction::Outbound {
+        let host = head.parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if let Some(cluster) = upstreams.claimant(destination, host) {
+            return Ok(Target::Cluster(cluster));
+        }
+    }
+    Ok(Target::OriginalDestination(passthrough, destination))
 }
 
 /// The request id a filter recorded in the context (`request_id`, as the

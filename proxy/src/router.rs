@@ -76,7 +76,7 @@ impl<R> Router<R> {
 }
 
 /// `host:port` → `host`; `[::1]:80` → `[::1]`.
-fn strip_port(authority: &str) -> &str {
+pub fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
         return match authority.find(']') {
             Some(end) => &authority[..=end],

@@ -4,10 +4,13 @@
 use crate::admin::AdminState;
 use crate::config::{Config, ConfigError};
 use crate::generation::Generation;
+use crate::listener::intercept::Interceptor;
 use crate::listener::{self, Current};
 use crate::metrics::Metrics;
 use crate::reload::{self, Reloader};
+use crate::sidecar::relay::RelaySettings;
 use crate::telemetry::Telemetry;
+use crate::upstream::tcp::SocketOptions;
 use crate::wasm::{PluginSource, WasmRuntime};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -77,6 +80,27 @@ impl Drop for Running {
     }
 }
 
+/// Bind a listener. An IPv6 wildcard beside an IPv4 wildcard on the same
+/// port takes IPv6 only (else the two collide); alone, it takes both.
+fn bind(address: SocketAddr, all: &[crate::config::ListenerConfig]) -> std::io::Result<TcpListener> {
+    let v4_twin = all
+        .iter()
+        .any(|l| l.address.is_ipv4() && l.address.ip().is_unspecified() && l.address.port() == address.port());
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if address.is_ipv6() {
+        socket.set_only_v6(v4_twin && address.ip().is_unspecified())?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// Load `config`, build the first generation and start serving.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let runtime =
@@ -102,8 +126,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mut tasks = vec![watching];
     let mut listener_tasks = Vec::new();
     let mut listeners = Vec::new();
+    let mut sockets = Vec::new();
     for l in &config.bootstrap.listeners {
-        let socket = TcpListener::bind(l.address).await.map_err(|source| StartError::Bind {
+        let socket = bind(l.address, &config.bootstrap.listeners).map_err(|source| StartError::Bind {
             name: l.name.clone(),
             address: l.address,
             source,
@@ -111,22 +136,54 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let bound = socket.local_addr().unwrap_or(l.address);
         tracing::info!(listener = %l.name, address = %bound, "listening");
         listeners.push((l.name.clone(), bound));
+        sockets.push((socket, l));
+    }
+    let admin_socket = match config.bootstrap.admin {
+        Some(address) => Some(TcpListener::bind(address).await.map_err(|source| StartError::Bind {
+            name: "admin".into(),
+            address,
+            source,
+        })?),
+        None => None,
+    };
+    let mut own_ports: Vec<u16> = listeners.iter().map(|(_, a)| a.port()).collect();
+    own_ports.extend(
+        admin_socket
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map(|a| a.port()),
+    );
+    for (socket, l) in sockets {
+        let intercept = match (l.intercept, &config.bootstrap.sidecar) {
+            (Some(direction), Some(sidecar)) => Some(Arc::new(Interceptor {
+                direction,
+                sidecar: sidecar.clone(),
+                own_ports: own_ports.clone(),
+                relay: RelaySettings {
+                    socket: SocketOptions::of(&config),
+                    connect_timeout: crate::config::DEFAULT_CONNECT_TIMEOUT,
+                    idle_timeout: sidecar.tcp_idle_timeout,
+                },
+                metrics: metrics.sidecar.clone(),
+            })),
+            _ => None,
+        };
         listener_tasks.push(tokio::spawn(listener::serve(
             socket,
             l.name.as_str().into(),
             current.clone(),
             telemetry.clone(),
+            intercept,
             stopped.clone(),
         )));
     }
-    let admin = match config.bootstrap.admin {
-        Some(address) => {
-            let socket = TcpListener::bind(address).await.map_err(|source| StartError::Bind {
+    let admin = match admin_socket {
+        Some(socket) => {
+            let bound = socket.local_addr().map_err(|source| StartError::Bind {
                 name: "admin".into(),
-                address,
+                address: config.bootstrap.admin.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
                 source,
             })?;
-            let bound = socket.local_addr().unwrap_or(address);
             tracing::info!(address = %bound, "admin listening");
             let state = AdminState {
                 current: current.clone(),

@@ -39,6 +39,8 @@ pub(crate) struct State {
     pub listener: String,
     pub local_address: String,
     pub tls: Option<crate::connection::TlsInfo>,
+    /// Direction and original destination of an intercepted connection.
+    pub interception: Option<(crate::interception::Direction, String)>,
     pub request_headers: Vec<(String, Vec<u8>)>,
     pub cluster: String,
     /// Clusters `set_cluster` accepts; empty means "any".
@@ -75,6 +77,7 @@ impl Default for State {
             listener: "main".into(),
             local_address: "127.0.0.1:8080".into(),
             tls: None,
+            interception: None,
             request_headers: Vec::new(),
             cluster: "default".into(),
             clusters: Vec::new(),
@@ -608,4 +611,10 @@ pub(crate) fn connection_local_address() -> String {
 }
 pub(crate) fn connection_tls() -> Option<crate::connection::TlsInfo> {
     connection_field(|s| s.tls.clone())
+}
+pub(crate) fn interception_direction() -> Option<crate::interception::Direction> {
+    connection_field(|s| s.interception.as_ref().map(|(d, _)| *d))
+}
+pub(crate) fn interception_original_destination() -> Option<String> {
+    connection_field(|s| s.interception.as_ref().map(|(_, addr)| addr.clone()))
 }

@@ -3,7 +3,7 @@
 
 use super::Message;
 use crate::bindings::sluice::filter::{
-    clock, connection, context, log, random, request, response, shared_state, types as wit,
+    clock, connection, context, interception, log, random, request, response, shared_state, types as wit,
 };
 use crate::types::{HostError, LogLevel};
 
@@ -193,4 +193,14 @@ pub(crate) fn connection_tls() -> Option<crate::connection::TlsInfo> {
         });
         info
     })
+}
+
+pub(crate) fn interception_direction() -> Option<crate::interception::Direction> {
+    interception::direction().map(|d| match d {
+        interception::TrafficDirection::Inbound => crate::interception::Direction::Inbound,
+        interception::TrafficDirection::Outbound => crate::interception::Direction::Outbound,
+    })
+}
+pub(crate) fn interception_original_destination() -> Option<String> {
+    interception::original_destination()
 }

@@ -5,6 +5,7 @@
 mod raw;
 mod redact;
 mod shared_state;
+mod sidecar;
 pub mod tls;
 pub mod traffic;
 mod validate;
@@ -12,6 +13,7 @@ mod validate;
 pub use crate::normalize::{EscapedSlashes, PathPolicy};
 pub use crate::shared_state::{Quota, Quotas};
 pub use redact::redacted_json;
+pub use sidecar::{DestinationClaims, Direction, ORIGINAL_DESTINATION, SidecarConfig};
 pub use tls::{ClientAuth, ExpectedIdentity, ListenerTls, TlsVersion, UpstreamTls};
 pub use traffic::{ClusterTraffic, DnsConfig, LbPolicy, RetryPolicy};
 
@@ -89,6 +91,8 @@ pub struct Bootstrap {
     pub admin: Option<SocketAddr>,
     /// Where compiled plugins are cached; `None` disables the disk cache.
     pub cache_dir: Option<PathBuf>,
+    /// `[sidecar]`, present when a listener intercepts.
+    pub sidecar: Option<SidecarConfig>,
 }
 
 impl Bootstrap {
@@ -103,6 +107,9 @@ impl Bootstrap {
         }
         if self.cache_dir != running.cache_dir {
             changed.push("cache_dir");
+        }
+        if self.sidecar != running.sidecar {
+            changed.push("sidecar");
         }
         changed
     }
@@ -140,6 +147,9 @@ pub struct AccessLogConfig {
 pub struct ListenerConfig {
     pub name: String,
     pub address: SocketAddr,
+    /// `intercept`: takes connections redirected by iptables in this
+    /// direction (sidecar mode).
+    pub intercept: Option<Direction>,
 }
 
 /// How sluice speaks to a cluster's endpoints.
@@ -163,6 +173,8 @@ pub struct ClusterConfig {
     pub tls: Option<UpstreamTls>,
     /// Balancing, health, ejection, circuit breaking and the retry budget.
     pub traffic: ClusterTraffic,
+    /// Sidecar mode: the outbound destinations this cluster serves.
+    pub claims: DestinationClaims,
 }
 
 /// How a route matches the request's host.
@@ -209,6 +221,9 @@ pub struct RouteConfig {
     pub hosts: Vec<HostMatch>,
     pub path: PathMatch,
     pub cluster: String,
+    /// Sidecar mode: the interception listeners this route serves; `None`
+    /// = the ordinary listeners.
+    pub direction: Option<Direction>,
     /// Time allowed from sending the request upstream to its response headers.
     pub timeout: Duration,
     /// Overrides the cluster's connect timeout for this route.

@@ -21,6 +21,7 @@ pub(super) struct RawConfig {
     pub shared_state: Option<RawSharedState>,
     pub sandbox: Option<RawSandbox>,
     pub dns: Option<RawDns>,
+    pub sidecar: Option<RawSidecar>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]
@@ -70,6 +71,25 @@ pub(super) struct RawListener {
     pub name: Option<Spanned<String>>,
     pub address: Spanned<String>,
     pub tls: Option<Spanned<RawListenerTls>>,
+    pub intercept: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSidecar {
+    pub mark: Option<Spanned<u32>>,
+    pub proxy_uid: Option<u32>,
+    pub proxy_gid: Option<u32>,
+    #[serde(default)]
+    pub opaque_ports: Vec<Spanned<u32>>,
+    pub detect_timeout: Option<Spanned<String>>,
+    pub tcp_idle_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub exclude_inbound_ports: Vec<Spanned<u32>>,
+    #[serde(default)]
+    pub exclude_outbound_ports: Vec<Spanned<u32>>,
+    #[serde(default)]
+    pub exclude_outbound_cidrs: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +148,10 @@ pub(super) struct RawCluster {
     pub outlier_detection: Option<Spanned<RawOutlierDetection>>,
     pub circuit_breakers: Option<RawCircuitBreakers>,
     pub retry_budget: Option<RawRetryBudget>,
+    #[serde(default)]
+    pub destinations: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub services: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,7 +223,8 @@ pub(super) struct RawRoute {
     pub path_prefix: Option<Spanned<String>>,
     pub path_exact: Option<Spanned<String>>,
     pub prefix_match: Option<Spanned<String>>,
-    pub cluster: Spanned<String>,
+    pub cluster: Option<Spanned<String>>,
+    pub direction: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub max_stream_duration: Option<Spanned<String>>,

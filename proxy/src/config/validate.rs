@@ -22,7 +22,7 @@ impl Locator<'_> {
         self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
     }
 
-    fn err<T>(
+    pub(super) fn err<T>(
         &self,
         span: Option<std::ops::Range<usize>>,
         key: String,
@@ -157,14 +157,27 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                 format!("duplicate listener name `{name}`"),
             );
         }
+        let intercept = super::sidecar::intercept(loc, l, i)?;
+        if let (Some(_), Some(t)) = (intercept, &l.tls) {
+            return loc.at(
+                t,
+                format!("listeners[{i}].tls"),
+                "an interception listener takes the application's traffic as it is; it cannot have `tls`",
+            );
+        }
         if let Some(t) = &l.tls {
             listener_tls.insert(
                 name.clone(),
                 tls::listener(loc, base, t, &format!("listeners[{i}].tls"))?,
             );
         }
-        listeners.push(ListenerConfig { name, address });
+        listeners.push(ListenerConfig {
+            name,
+            address,
+            intercept,
+        });
     }
+    let sidecar = super::sidecar::build(loc, raw.sidecar.as_ref(), &listeners, admin.map(|a| a.port()))?;
 
     let mut clusters = Vec::new();
     let mut names = HashSet::new();
@@ -172,6 +185,13 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         let name = c.name.get_ref().clone();
         if name.is_empty() {
             return loc.at(&c.name, format!("clusters[{i}].name"), "must not be empty");
+        }
+        if name == ORIGINAL_DESTINATION {
+            return loc.at(
+                &c.name,
+                format!("clusters[{i}].name"),
+                format!("`{ORIGINAL_DESTINATION}` is reserved: it names where an intercepted request was going"),
+            );
         }
         if !names.insert(name.clone()) {
             return loc.at(
@@ -216,6 +236,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             connect_timeout,
             tls,
             traffic: traffic::cluster(loc, c, i)?,
+            claims: super::sidecar::claims(loc, c, i)?,
         });
     }
 
@@ -228,15 +249,33 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             Some(n) => n.get_ref().clone(),
             None => format!("route-{i}"),
         };
+        let direction = super::sidecar::route_direction(loc, r, i, &listeners)?;
+        let cluster = match (&r.cluster, direction) {
+            (Some(c), _) => c.get_ref().clone(),
+            (None, Some(_)) => ORIGINAL_DESTINATION.to_string(),
+            (None, None) => {
+                return loc.err(
+                    r.name.as_ref().map(|n| n.span()),
+                    key("cluster"),
+                    "missing key `cluster`",
+                );
+            }
+        };
         if !names.insert(name.clone()) {
-            return loc.at(&r.cluster, key("name"), format!("duplicate route name `{name}`"));
+            return loc.err(
+                r.name.as_ref().map(|n| n.span()),
+                key("name"),
+                format!("duplicate route name `{name}`"),
+            );
         }
-        if !clusters.iter().any(|c| c.name == *r.cluster.get_ref()) {
+        let known_cluster =
+            |c: &str| clusters.iter().any(|k| k.name == c) || (c == ORIGINAL_DESTINATION && sidecar.is_some());
+        if let Some(c) = r.cluster.as_ref().filter(|c| !known_cluster(c.get_ref())) {
             let known: Vec<_> = clusters.iter().map(|c| c.name.as_str()).collect();
             return loc.at(
-                &r.cluster,
+                c,
                 key("cluster"),
-                format!("unknown cluster `{}` (defined: {})", r.cluster.get_ref(), list(&known)),
+                format!("unknown cluster `{}` (defined: {})", c.get_ref(), list(&known)),
             );
         }
         let mut hosts = Vec::new();
@@ -300,7 +339,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             };
             let mut allowed = Vec::new();
             for (k, c) in f.clusters.iter().enumerate() {
-                if !clusters.iter().any(|known| known.name == *c.get_ref()) {
+                if !known_cluster(c.get_ref()) {
                     let known: Vec<_> = clusters.iter().map(|c| c.name.as_str()).collect();
                     return loc.at(
                         c,
@@ -331,7 +370,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         let upgrades = traffic::upgrades(loc, &r.upgrades, i)?;
         let http2 = clusters
             .iter()
-            .any(|c| c.name == *r.cluster.get_ref() && c.protocol == UpstreamProtocol::Http2);
+            .any(|c| c.name == cluster && c.protocol == UpstreamProtocol::Http2);
         if let (Some(first), true) = (r.upgrades.first(), http2) {
             return loc.at(
                 first,
@@ -343,7 +382,8 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             name,
             hosts,
             path,
-            cluster: r.cluster.get_ref().clone(),
+            cluster,
+            direction,
             timeout,
             connect_timeout,
             retry,
@@ -359,6 +399,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             listeners,
             admin,
             cache_dir,
+            sidecar,
         },
         plugins_dir,
         listener_tls,

@@ -8,9 +8,13 @@
 //! and read time, HTTP/2 streams and resets. On shutdown it stops accepting,
 //! closes the socket (new connections are refused), asks every connection
 //! to finish gracefully (HTTP/2 GOAWAY, HTTP/1.1 close after the in-flight
-//! response) and returns once they have.
+//! response) and returns once they have. An interception listener
+//! (sidecar mode, [`intercept`]) first reads each connection's original
+//! destination and detects its protocol; what is not HTTP is relayed.
 
+mod detect;
 mod idle;
+pub mod intercept;
 mod sniff;
 pub mod tls;
 
@@ -46,6 +50,7 @@ pub async fn serve(
     name: Arc<str>,
     current: Current,
     telemetry: Arc<Telemetry>,
+    intercept: Option<Arc<intercept::Interceptor>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut settings = ServerSettings::new(current.load().config.limits);
@@ -84,7 +89,13 @@ pub async fn serve(
             max_requests: limits.max_requests_per_connection,
             idle_timeout: limits.idle_timeout,
         };
+        let intercept = intercept.clone();
         connections.spawn(async move {
+            if let Some(intercept) = intercept {
+                intercept.serve(stream, facts, http).await;
+                drop(slot);
+                return;
+            }
             // Before the first request a draining listener just closes the
             // connection: the handshake and the first-byte look give way.
             match tls {

@@ -18,8 +18,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod sidecar;
 mod tls;
 mod upstream;
+pub use sidecar::{RelayCounters, SidecarMetrics};
 pub use tls::{CertExpiry, TlsMetrics};
 pub use upstream::UpstreamMetrics;
 
@@ -134,6 +136,8 @@ pub struct Metrics {
     pub tls: TlsMetrics,
     /// Retries, budgets, circuit breakers, ejections, health, DNS.
     pub upstream: UpstreamMetrics,
+    /// Interception, protocol detection and the TCP relay.
+    pub sidecar: SidecarMetrics,
 }
 
 /// One plugin's shared-state use and refusals.
@@ -260,7 +264,9 @@ impl Default for Metrics {
         );
         let tls = TlsMetrics::register(&mut r);
         let upstream = UpstreamMetrics::register(&mut r);
+        let sidecar = SidecarMetrics::register(&mut r);
         Metrics {
+            sidecar,
             tls,
             upstream,
             shared_state_entries,

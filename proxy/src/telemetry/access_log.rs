@@ -29,6 +29,10 @@ pub struct Entry<'a> {
     /// The client certificate's identity (SPIFFE ID, else first DNS SAN,
     /// else subject), under mutual TLS.
     pub peer: Option<&'a str>,
+    /// Sidecar mode: `inbound` or `outbound`.
+    pub direction: Option<&'a str>,
+    /// Sidecar mode: where the client was connecting before redirection.
+    pub original_dst: Option<String>,
     pub status: u16,
     pub duration_ms: f64,
     pub route: &'a str,
@@ -126,6 +130,12 @@ fn json_line(e: &Entry<'_>) -> String {
     if let Some(peer) = e.peer {
         m.insert("peer".into(), peer.into());
     }
+    if let Some(direction) = e.direction {
+        m.insert("direction".into(), direction.into());
+    }
+    if let Some(original) = &e.original_dst {
+        m.insert("original_dst".into(), original.clone().into());
+    }
     m.insert("status".into(), e.status.into());
     m.insert("duration_ms".into(), ((e.duration_ms * 1000.0).round() / 1000.0).into());
     m.insert("route".into(), e.route.into());
@@ -188,6 +198,12 @@ fn text_line(e: &Entry<'_>) -> String {
     }
     if let Some(peer) = e.peer {
         field("peer", peer);
+    }
+    if let Some(direction) = e.direction {
+        field("direction", direction);
+    }
+    if let Some(original) = &e.original_dst {
+        field("original_dst", original);
     }
     field("status", &e.status.to_string());
     field("duration_ms", &format!("{:.3}", e.duration_ms));

@@ -221,6 +221,8 @@ impl Drop for ObservedBody {
                     .or(p.dns_names.first().map(String::as_str))
                     .unwrap_or(&p.subject)
             }),
+            direction: a.connection.interception.map(|i| i.direction.as_str()),
+            original_dst: a.connection.interception.map(|i| i.original_destination.to_string()),
             status: self.status,
             duration_ms: elapsed.as_secs_f64() * 1e3,
             route: r.route.as_deref().unwrap_or(""),

@@ -5,10 +5,11 @@
 //! and health sit above it and see only `Connector`.
 
 use super::breaker::{Gate, LimitReached, Slot};
+use super::tcp::SocketOptions;
 use crate::tls::client::ClientTls;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::future::Future;
@@ -25,7 +26,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Opens connections to a cluster's endpoints.
 #[derive(Clone)]
 pub struct Connector {
-    tcp: HttpConnector,
+    socket: SocketOptions,
     tls: Option<Arc<ClientTls>>,
     connect_timeout: Duration,
     cluster: Arc<str>,
@@ -42,15 +43,10 @@ impl Connector {
         connect_timeout: Duration,
         tls: Option<Arc<ClientTls>>,
         connections: Gate,
+        socket: SocketOptions,
     ) -> Connector {
-        let mut tcp = HttpConnector::new();
-        tcp.set_connect_timeout(Some(connect_timeout));
-        tcp.set_nodelay(true);
-        tcp.set_keepalive(Some(Duration::from_secs(60)));
-        // The URI's scheme says `https` for TLS clusters; TLS is added here.
-        tcp.enforce_http(false);
         Connector {
-            tcp,
+            socket,
             tls,
             connect_timeout,
             cluster,
@@ -105,13 +101,13 @@ impl tower_service::Service<Uri> for Connector {
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Conn, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.tcp.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let uri = self.target.clone().unwrap_or(uri);
-        let mut tcp = self.tcp.clone();
+        let socket = self.socket;
         let tls = self.tls.clone();
         let (timeout, cluster) = (self.connect_timeout, self.cluster.clone());
         let slot = self.connections.claim();
@@ -119,7 +115,9 @@ impl tower_service::Service<Uri> for Connector {
             let slot = slot.map_err(|limit| Box::new(LimitReached(limit)) as BoxError)?;
             // One connect timeout for TCP and TLS together.
             let deadline = tokio::time::Instant::now() + timeout;
-            let io = tcp.call(uri.clone()).await?;
+            let host = uri.host().ok_or_else(|| format!("`{uri}` has no host"))?;
+            let port = uri.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
+            let io = TokioIo::new(socket.connect_host(host, port, timeout).await?);
             let Some(tls) = tls else {
                 return Ok(Conn::Plain(io, slot));
             };

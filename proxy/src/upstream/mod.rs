@@ -16,7 +16,9 @@ pub mod dns;
 pub mod endpoint;
 mod health;
 mod outlier;
+pub mod passthrough;
 pub mod retry;
+pub mod tcp;
 
 use crate::body::RequestBody;
 use crate::config::{ClusterConfig, Config, UpstreamProtocol};
@@ -98,6 +100,17 @@ impl std::fmt::Debug for Cluster {
 #[derive(Debug, Default)]
 pub struct Upstreams {
     clusters: HashMap<Arc<str>, Arc<Cluster>>,
+    /// Sidecar mode: where unclaimed intercepted requests go.
+    passthrough: Option<Arc<passthrough::Passthrough>>,
+    /// Sidecar mode: clusters that claim outbound destinations or services.
+    claims: Claims,
+}
+
+/// Which cluster claims an outbound original destination or `Host`.
+#[derive(Debug, Default)]
+struct Claims {
+    destinations: HashMap<std::net::SocketAddr, Arc<str>>,
+    services: HashMap<String, Arc<str>>,
 }
 
 impl Upstreams {
@@ -113,6 +126,8 @@ impl Upstreams {
         overrides.dedup();
         let mut resolver: Option<Arc<dns::Resolver>> = None;
         let mut clusters = HashMap::new();
+        let socket = tcp::SocketOptions::of(config);
+        let mut claims = Claims::default();
         for c in &config.clusters {
             let mut timeouts = overrides.clone();
             timeouts.push(c.connect_timeout);
@@ -124,19 +139,56 @@ impl Upstreams {
                 // make it differ.
                 .filter(|old| old.config == *c && old.connect_timeouts == timeouts)
                 .filter(|old| !old.discovery.has_names() || old.dns == config.dns);
-            if let Some(old) = reusable {
-                clusters.insert(old.name.clone(), old.clone());
-                continue;
+            let cluster = match reusable {
+                Some(old) => old.clone(),
+                None => {
+                    let old = previous.and_then(|p| p.clusters.get(c.name.as_str()));
+                    Arc::new(Cluster::build(c, timeouts, metrics, config, &mut resolver, old).await?)
+                }
+            };
+            for destination in &c.claims.destinations {
+                claims.destinations.entry(*destination).or_insert(cluster.name.clone());
             }
-            let old = previous.and_then(|p| p.clusters.get(c.name.as_str()));
-            let cluster = Cluster::build(c, timeouts, metrics, config, &mut resolver, old).await?;
-            clusters.insert(cluster.name.clone(), Arc::new(cluster));
+            for service in &c.claims.services {
+                claims.services.entry(service.clone()).or_insert(cluster.name.clone());
+            }
+            clusters.insert(cluster.name.clone(), cluster);
         }
-        Ok(Upstreams { clusters })
+        let passthrough = config.bootstrap.sidecar.as_ref().map(|_| {
+            let connect_timeout = crate::config::DEFAULT_CONNECT_TIMEOUT;
+            match previous.and_then(|p| p.passthrough.as_ref()) {
+                Some(old) if old.built_with(socket, connect_timeout) => old.clone(),
+                _ => Arc::new(passthrough::Passthrough::new(
+                    socket,
+                    connect_timeout,
+                    metrics.cluster(crate::config::ORIGINAL_DESTINATION),
+                )),
+            }
+        });
+        Ok(Upstreams {
+            clusters,
+            passthrough,
+            claims,
+        })
     }
 
     /// The cluster with this name.
     pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.get(name)
+    }
+
+    /// The original-destination passthrough (sidecar mode only).
+    pub fn passthrough(&self) -> Option<&passthrough::Passthrough> {
+        self.passthrough.as_deref()
+    }
+
+    /// The cluster that claims outbound traffic to `destination`, or else
+    /// to `host` (port aside, any case): destinations first, then services.
+    pub fn claimant(&self, destination: std::net::SocketAddr, host: Option<&str>) -> Option<&Arc<Cluster>> {
+        let name = self.claims.destinations.get(&destination).or_else(|| {
+            let host = crate::router::strip_port(host?).to_ascii_lowercase();
+            self.claims.services.get(&host)
+        })?;
         self.clusters.get(name)
     }
 
@@ -185,7 +237,9 @@ impl Cluster {
             None => None,
         };
         let breakers = Breakers::new(&traffic.circuit_breakers);
-        let connector = |timeout| Connector::new(name.clone(), timeout, tls.clone(), breakers.connections.clone());
+        let socket = tcp::SocketOptions::of(config);
+        let connector =
+            |timeout| Connector::new(name.clone(), timeout, tls.clone(), breakers.connections.clone(), socket);
         let connectors: Vec<(Duration, Connector)> = timeouts.iter().map(|&t| (t, connector(t))).collect();
         let clients = match c.protocol {
             UpstreamProtocol::Http1 => connectors
@@ -214,7 +268,13 @@ impl Cluster {
                 name.clone(),
                 discovery.set.clone(),
                 check.clone(),
-                Connector::new(name.clone(), c.connect_timeout, tls.clone(), breaker::Gate::unlimited()),
+                Connector::new(
+                    name.clone(),
+                    c.connect_timeout,
+                    tls.clone(),
+                    breaker::Gate::unlimited(),
+                    socket,
+                ),
                 c.protocol,
                 scheme.clone(),
                 upstream_metrics.clone(),

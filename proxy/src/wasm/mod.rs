@@ -13,6 +13,7 @@ mod connection;
 pub mod fuzzing;
 mod host;
 mod idle;
+mod interception;
 pub mod log_budget;
 mod memory;
 mod plugin;

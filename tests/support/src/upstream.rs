@@ -1,4 +1,5 @@
-//! A real HTTP/1.1 + h2c upstream on an ephemeral loopback port. It answers
+//! A real HTTP/1.1 + h2c upstream on an ephemeral loopback port (or on a
+//! listener made elsewhere: [`Upstream::from_std`]). It answers
 //!
 //! - `/slow/<ms>/…`: waits `ms` milliseconds, then echoes;
 //! - `/download/<bytes>`: streams that many bytes (64 KiB chunks);
@@ -48,6 +49,19 @@ impl Upstream {
     /// echoes; the bind error when the address is taken.
     pub async fn start_on(name: &str, addr: SocketAddr) -> std::io::Result<Upstream> {
         let listener = TcpListener::bind(addr).await?;
+        Upstream::serve(name, listener)
+    }
+
+    /// Serve on a listener bound elsewhere, e.g. inside another network
+    /// namespace (a socket stays in the namespace it was made in). Call
+    /// from within a tokio runtime: the server runs on it.
+    pub fn from_std(name: &str, listener: std::net::TcpListener) -> Upstream {
+        listener.set_nonblocking(true).expect("nonblocking upstream listener");
+        let listener = TcpListener::from_std(listener).expect("register upstream listener with tokio");
+        Upstream::serve(name, listener).expect("upstream listener address")
+    }
+
+    fn serve(name: &str, listener: TcpListener) -> std::io::Result<Upstream> {
         let addr = listener.local_addr()?;
         let name = name.to_string();
         let task = tokio::spawn(async move {

@@ -3,7 +3,9 @@
 //! answer locally, write and read request context, pick a cluster.
 
 use serde::Deserialize;
-use sluice_sdk::{Action, Config, Filter, LocalResponse, LogLevel, Request, Response, clock, connection, context, log};
+use sluice_sdk::{
+    Action, Config, Filter, LocalResponse, LogLevel, Request, Response, clock, connection, context, interception, log,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -41,8 +43,10 @@ struct Settings {
     init_spin_ms: Option<u64>,
     init_log: Option<String>,
     /// Send the connection's facts upstream as `x-probe-conn-*` request
-    /// headers, and the peer's SPIFFE ID as `x-probe-conn-peer` on the
-    /// response too (read again in the response phase).
+    /// headers, and the peer's SPIFFE ID as `x-probe-conn-peer`, the
+    /// interception direction as `x-probe-conn-direction` and the original
+    /// destination as `x-probe-conn-original-dst` on the response too (read
+    /// again in the response phase).
     #[serde(default)]
     connection_headers: bool,
 }
@@ -135,6 +139,9 @@ impl Filter for Probe {
                 .and_then(|p| p.spiffe_id)
                 .unwrap_or_else(|| "none".into());
             let _ = resp.set_header("x-probe-conn-peer", &peer);
+            for (name, value) in interception_facts() {
+                let _ = resp.set_header(name, &value);
+            }
         }
         for (k, v) in &self.settings.response_headers {
             let _ = resp.set_header(k, v);
@@ -178,9 +185,24 @@ fn connection_headers(req: &mut Request) {
             or_none(peer.as_ref().map(|p| p.dns_names.join(","))),
         ),
     ];
-    for (name, value) in facts {
+    for (name, value) in facts.into_iter().chain(interception_facts()) {
         let _ = req.set_header(name, &value);
     }
+}
+
+/// The interception facts as header lines: `inbound`/`outbound` and the
+/// original `ip:port`, `none` on a gateway listener.
+fn interception_facts() -> [(&'static str, String); 2] {
+    [
+        (
+            "x-probe-conn-direction",
+            interception::direction().map_or_else(|| "none".into(), |d| d.as_str().into()),
+        ),
+        (
+            "x-probe-conn-original-dst",
+            interception::original_destination().unwrap_or_else(|| "none".into()),
+        ),
+    ]
 }
 
 /// Keep the CPU busy for `how_long` of host monotonic time.
@@ -240,6 +262,41 @@ mod tests {
         assert_eq!(
             host.get_response_header("x-probe-conn-peer").as_deref(),
             Some("spiffe://td/ns/a/sa/b")
+        );
+    }
+
+    #[test]
+    fn interception_facts_become_headers() {
+        let host = MockHost::new().config_toml("connection_headers = true");
+        let mut p: Probe = host.create().unwrap();
+        host.on_request_headers(&mut p);
+        assert_eq!(
+            host.get_request_header("x-probe-conn-direction").as_deref(),
+            Some("none")
+        );
+        assert_eq!(
+            host.get_request_header("x-probe-conn-original-dst").as_deref(),
+            Some("none")
+        );
+        host.intercepted(sluice_sdk::Direction::Inbound, "10.0.0.2:8080");
+        host.start_request();
+        host.on_request_headers(&mut p);
+        assert_eq!(
+            host.get_request_header("x-probe-conn-direction").as_deref(),
+            Some("inbound")
+        );
+        assert_eq!(
+            host.get_request_header("x-probe-conn-original-dst").as_deref(),
+            Some("10.0.0.2:8080")
+        );
+        host.on_response_headers(&mut p);
+        assert_eq!(
+            host.get_response_header("x-probe-conn-direction").as_deref(),
+            Some("inbound")
+        );
+        assert_eq!(
+            host.get_response_header("x-probe-conn-original-dst").as_deref(),
+            Some("10.0.0.2:8080")
         );
     }
 

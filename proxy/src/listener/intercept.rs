@@ -1,0 +1,99 @@
+//! Interception listeners (sidecar mode): each accepted connection was
+//! redirected by iptables from where the client meant it to go. Read that
+//! original destination, refuse connections addressed to sluice itself (a
+//! loop, or a client reaching a sidecar port directly), then either relay
+//! the bytes untouched (an opaque port, TLS, anything not HTTP) or serve
+//! HTTP with the direction and the destination in the connection facts,
+//! where routes and filters see them. A client that sends nothing within
+//! the detection timeout is closed, so it cannot hold the sidecar's
+//! resources.
+
+use super::Http;
+use super::detect::{self, DetectError, Protocol, Rewind};
+use crate::config::{Direction, SidecarConfig};
+use crate::connection::{ConnectionFacts, Interception};
+use crate::metrics::SidecarMetrics;
+use crate::sidecar::{self, relay};
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use tokio::net::TcpStream;
+
+/// What an interception listener needs besides what every listener has.
+#[derive(Debug, Clone)]
+pub struct Interceptor {
+    pub direction: Direction,
+    pub sidecar: SidecarConfig,
+    /// Every port sluice listens on (listeners and admin): a connection
+    /// whose original destination is one of them, on this host, is refused.
+    pub own_ports: Vec<u16>,
+    pub relay: relay::RelaySettings,
+    pub metrics: SidecarMetrics,
+}
+
+impl Interceptor {
+    /// Whether `destination` is sluice itself. Inbound destinations are
+    /// always this pod; outbound ones only on a loopback address or the
+    /// address the connection was accepted on.
+    fn is_own(&self, destination: SocketAddr, local: SocketAddr) -> bool {
+        let here = self.direction == Direction::Inbound
+            || destination.ip().is_loopback()
+            || destination.ip() == local.ip()
+            || destination.ip().is_unspecified();
+        here && self.own_ports.contains(&destination.port())
+    }
+
+    /// Serve one intercepted connection to the end.
+    pub(super) async fn serve(&self, mut stream: TcpStream, facts: ConnectionFacts, http: Http) {
+        let direction = self.direction.as_str();
+        let listener = facts.listener.clone();
+        let destination = match sidecar::original_destination(&stream) {
+            Ok(destination) => destination,
+            Err(e) => {
+                tracing::warn!(client = %facts.client, error = %e, "cannot read the original destination; closing");
+                return;
+            }
+        };
+        if self.is_own(destination, facts.local) {
+            self.metrics.closed(&listener, direction, "loop");
+            tracing::debug!(client = %facts.client, %destination, "connection addressed to sluice itself; refused");
+            return;
+        }
+        let facts = ConnectionFacts {
+            interception: Some(Interception {
+                direction: self.direction,
+                original_destination: destination,
+            }),
+            ..facts
+        };
+        let (protocol, first) = if self.sidecar.is_opaque(destination.port()) {
+            (Protocol::Opaque, Bytes::new())
+        } else {
+            match tokio::time::timeout(self.sidecar.detect_timeout, detect::detect(&mut stream)).await {
+                Ok(Ok(found)) => found,
+                Ok(Err(DetectError::Closed)) => return,
+                Ok(Err(DetectError::Io(e))) => {
+                    tracing::debug!(client = %facts.client, error = %e, "connection failed during protocol detection");
+                    return;
+                }
+                Err(_) => {
+                    self.metrics.closed(&listener, direction, "detect_timeout");
+                    tracing::debug!(client = %facts.client, %destination, "no protocol detected in time; closing");
+                    return;
+                }
+            }
+        };
+        self.metrics.intercepted(&listener, direction, protocol.label());
+        if protocol.is_http() {
+            http.serve(TokioIo::new(Rewind::new(first, stream)), facts).await;
+            return;
+        }
+        let counters = self.metrics.relay(direction);
+        if let Err(e) = relay::relay(stream, first, destination, self.relay, &counters).await {
+            if matches!(e, relay::RelayError::Connect { .. }) {
+                self.metrics.relay_connect_failed(direction);
+            }
+            tracing::debug!(client = %facts.client, %destination, error = %e, "TCP relay ended");
+        }
+    }
+}
