@@ -231,7 +231,8 @@ impl Route {
             connect_timeout: None,
             retry: None,
             max_stream_duration: None,
-            upgrades: Vec::new(),
+            // Transparent: the application's WebSockets pass too.
+            upgrades: vec!["websocket".into()],
             chain: FilterChain::default(),
             metrics: Arc::new(metrics.route(name, &[ORIGINAL_DESTINATION])),
         }

@@ -262,7 +262,17 @@ pub async fn check(path: &Path) -> Result<String, StartError> {
         out += &format!("  plugin {name:<20} NOT LOADED ({}): {}\n", e.path.display(), e.message);
     }
     for l in &config.bootstrap.listeners {
-        out += &format!("listener {} on {}\n", l.name, l.address);
+        match l.intercept {
+            Some(direction) => {
+                out += &format!(
+                    "listener {} on {} (intercepts {})\n",
+                    l.name,
+                    l.address,
+                    direction.as_str()
+                )
+            }
+            None => out += &format!("listener {} on {}\n", l.name, l.address),
+        }
     }
     for c in &config.clusters {
         out += &format!("cluster {} ({:?}): {}\n", c.name, c.protocol, c.endpoints.join(", "));
@@ -274,8 +284,9 @@ pub async fn check(path: &Path) -> Result<String, StartError> {
             format!("{:?}", r.hosts)
         };
         let filters: Vec<&str> = r.filters.iter().map(|f| f.plugin.as_str()).collect();
+        let direction = r.direction.map(|d| format!(" ({})", d.as_str())).unwrap_or_default();
         out += &format!(
-            "route {}: hosts {hosts}, {:?} → cluster {} via [{}]\n",
+            "route {}{direction}: hosts {hosts}, {:?} → cluster {} via [{}]\n",
             r.name,
             r.path,
             r.cluster,

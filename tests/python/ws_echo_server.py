@@ -1,6 +1,8 @@
 """WebSocket echo upstream for sluice's end-to-end tests.
 
-Listens on a free loopback port, prints {"port": N} on one line, and echoes
+usage: ws_echo_server.py [HOST]
+
+Listens on a free port of HOST (default 127.0.0.1), prints {"port": N} on one line, and echoes
 every message (text or binary, any size) until stdin closes. Compression and
 keep-alive pings are off so the bytes on the wire are the message itself.
 """
@@ -30,7 +32,7 @@ def exit_when_stdin_closes():
 async def main():
     async with websockets.serve(
         echo,
-        "127.0.0.1",
+        sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1",
         0,
         max_size=None,
         compression=None,

@@ -97,3 +97,48 @@ impl Interceptor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interceptor(direction: Direction) -> Interceptor {
+        let config = crate::config::Config::parse(
+            std::path::Path::new("pod.toml"),
+            "[[listeners]]\naddress = \"0.0.0.0:15006\"\nintercept = \"inbound\"\n",
+        )
+        .unwrap();
+        Interceptor {
+            direction,
+            sidecar: config.bootstrap.sidecar.unwrap(),
+            own_ports: vec![15006, 15001, 15020],
+            relay: relay::RelaySettings {
+                socket: Default::default(),
+                connect_timeout: std::time::Duration::from_secs(1),
+                idle_timeout: std::time::Duration::from_secs(1),
+            },
+            metrics: crate::metrics::Metrics::default().sidecar.clone(),
+        }
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn refuses_connections_to_sluice_itself() {
+        let inbound = interceptor(Direction::Inbound);
+        let local = addr("10.0.0.2:15006");
+        // Inbound: any address of this pod on a sidecar port.
+        assert!(inbound.is_own(addr("10.0.0.2:15006"), local));
+        assert!(inbound.is_own(addr("10.0.0.2:15020"), local));
+        assert!(!inbound.is_own(addr("10.0.0.2:8080"), local));
+        let outbound = interceptor(Direction::Outbound);
+        let local = addr("127.0.0.1:15001");
+        assert!(outbound.is_own(addr("127.0.0.1:15001"), local));
+        assert!(outbound.is_own(addr("[::1]:15020"), addr("[::1]:15001")));
+        // Another pod's sidecar port is just a destination.
+        assert!(!outbound.is_own(addr("10.0.0.3:15006"), local));
+        assert!(!outbound.is_own(addr("127.0.0.1:8080"), local));
+    }
+}

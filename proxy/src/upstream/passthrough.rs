@@ -99,7 +99,10 @@ impl Passthrough {
         parts.authority = Some(authority.clone());
         parts.path_and_query = Some(path);
         *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest(BadRequest::InvalidTarget))?;
-        let client = if req.version() == Version::HTTP_2 {
+        // An upgrade (a WebSocket, even one that arrived over HTTP/2) is
+        // an HTTP/1.1 handshake upstream.
+        let upgrade = req.headers().contains_key(http::header::UPGRADE);
+        let client = if req.version() == Version::HTTP_2 && !upgrade {
             &self.http2
         } else {
             *req.version_mut() = Version::HTTP_11;
@@ -150,5 +153,23 @@ impl tower_service::Service<Uri> for DirectConnector {
             let port = uri.port_u16().ok_or("no destination port")?;
             Ok(TokioIo::new(socket.connect_host(host, port, timeout).await?))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_across_reloads_only_with_the_same_settings() {
+        let metrics = crate::metrics::Metrics::default();
+        let through = Passthrough::new(
+            SocketOptions::default(),
+            Duration::from_secs(5),
+            metrics.cluster(ORIGINAL_DESTINATION),
+        );
+        assert!(through.built_with(SocketOptions::default(), Duration::from_secs(5)));
+        assert!(!through.built_with(SocketOptions { mark: Some(7) }, Duration::from_secs(5)));
+        assert!(!through.built_with(SocketOptions::default(), Duration::from_secs(1)));
     }
 }
