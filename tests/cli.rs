@@ -214,3 +214,36 @@ fn example_gateway_fits_a_320_mib_budget() {
         }
     }
 }
+
+/// `examples/sidecar.toml` loads, shows its interception listeners and
+/// route directions, and its redirection rules print without privileges.
+#[test]
+fn example_sidecar_checks_and_prints_its_rules() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sidecar.toml");
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&example)
+        .output()
+        .expect("run sluice check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("(intercepts inbound)") && stdout.contains("(intercepts outbound)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(outbound)") && stdout.contains("cluster original-destination"),
+        "{stdout}"
+    );
+    let out = Command::new(binary())
+        .args(["iptables", "--dry-run", "--config"])
+        .arg(&example)
+        .output()
+        .expect("run sluice iptables --dry-run");
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        script.contains("REDIRECT --to-ports 15006") && script.contains("REDIRECT --to-ports 15001"),
+        "{script}"
+    );
+}

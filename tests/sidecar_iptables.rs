@@ -278,3 +278,47 @@ fn iptables_rules_apply_idempotently_and_remove() {
     assert_eq!(script.get("script"), Some(&nft));
     println!("ran as root");
 }
+
+/// A sidecar whose `[sidecar] mark` the process may not set (no
+/// CAP_NET_ADMIN) refuses to start, naming the cause, instead of failing
+/// every upstream connection later. Run as nobody, in a fresh network
+/// namespace (so its ports collide with nothing).
+#[test]
+fn mark_without_cap_net_admin_is_refused_at_start() {
+    if !root_or_skip("mark_without_cap_net_admin_is_refused_at_start") {
+        return;
+    }
+    println!("ran as root");
+    let (dir, config) = write_config(&format!("plugins_dir = \"plugins\"\ncache_dir = \"cache\"\n{CONFIG}"));
+    std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
+    std::fs::create_dir_all(dir.path().join("cache")).expect("cache dir");
+    // nobody must reach the config.
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(dir.path(), 0o755), (dir.path().join("cache").as_path(), 0o777)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let out = Command::new("unshare")
+        // Were it to start, `timeout` ends it and the assertions fail.
+        .args([
+            "-n",
+            "timeout",
+            "60",
+            "setpriv",
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+        ])
+        .arg(binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run sluice as nobody");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "sluice started without CAP_NET_ADMIN: {stderr}");
+    assert!(
+        stderr.contains("cannot set the socket mark 1337") && stderr.contains("CAP_NET_ADMIN"),
+        "{stderr}"
+    );
+}

@@ -100,6 +100,13 @@ impl Generation {
                 .map_err(|e| located(&config, None, format!("listeners `{name}`.tls"), e))?;
             listener_tls.insert(name.clone(), Arc::new(server));
         }
+        // Clusters an `original-destination` request may end up in.
+        let claimants: Vec<&str> = config
+            .clusters
+            .iter()
+            .filter(|c| !c.claims.destinations.is_empty() || !c.claims.services.is_empty())
+            .map(|c| c.name.as_str())
+            .collect();
         let mut routes = Vec::new();
         for (i, rc) in config.routes.iter().enumerate() {
             let mut chain = FilterChain::default();
@@ -179,7 +186,7 @@ impl Generation {
                 max_stream_duration: rc.max_stream_duration,
                 upgrades: rc.upgrades.clone(),
                 chain,
-                metrics: Arc::new(metrics.route(&rc.name, &rc.reachable_clusters())),
+                metrics: Arc::new(metrics.route(&rc.name, &reachable(rc, &claimants))),
             };
             routes.push((rc.direction, (rc.hosts.clone(), rc.path.clone(), Arc::new(route))));
         }
@@ -191,8 +198,8 @@ impl Generation {
         let sidecar = config.bootstrap.sidecar.as_ref().map(|_| SidecarRoutes {
             inbound: of(Some(Direction::Inbound)),
             outbound: of(Some(Direction::Outbound)),
-            inbound_default: Arc::new(Route::passthrough("inbound-passthrough", metrics)),
-            outbound_default: Arc::new(Route::passthrough("outbound-passthrough", metrics)),
+            inbound_default: Arc::new(Route::passthrough("inbound-passthrough", metrics, &[])),
+            outbound_default: Arc::new(Route::passthrough("outbound-passthrough", metrics, &claimants)),
         });
         check_capacity(&config, &ordered, &runtime.live_slots())?;
         Ok(Generation {
@@ -211,8 +218,10 @@ impl Generation {
 }
 
 /// The routes of the interception listeners, by direction, and the route
-/// for requests none of them matches: straight to the original destination,
-/// without filters (a sidecar is invisible unless configured otherwise).
+/// for requests none of them matches: to `original-destination` (outbound,
+/// a cluster that claims the request, else the original destination
+/// itself), without filters (a sidecar is invisible unless configured
+/// otherwise).
 #[derive(Debug)]
 pub struct SidecarRoutes {
     pub inbound: Router<Route>,
@@ -223,7 +232,10 @@ pub struct SidecarRoutes {
 
 impl Route {
     /// A route with no filters to the original destination.
-    fn passthrough(name: &str, metrics: &crate::metrics::Metrics) -> Route {
+    fn passthrough(name: &str, metrics: &crate::metrics::Metrics, claimants: &[&str]) -> Route {
+        let clusters: Vec<&str> = std::iter::once(ORIGINAL_DESTINATION)
+            .chain(claimants.iter().copied())
+            .collect();
         Route {
             name: name.into(),
             cluster: ORIGINAL_DESTINATION.into(),
@@ -234,7 +246,7 @@ impl Route {
             // Transparent: the application's WebSockets pass too.
             upgrades: vec!["websocket".into()],
             chain: FilterChain::default(),
-            metrics: Arc::new(metrics.route(name, &[ORIGINAL_DESTINATION])),
+            metrics: Arc::new(metrics.route(name, &clusters)),
         }
     }
 }
@@ -265,6 +277,18 @@ impl Generation {
             })
             .collect()
     }
+}
+
+/// The clusters a route's requests may go to: its own, its filters'
+/// choices, and for an outbound `original-destination` route the clusters
+/// that claim destinations.
+fn reachable<'a>(rc: &'a crate::config::RouteConfig, claimants: &[&'a str]) -> Vec<&'a str> {
+    let mut clusters = rc.reachable_clusters();
+    if rc.direction == Some(Direction::Outbound) && clusters.contains(&ORIGINAL_DESTINATION) {
+        let extra: Vec<&str> = claimants.iter().copied().filter(|c| !clusters.contains(c)).collect();
+        clusters.extend(extra);
+    }
+    clusters
 }
 
 /// A new slot, tracked by the runtime.

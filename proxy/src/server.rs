@@ -35,6 +35,12 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot set the socket mark {mark} that `[sidecar] mark` asks for (it needs CAP_NET_ADMIN): {source}")]
+    Mark {
+        mark: u32,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running sluice: its bound addresses and serving tasks.
@@ -103,6 +109,10 @@ fn bind(address: SocketAddr, all: &[crate::config::ListenerConfig]) -> std::io::
 
 /// Load `config`, build the first generation and start serving.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let socket_options = SocketOptions::of(&config);
+    if let (Some(mark), Err(source)) = (socket_options.mark, socket_options.check()) {
+        return Err(StartError::Mark { mark, source });
+    }
     let runtime =
         WasmRuntime::new(config.bootstrap.cache_dir.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
     runtime.shared_state().configure(&config.shared_state);
@@ -160,7 +170,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 sidecar: sidecar.clone(),
                 own_ports: own_ports.clone(),
                 relay: RelaySettings {
-                    socket: SocketOptions::of(&config),
+                    socket: socket_options,
                     connect_timeout: crate::config::DEFAULT_CONNECT_TIMEOUT,
                     idle_timeout: sidecar.tcp_idle_timeout,
                 },

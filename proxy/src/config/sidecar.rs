@@ -254,6 +254,63 @@ pub(super) fn claims(loc: &Locator<'_>, c: &RawCluster, i: usize) -> Result<Dest
     Ok(claims)
 }
 
+/// Every interception listener of one direction listens on the same port:
+/// the redirection rules send all of a direction's traffic to one port.
+pub(super) fn one_port_per_direction(
+    loc: &Locator<'_>,
+    raw: &[RawListener],
+    listeners: &[ListenerConfig],
+) -> Result<(), ConfigError> {
+    for (i, l) in listeners.iter().enumerate() {
+        let Some(direction) = l.intercept else { continue };
+        let first = listeners.iter().find(|o| o.intercept == Some(direction));
+        if let Some(first) = first.filter(|f| f.address.port() != l.address.port()) {
+            return loc.at(
+                &raw[i].address,
+                format!("listeners[{i}].address"),
+                format!(
+                    "every `intercept = \"{}\"` listener must use the same port (the rules redirect to one): `{}` uses {}",
+                    direction.as_str(),
+                    first.name,
+                    first.address.port()
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The claims of cluster `i` (the last of `clusters`) overlap none before it.
+pub(super) fn unclaimed_before(
+    loc: &Locator<'_>,
+    c: &RawCluster,
+    i: usize,
+    clusters: &[super::ClusterConfig],
+) -> Result<(), ConfigError> {
+    let Some((new, earlier)) = clusters.split_last() else {
+        return Ok(());
+    };
+    for (j, d) in new.claims.destinations.iter().enumerate() {
+        if let Some(other) = earlier.iter().find(|o| o.claims.destinations.contains(d)) {
+            return loc.at(
+                &c.destinations[j],
+                format!("clusters[{i}].destinations[{j}]"),
+                format!("{d} is already claimed by cluster `{}`", other.name),
+            );
+        }
+    }
+    for (j, name) in new.claims.services.iter().enumerate() {
+        if let Some(other) = earlier.iter().find(|o| o.claims.services.contains(name)) {
+            return loc.at(
+                &c.services[j],
+                format!("clusters[{i}].services[{j}]"),
+                format!("`{name}` is already claimed by cluster `{}`", other.name),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// What outbound traffic a cluster claims: requests whose original
 /// destination is one of `destinations`, or whose `Host` (port aside) is
 /// one of `services`, go to the cluster instead of the original destination.
@@ -419,6 +476,19 @@ direction = "inbound"
         let text = "[[listeners]]\naddress = \"127.0.0.1:1\"\n[[routes]]\ncluster = \"original-destination\"\n";
         let e = Config::parse(Path::new("gw.toml"), text).unwrap_err();
         assert_eq!(e.key, "routes[0].cluster");
+        // Nor on an ordinary route of a sidecar.
+        let e = parse("[[routes]]\ncluster = \"original-destination\"\n").unwrap_err();
+        assert_eq!(e.key, "routes[0].cluster");
+        // One port per direction.
+        let e =
+            parse("[[listeners]]\nname = \"in6\"\naddress = \"[::]:15007\"\nintercept = \"inbound\"\n").unwrap_err();
+        assert_eq!(e.key, "listeners[2].address", "{e}");
+        // One claimant per destination and per service.
+        let twice = "[[clusters]]\nname = \"a\"\nendpoints = [\"a:1\"]\nservices = [\"s\"]\n\
+                     [[clusters]]\nname = \"b\"\nendpoints = [\"b:1\"]\nservices = [\"S\"]\n";
+        let e = parse(twice).unwrap_err();
+        assert_eq!(e.key, "clusters[1].services[0]", "{e}");
+        assert!(e.message.contains("cluster `a`"), "{e}");
         // A gateway route still needs its cluster.
         let e = Config::parse(
             Path::new("gw.toml"),

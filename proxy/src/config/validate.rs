@@ -178,6 +178,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         });
     }
     let sidecar = super::sidecar::build(loc, raw.sidecar.as_ref(), &listeners, admin.map(|a| a.port()))?;
+    super::sidecar::one_port_per_direction(loc, &raw.listeners, &listeners)?;
 
     let mut clusters = Vec::new();
     let mut names = HashSet::new();
@@ -238,6 +239,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             traffic: traffic::cluster(loc, c, i)?,
             claims: super::sidecar::claims(loc, c, i)?,
         });
+        super::sidecar::unclaimed_before(loc, c, i, &clusters)?;
     }
 
     let mut routes = Vec::new();
@@ -268,8 +270,9 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                 format!("duplicate route name `{name}`"),
             );
         }
+        // `original-destination` exists only on the interception listeners.
         let known_cluster =
-            |c: &str| clusters.iter().any(|k| k.name == c) || (c == ORIGINAL_DESTINATION && sidecar.is_some());
+            |c: &str| clusters.iter().any(|k| k.name == c) || (c == ORIGINAL_DESTINATION && direction.is_some());
         if let Some(c) = r.cluster.as_ref().filter(|c| !known_cluster(c.get_ref())) {
             let known: Vec<_> = clusters.iter().map(|c| c.name.as_str()).collect();
             return loc.at(

@@ -2,7 +2,8 @@
 //! iptables redirects to it — reading where a redirected connection was
 //! going ([`original_destination`]), relaying what is not HTTP as opaque
 //! TCP ([`relay`]), and writing the redirection rules ([`iptables`]).
-//! Which listeners intercept, and how, is `[sidecar]` in the config.
+//! Which listeners intercept is their `intercept` key; how, is
+//! `[sidecar]` in the config.
 
 pub mod iptables;
 pub mod relay;

@@ -28,6 +28,17 @@ impl SocketOptions {
         }
     }
 
+    /// Whether this process may set these options (a mark needs
+    /// CAP_NET_ADMIN): checked at start, so a sidecar that cannot mark its
+    /// connections says so instead of failing every request.
+    pub fn check(self) -> io::Result<()> {
+        if let Some(mark) = self.mark {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.set_mark(mark)?;
+        }
+        Ok(())
+    }
+
     /// Connect to `addr`, failing with `TimedOut` after `timeout`.
     pub async fn connect(self, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         match tokio::time::timeout(timeout, self.connect_now(addr)).await {
