@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 pub async fn serve(listener: TcpListener, name: String) {
     loop {
         let (stream, _) = crate::accept::next_connection(&listener).await;
+        let _ = stream.set_nodelay(true);
         let name = name.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| echo(name.clone(), req));
