@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What two sidecars cost a call from one pod to another.
+"""What two sidecars cost a call from one pod to another, in cleartext and with mTLS.
 
 Called by bench/sidecar.sh, which installs the tools and builds the release
 binary; needs root (network namespaces, iptables, SO_MARK).
@@ -15,11 +15,18 @@ h2c answers would otherwise wait ~20 ms each on Nagle and delayed ACKs;
 --no-quickack to see it). Each pod runs its sidecar, `sluice --threads 1
 run`: interception listeners 0.0.0.0:15006 (inbound) and 127.0.0.1:15001
 (outbound), admin on 127.0.0.1:15020, `[sidecar] mark = 1337`, no access
-log, and either
+log, and one of
 
   passthrough  no routes: the implicit inbound-/outbound-passthrough routes;
   filters      one route with a header-rewrite filter (sets one request
-               header): `direction = "outbound"` in A, `"inbound"` in B.
+               header): `direction = "outbound"` in A, `"inbound"` in B;
+  mtls         passthrough plus `[mesh]`: each pod's SVID (a P-256 key and
+               a certificate with the URI SAN spiffe://bench.test/ns/bench/
+               sa/<pod>, serverAuth+clientAuth, made with openssl in the
+               work directory and signed by a CA made there too, which is
+               the trust bundle), `networks = ["10.77.0.0/24"]` (so A's
+               outbound hop to B is mutual TLS), `mtls = "strict"` (B's
+               inbound closes anything that is not mesh mTLS).
 
 The load generator is h2load in pod A, calling http://10.77.0.2:8080/ at a
 fixed rate (`--rps` per connection, as bench/compare.py does: HTTP/1.1 16
@@ -28,9 +35,15 @@ of requests, after a warm-up of a tenth of them (at least one second's).
 Cases, per protocol:
 
   direct            sidecars running, no redirection rules;
-  sidecars          rules from `sluice iptables --no-ipv6`, passthrough
-                    configs: A's outbound sidecar → B's inbound sidecar → app;
-  sidecars+filters  the same with the filter configs.
+  one-hop           rules in B only, passthrough configs (A's sidecar runs
+                    without rules): one cleartext proxy hop, B's inbound
+                    sidecar → app;
+  sidecars          rules from `sluice iptables --no-ipv6` in both pods,
+                    passthrough configs: A's outbound sidecar → B's inbound
+                    sidecar → app;
+  sidecars+filters  the same with the filter configs;
+  sidecars+mtls     the same with the mtls configs: the hop from A's sidecar
+                    to B's is mutual TLS.
 
 Per run: the achieved rate, p50/p99/p99.9 of h2load's per-request times
 (`--log-file`), their overhead over the direct run of the same round and
@@ -39,9 +52,14 @@ requests divided by their number (in the direct case that is the
 sidecars' background CPU, spread over requests they never see). Each
 sidecar's request counter (`sluice_requests_total` on its admin listener)
 must have grown by exactly the run's requests on the expected route (none
-for direct), and a probe request before the runs checks through the echo
-that the request really passed the sidecars (`via`) and their filters (the
-added headers).
+for direct, none in A for one-hop), and a probe request before the runs
+checks through the echo that the request really passed the sidecars
+(`via`), their filters (the added headers) and, with mTLS, that B's sidecar
+verified A's certificate (`x-forwarded-client-cert` with A's SPIFFE ID).
+With mTLS, B's `sluice_tls_handshakes_total{listener="inbound"}` must also
+have risen from before the run's warm-up (the hop was TLS; with `mtls =
+"strict"` a cleartext connection would have been closed, so every counted
+request came over it); in every other case it must not exist or not rise.
 
 Idle: each sidecar session (fresh processes per variant and round) first
 installs the rules and then waits `--idle-seconds` with no traffic,
@@ -49,8 +67,12 @@ measuring each sidecar's CPU in ms per second (utime+stime in 10 ms ticks;
 and, finer, the nanoseconds of /proc/PID/task/*/schedstat), with VmRSS
 right after start and again after all of the session's load.
 
-Each round runs both sessions (the variant order alternates); direct runs
-in the passthrough session. Reported: the median [min–max] over rounds.
+Each round runs the three sessions (the variant order alternates); direct
+and one-hop run in the passthrough session, before its sidecars case.
+Reported: the median [min–max] over rounds, and per protocol the goal of
+the mTLS work: what two sidecars with mTLS add over direct (p50, p99;
+medians over rounds of the per-round overhead) against what one cleartext
+hop adds, as a ratio (goal: at most 2).
 Nothing is pinned: on two cores the load generator, the app and both
 sidecars share them, as pods on one node would.
 
@@ -64,6 +86,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,15 +103,21 @@ URL = f"http://{B_IP}:{APP_PORT}/"
 PROTOCOLS = ["h1", "h2"]
 NAMES = {"h1": "HTTP/1.1", "h2": "HTTP/2 (h2c)"}
 SHAPE = {p: c.SHAPE[p] for p in PROTOCOLS}  # compare.py's connection shapes
-VARIANTS = {"passthrough": "sidecars", "filters": "sidecars+filters"}  # variant → its case
-CASES = ["direct", *VARIANTS.values()]
+VARIANTS = {"passthrough": "sidecars", "filters": "sidecars+filters", "mtls": "sidecars+mtls"}  # variant → its case
+CASES = ["direct", "one-hop", *VARIANTS.values()]
 POD = {"a": "A", "b": "B"}
-# The route each sidecar serves the load on, per case.
+# The route each sidecar serves the load on, per case (a pod not named serves none).
 ROUTES = {
     "direct": {},
+    "one-hop": {"b": "inbound-passthrough"},
     "sidecars": {"a": "outbound-passthrough", "b": "inbound-passthrough"},
     "sidecars+filters": {"a": "out", "b": "in"},
+    "sidecars+mtls": {"a": "outbound-passthrough", "b": "inbound-passthrough"},
 }
+# The pods whose redirection rules are installed, per case.
+RULES = {case: ["a", "b"] for case in CASES} | {"direct": [], "one-hop": ["b"]}
+TRUST_DOMAIN = "bench.test"
+SPIFFE = {pod: f"spiffe://{TRUST_DOMAIN}/ns/bench/sa/{pod}" for pod in POD}
 
 SIDECAR_CONFIG = f"""plugins_dir = "plugins"
 
@@ -107,6 +136,15 @@ intercept = "outbound"
 
 [sidecar]
 mark = {MARK}
+"""
+
+MESH = f"""
+[mesh]
+cert = "certs/{{pod}}.pem"
+key = "certs/{{pod}}-key.pem"
+trust_bundle = "certs/ca.pem"
+networks = ["{SUBNET}.0/24"]
+mtls = "strict"
 """
 
 FILTER_ROUTE = """
@@ -294,11 +332,21 @@ def h2load(ns: str, proto: str, extra: list[str], log: Path | None = None) -> st
     return out
 
 
+def metrics(pods: Pods, work: Path, pod: str) -> str:
+    return http_get(pods.ns[pod], f"http://127.0.0.1:{ADMIN}/metrics", work)
+
+
+def inbound_handshakes(pods: Pods, work: Path) -> float:
+    """B's completed TLS handshakes on its inbound listener (all versions)."""
+    found = re.findall(r'^sluice_tls_handshakes_total\{([^}]*)\} (\S+)$', metrics(pods, work, "b"), re.M)
+    return sum(float(v) for labels, v in found if 'listener="inbound"' in labels)
+
+
 def served(pods: Pods, work: Path) -> dict[str, dict[str, float]]:
     """Per pod: sluice_requests_total by route, from its admin listener."""
     out = {}
-    for pod, ns in pods.ns.items():
-        text = http_get(ns, f"http://127.0.0.1:{ADMIN}/metrics", work)
+    for pod in pods.ns:
+        text = metrics(pods, work, pod)
         routes: dict[str, float] = {}
         for labels, value in re.findall(r"^sluice_requests_total\{([^}]*)\} (\S+)$", text, re.M):
             route = re.search(r'route="([^"]*)"', labels).group(1)
@@ -309,12 +357,13 @@ def served(pods: Pods, work: Path) -> dict[str, dict[str, float]]:
 
 def check_served(pods: Pods, work: Path, before: dict, case: str, count: int) -> None:
     """Each sidecar served exactly `count` more requests, all on the case's
-    route (none for direct). Waits up to 5 s for the counters to settle."""
+    route (none for direct, none in A for one-hop). Waits up to 5 s for the
+    counters to settle."""
     deadline = time.monotonic() + 5
     while True:
         after = served(pods, work)
         delta = {p: {r: n - before[p].get(r, 0) for r, n in after[p].items() if n != before[p].get(r, 0)} for p in after}
-        want = {p: ({ROUTES[case][p]: count} if case != "direct" else {}) for p in after}
+        want = {p: ({ROUTES[case][p]: count} if p in ROUTES[case] else {}) for p in after}
         if delta == want:
             return
         if time.monotonic() >= deadline:
@@ -325,6 +374,9 @@ def check_served(pods: Pods, work: Path, before: dict, case: str, count: int) ->
 def fixed_rate_run(pods: Pods, work: Path, pids: dict[str, int], case: str, proto: str, rate: int, count: int) -> dict:
     clients = int(SHAPE[proto][SHAPE[proto].index("-c") + 1])
     rps = ["--rps", str(max(1, rate // clients))]
+    # Before the warm-up: A's sidecar pools its connections to B, so the
+    # measured run itself may open none.
+    handshakes = inbound_handshakes(pods, work)
     h2load(pods.ns["a"], proto, ["-n", str(max(rate, count // 10)), *rps])  # warm-up
     log = work / "latency.tsv"
     before_served = served(pods, work)
@@ -332,6 +384,9 @@ def fixed_rate_run(pods: Pods, work: Path, pids: dict[str, int], case: str, prot
     out = h2load(pods.ns["a"], proto, ["-n", str(count), *rps], log)
     cpu = {k: c.cpu_seconds([p]) - before[k] for k, p in pids.items()}
     check_served(pods, work, before_served, case, count)
+    handshakes = inbound_handshakes(pods, work) - handshakes
+    if (handshakes > 0) != (case == "sidecars+mtls"):
+        sys.exit(f"{case} ({proto}): B's inbound TLS handshakes rose by {handshakes:.0f} over the run and its warm-up")
     lat = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line)
     log.unlink()
     return {
@@ -340,19 +395,29 @@ def fixed_rate_run(pods: Pods, work: Path, pids: dict[str, int], case: str, prot
         "p99_us": c.percentile(lat, 0.99),
         "p999_us": c.percentile(lat, 0.999),
         "requests": len(lat),
+        "tls_handshakes_b": handshakes,
         **{f"cpu_us_per_req_{k}": cpu[k] / count * 1e6 for k in pids},
     }
 
 
 def probe(pods: Pods, work: Path, case: str) -> None:
-    """One request from A to B's app: did it pass both sidecars (`via`) and,
-    with filters, both header-rewrite routes? Stops the run if not."""
+    """One request from A to B's app: did it pass the sidecars (`via`; for
+    one-hop one `X-Forwarded-For` entry, A's, for two two), with filters
+    both header-rewrite routes, with mTLS B's check of A's certificate
+    (`x-forwarded-client-cert`)? Stops the run if not."""
     echo = json.loads(http_get(pods.ns["a"], f"{URL}probe", work))
     h = echo["headers"]
+    filtered = any(k.startswith("x-sidecar-") for k in h)
+    xff = [x.strip() for x in h.get("x-forwarded-for", "").split(",") if x.strip()]
+    xfcc = h.get("x-forwarded-client-cert", "")
+    proxied = "sluice" in h.get("via", "") and not filtered
     checks = {
-        "direct": "via" not in h and not any(k.startswith("x-sidecar-") for k in h),
-        "sidecars": "sluice" in h.get("via", "") and not any(k.startswith("x-sidecar-") for k in h),
-        "sidecars+filters": h.get("x-sidecar-a") == "outbound" and h.get("x-sidecar-b") == "inbound",
+        "direct": "via" not in h and not filtered and not xff and not xfcc,
+        "one-hop": proxied and xff == [A_IP] and not xfcc,
+        "sidecars": proxied and xff == [A_IP, A_IP] and not xfcc,
+        "sidecars+filters": h.get("x-sidecar-a") == "outbound" and h.get("x-sidecar-b") == "inbound" and not xfcc,
+        "sidecars+mtls": proxied and xff == [A_IP, A_IP]
+        and f"By={SPIFFE['b']};" in xfcc and xfcc.endswith(f";URI={SPIFFE['a']}"),
     }
     if not checks[case]:
         sys.exit(f"{case}: the probe request did not arrive as expected; the app saw:\n{json.dumps(echo, indent=1)}")
@@ -361,15 +426,49 @@ def probe(pods: Pods, work: Path, case: str) -> None:
 # --- sidecars ------------------------------------------------------------------
 
 
+def openssl(*args: str) -> None:
+    r = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"`openssl {' '.join(args)}` failed:\n{r.stdout}{r.stderr}")
+
+
+def make_certificates(certs: Path) -> None:
+    """In `certs`: a CA (ca.pem, the trust bundle) and per pod an SVID
+    (<pod>.pem, <pod>-key.pem): a P-256 key and a certificate with the pod's
+    SPIFFE ID as a URI SAN, usable as server and as client."""
+    certs.mkdir(exist_ok=True)
+    key = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    openssl("genpkey", *key, "-out", str(certs / "ca-key.pem"))
+    openssl(
+        "req", "-x509", "-new", "-key", str(certs / "ca-key.pem"), "-out", str(certs / "ca.pem"),
+        "-days", "2", "-subj", "/O=sluice bench/CN=bench CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    for pod in POD:
+        ext = certs / f"{pod}.ext"
+        ext.write_text(
+            f"subjectAltName=URI:{SPIFFE[pod]}\nextendedKeyUsage=serverAuth,clientAuth\n"
+            "keyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\n"
+        )
+        openssl("genpkey", *key, "-out", str(certs / f"{pod}-key.pem"))
+        openssl("req", "-new", "-key", str(certs / f"{pod}-key.pem"), "-subj", f"/O=sluice bench/CN={pod}", "-out", str(certs / f"{pod}.csr"))
+        openssl(
+            "x509", "-req", "-in", str(certs / f"{pod}.csr"), "-CA", str(certs / "ca.pem"), "-CAkey", str(certs / "ca-key.pem"),
+            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(certs / f"{pod}.pem"),
+        )  # fmt: skip
+
+
 def write_configs(work: Path) -> dict[str, str]:
     """Config file stem (a-passthrough, b-filters, …) → text; each must pass `sluice check`."""
     (work / "plugins").mkdir(exist_ok=True)
     (work / "pod_get.py").write_text(POD_GET)
+    make_certificates(work / "certs")
     routes = {"a": ("out", "outbound"), "b": ("in", "inbound")}
     confs = {}
     for pod, (route, direction) in routes.items():
         confs[f"{pod}-passthrough"] = SIDECAR_CONFIG
         confs[f"{pod}-filters"] = SIDECAR_CONFIG + FILTER_ROUTE.format(route=route, direction=direction, pod=pod)
+        confs[f"{pod}-mtls"] = SIDECAR_CONFIG + MESH.format(pod=pod)
     for stem, text in confs.items():
         path = work / f"{stem}.toml"
         path.write_text(text)
@@ -409,8 +508,10 @@ class Sidecars:
     def pids(self) -> dict[str, int]:
         return {pod: p.pid for pod, p in self.procs.items()}
 
-    def rules(self, on: bool) -> None:
-        for pod, ns in self.pods.ns.items():
+    def rules(self, on: bool, pods: list[str] | None = None) -> None:
+        """Install (or remove) the rules in `pods` (default: both)."""
+        for pod in self.pods.ns if pods is None else pods:
+            ns = self.pods.ns[pod]
             cmd = [str(c.SLUICE), "iptables", "--config", str(self.config(pod)), "--no-ipv6", *([] if on else ["--remove"])]
             r = in_pod(ns, cmd)
             if r.returncode:
@@ -424,8 +525,8 @@ class Sidecars:
 
 
 def session(pods: Pods, work: Path, args, variant: str, rnd: int, runs: list, idles: list) -> None:
-    """Fresh sidecars on `variant`: idle, then the load (direct first in the
-    passthrough session), then the RSS after it."""
+    """Fresh sidecars on `variant`: idle, then the load (direct and one-hop
+    first in the passthrough session), then the RSS after it."""
     case = VARIANTS[variant]
     with Sidecars(pods, work, variant, rnd) as s:
         time.sleep(1)
@@ -435,7 +536,9 @@ def session(pods: Pods, work: Path, args, variant: str, rnd: int, runs: list, id
         if variant == "passthrough":
             s.rules(False)
             load(pods, work, args, s, "direct", rnd, runs)
-            s.rules(True)
+            s.rules(True, RULES["one-hop"])
+            load(pods, work, args, s, "one-hop", rnd, runs)
+            s.rules(True, [p for p in RULES[case] if p not in RULES["one-hop"]])
         load(pods, work, args, s, case, rnd, runs)
         time.sleep(1)
         rss_after = s.rss()
@@ -510,6 +613,42 @@ def summarise(runs: list, idles: list) -> dict:
     return s
 
 
+def goal(s: dict, proto: str) -> dict | None:
+    """Two sidecars with mTLS against one cleartext hop: the medians over
+    rounds of each case's overhead over direct, and their ratio (and the
+    per-round ratios)."""
+    mtls, hop = s.get(f"{proto} sidecars+mtls"), s.get(f"{proto} one-hop")
+    if not mtls or not hop:
+        return None
+    out = {}
+    for q in ["p50", "p99"]:
+        x, u = statistics.median(mtls[f"{q}_overhead_us"]), statistics.median(hop[f"{q}_overhead_us"])
+        pairs = zip(mtls[f"{q}_overhead_us"], hop[f"{q}_overhead_us"])
+        out[q] = {
+            "mtls_overhead_us": x,
+            "one_hop_overhead_us": u,
+            "ratio": x / u if u > 0 else None,
+            "ratio_per_round": [a / b if b > 0 else None for a, b in pairs],
+        }
+    out["met"] = all(out[q]["ratio"] is not None and out[q]["ratio"] <= 2 for q in ["p50", "p99"])
+    return out
+
+
+def goal_line(g: dict) -> str:
+    def ratio(q: str) -> str:
+        r = g[q]["ratio"]
+        rounds = [x for x in g[q]["ratio_per_round"] if x is not None]
+        spread = f" [{min(rounds):.2f}–{max(rounds):.2f}]" if len(rounds) > 1 else ""
+        return ("n/a" if r is None else f"{r:.2f}") + spread
+
+    p50, p99 = g["p50"], g["p99"]
+    return (
+        f"two sidecars with mTLS add {p50['mtls_overhead_us']:.0f} µs p50 / {p99['mtls_overhead_us']:.0f} µs p99 over direct; "
+        f"one cleartext hop adds {p50['one_hop_overhead_us']:.0f} / {p99['one_hop_overhead_us']:.0f}; "
+        f"ratio {ratio('p50')}, {ratio('p99')} (goal ≤ 2: {'met' if g['met'] else 'not met'})"
+    )
+
+
 def markdown(data: dict) -> str:
     a, s, mr = data["args"], data["summary"], c.med_range
     lines = [
@@ -520,9 +659,13 @@ def markdown(data: dict) -> str:
         f"at {a['rate']} req/s; median [min–max] over rounds. Command: `{data['command']}` (took {data['duration_s']} s).",
         "",
         "Pods A and B are network namespaces on a veth pair; B's app is `sluice demo-upstream` (echo, HTTP/1.1 and h2c); "
-        "h2load in A calls it at a fixed rate. `direct`: sidecars running, no rules; `sidecars`: rules from "
-        "`sluice iptables`, no routes (implicit passthrough); `sidecars+filters`: a header-rewrite route in each "
-        "(outbound in A, inbound in B). CPU is each sidecar's utime+stime (`--threads 1`) per request; overhead is "
+        "h2load in A calls it at a fixed rate. `direct`: sidecars running, no rules; `one-hop`: rules in B only "
+        "(one cleartext hop: B's inbound sidecar); `sidecars`: rules from `sluice iptables` in both, no routes "
+        "(implicit passthrough); `sidecars+filters`: a header-rewrite route in each (outbound in A, inbound in B); "
+        "`sidecars+mtls`: as `sidecars` plus `[mesh]` in both (P-256 SVIDs from one CA, `networks` the pods' "
+        "subnet, `mtls = \"strict\"`): A's sidecar → B's is mutual TLS (checked: B's inbound TLS handshakes rose "
+        "and the app saw A's SPIFFE ID in `x-forwarded-client-cert`). "
+        "CPU is each sidecar's utime+stime (`--threads 1`) per request; overhead is "
         "the latency minus the direct run's in the same round; in the direct row the sidecars' CPU is their "
         "background work, spread over requests they do not see. "
         + ("The pods' routes have `quickack 1` (the demo upstream sets no TCP_NODELAY: its h2c answers would wait "
@@ -548,6 +691,9 @@ def markdown(data: dict) -> str:
                 f"| {over[0]} | {over[1]} | {mr(e['cpu_us_per_req_a'])} | {mr(e['cpu_us_per_req_b'])} |"
             )
         lines.append("")
+        g = data["goal"].get(proto)
+        if g:
+            lines += [f"Goal, {NAMES[proto]}: {goal_line(g)}.", ""]
     lines += [
         f"**Idle** (rules installed, no traffic, for {a['idle_seconds']:g} s right after start; CPU in ms per second from "
         "utime+stime ticks of 10 ms, in brackets from schedstat; VmRSS after start → after the session's load):",
@@ -600,7 +746,7 @@ def main() -> None:
         sys.exit("--rounds must be at least 1, --requests at least 100, --rate at least 16")
     if os.geteuid() != 0:
         sys.exit("run as root: network namespaces, iptables and SO_MARK need it")
-    for tool in ["ip", "iptables", "h2load"]:
+    for tool in ["ip", "iptables", "h2load", "openssl"]:
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run bench/sidecar.sh, which installs it")
     built = policies.check_binary(args.allow_stale)
@@ -629,11 +775,14 @@ def main() -> None:
         "idle": idles,
         "summary": summarise(runs, idles),
     }
+    data["goal"] = {proto: g for proto in args.protocols if (g := goal(data["summary"], proto))}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sidecar.json").write_text(json.dumps(data, indent=1))
     table = markdown(data)
     (args.out / "sidecar.md").write_text(table)
     print(table)
+    for proto, g in data["goal"].items():
+        print(f"{NAMES[proto]}: {goal_line(g)}")
     print(f"took {data['duration_s']} s")
 
 

@@ -23,16 +23,17 @@
 
 mod common;
 
-use common::netns::{CEILING, Pod, Sidecar, TwoPods, in_ns, metric_sum, run_in, run_ok, spawn_sidecar, wait_for};
-use common::tls::{Ca, Leaf};
+use common::netns::{
+    CEILING, Pod, Sidecar, TwoPods, connect_from, curl_echo, echo_round_trip, in_ns, listen_in, logged,
+    metric_at_least, metric_sum, raw_bytes, run_in, run_ok, runtime, serve_echo, serve_tls, spawn_sidecar, wait_for,
+};
+use common::tls::Ca;
 use common::{Upstream, echoed};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 
 /// The echo app's port in both pods.
@@ -88,49 +89,11 @@ config = {{ connection_headers = true }}
     )
 }
 
-/// A runtime for the pods' servers, apart from the (blocking) test thread.
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// A listener made inside `pod`, on its pod address.
-fn listen_in(pod: &Pod, port: u16) -> std::net::TcpListener {
-    let listener = in_ns(&pod.ns, || std::net::TcpListener::bind((pod.ip, port)))
-        .unwrap_or_else(|e| panic!("bind {}:{port} in {}: {e}", pod.ip, pod.ns));
-    listener.set_nonblocking(true).expect("nonblocking listener");
-    listener
-}
-
 /// The echo app of `pod` on its port 8080, naming itself `name`.
 fn echo_app(rt: &Runtime, pod: &Pod, name: &str) -> Upstream {
     let listener = listen_in(pod, APP_PORT);
     let _runtime = rt.enter();
     Upstream::from_std(name, listener)
-}
-
-/// `curl <args>` in pod `from`: the echo JSON of a 200 answer.
-fn curl_echo(from: &Pod, args: &[&str]) -> Value {
-    let mut command = vec!["curl", "-sS", "--fail-with-body", "--max-time", "60"];
-    command.extend_from_slice(args);
-    let body = run_ok(&from.ns, &command);
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("curl {args:?} from {}: not an echo ({e}): {body}", from.ns))
-}
-
-/// Wait for the access log line of `sidecar` with this direction and
-/// path, and return it.
-fn logged(sidecar: &Sidecar, direction: &str, path: &str) -> Value {
-    wait_for(&format!("{}'s access log has {direction} {path}", sidecar.ns), || {
-        let lines = sidecar.access_log_lines();
-        lines
-            .iter()
-            .find(|l| l["direction"] == direction && l["path"] == path)
-            .cloned()
-            .ok_or_else(|| format!("{lines:#?}"))
-    })
 }
 
 const INTERCEPTED: &str = "sluice_intercepted_connections_total";
@@ -143,20 +106,6 @@ fn taken(direction: &'static str, protocol: &'static str) -> [(&'static str, &'s
         ("direction", direction),
         ("protocol", protocol),
     ]
-}
-
-/// Wait until the series of `name` with `labels` on `sidecar` add up to
-/// at least `at_least`.
-fn metric_at_least(sidecar: &Sidecar, name: &str, labels: &[(&str, &str)], at_least: f64) {
-    wait_for(&format!("{}: {name}{labels:?} >= {at_least}", sidecar.ns), || {
-        let text = sidecar.metrics();
-        let value = metric_sum(&text, name, labels);
-        if value >= at_least {
-            Ok(())
-        } else {
-            Err(format!("{value}; metrics:\n{text}"))
-        }
-    });
 }
 
 /// 10 MiB that are not one byte repeated.
@@ -415,80 +364,6 @@ fn websocket_between(a: &Pod, b: &Pod, sidecar_a: &Sidecar, sidecar_b: &Sidecar)
         let line = logged(sidecar, direction, "/ws");
         assert_eq!(line["status"], 101, "{line}");
     }
-}
-
-/// Serve `listener` on `rt`: send `banner`, then echo each connection
-/// until the client's EOF, then close the write side.
-fn serve_echo(rt: &Runtime, listener: std::net::TcpListener, banner: &'static [u8]) {
-    rt.spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut from, mut to) = stream.split();
-                if to.write_all(banner).await.is_ok() {
-                    let _ = tokio::io::copy(&mut from, &mut to).await;
-                }
-                let _ = to.shutdown().await;
-            });
-        }
-    });
-}
-
-/// Serve TLS on `listener` with `b.test`'s certificate from `ca`: read a
-/// line, answer `pong <line>`, close.
-fn serve_tls(rt: &Runtime, listener: std::net::TcpListener, ca: &Ca) {
-    let issued = ca.issue(&Leaf::server("b.test", &["b.test"]));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(issued.chain(), issued.key())
-        .expect("server certificate");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    rt.spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        while let Ok((stream, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else { return };
-                let mut tls = tokio::io::BufReader::new(tls);
-                let mut line = String::new();
-                if tls.read_line(&mut line).await.is_ok() {
-                    let _ = tls.write_all(format!("pong {line}").as_bytes()).await;
-                    let _ = tls.shutdown().await;
-                }
-            });
-        }
-    });
-}
-
-/// A TCP connection from inside `pod` to `to`; reads and writes give up
-/// after [`CEILING`].
-fn connect_from(pod: &Pod, to: SocketAddr) -> TcpStream {
-    let stream = in_ns(&pod.ns, || TcpStream::connect_timeout(&to, CEILING))
-        .unwrap_or_else(|e| panic!("connect from {} to {to}: {e}", pod.ns));
-    stream.set_read_timeout(Some(CEILING)).expect("read timeout");
-    stream.set_write_timeout(Some(CEILING)).expect("write timeout");
-    stream
-}
-
-/// 1 MiB that no sniffing takes for HTTP or TLS (it starts with a zero).
-fn raw_bytes() -> Vec<u8> {
-    (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect()
-}
-
-/// Send `data` and half-close while reading: everything read to EOF.
-fn echo_round_trip(mut stream: TcpStream, data: &[u8]) -> Vec<u8> {
-    let mut writer = stream.try_clone().expect("clone stream");
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            writer.write_all(data).expect("send the bytes");
-            writer.shutdown(Shutdown::Write).expect("half-close");
-        });
-        let mut back = Vec::new();
-        stream.read_to_end(&mut back).expect("read the echo to EOF");
-        back
-    })
 }
 
 /// A process killed when dropped.

@@ -57,9 +57,15 @@ impl ConnectionFacts {
         UNKNOWN.clone()
     }
 
-    /// `https` on a TLS connection, else `http`.
+    /// `https` on a TLS connection, else `http`. An intercepted
+    /// connection is always `http`: its TLS, if any, is the mesh's hop,
+    /// not what the application spoke.
     pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() { "https" } else { "http" }
+        if self.tls.is_some() && self.interception.is_none() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The verified client identity, if the client presented a certificate.
@@ -94,6 +100,9 @@ pub struct PeerIdentity {
     /// The subject distinguished name (RFC 4514 order as x509-parser
     /// prints it), possibly empty.
     pub subject: String,
+    /// The SHA-256 of the certificate (DER), lower-case hex: the `Hash` of
+    /// `x-forwarded-client-cert`.
+    pub cert_sha256: String,
 }
 
 impl PeerIdentity {
@@ -101,8 +110,10 @@ impl PeerIdentity {
     /// extension, does not parse (then the identity cannot be told).
     pub fn from_der(der: &[u8]) -> Option<PeerIdentity> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
+        use sha2::Digest;
         let mut identity = PeerIdentity {
             subject: cert.subject().to_string(),
+            cert_sha256: sha2::Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect(),
             ..PeerIdentity::default()
         };
         if let Some(san) = cert.subject_alternative_name().ok()? {

@@ -1,6 +1,7 @@
 //! What a proxy must change on a message it forwards: hop-by-hop headers
 //! out (RFC 9110 §7.6.1), `X-Forwarded-For`, `X-Forwarded-Proto`,
-//! `Forwarded` (RFC 7239) and `Via` (RFC 9110 §7.6.3) in.
+//! `Forwarded` (RFC 7239) and `Via` (RFC 9110 §7.6.3) in; and in a mesh,
+//! the caller's verified identity as Envoy's `X-Forwarded-Client-Cert`.
 
 use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -17,6 +18,24 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::UPGRADE,
 ];
+
+/// Envoy's header for the caller's client certificate.
+pub const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
+/// Replace any `X-Forwarded-Client-Cert` the client sent with the one this
+/// hop vouches for: `By=<our SPIFFE ID>;Hash=<SHA-256 of the caller's
+/// certificate>;URI=<the caller's SPIFFE ID>`, when the caller presented a
+/// verified certificate with a SPIFFE ID; else none.
+pub fn set_client_cert(headers: &mut HeaderMap, by: &str, peer: Option<&crate::connection::PeerIdentity>) {
+    headers.remove(XFCC);
+    let Some((peer, uri)) = peer.and_then(|p| Some((p, p.spiffe_id.as_deref()?))) else {
+        return;
+    };
+    let value = format!("By={by};Hash={};URI={uri}", peer.cert_sha256);
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(XFCC, value);
+    }
+}
 
 /// Remove hop-by-hop headers: the fixed list, `Transfer-Encoding` (hyper
 /// frames the body itself) and every header the `Connection` header names.

@@ -89,6 +89,13 @@ async fn proxy(
         });
     }
     forwarding::strip_hop_by_hop(&mut parts.headers);
+    // Inbound in a mesh the application learns who called, and only
+    // from this hop.
+    if let (Some(interception), Some(mesh)) = (connection.interception, generation.upstreams.mesh())
+        && interception.direction == Direction::Inbound
+    {
+        forwarding::set_client_cert(&mut parts.headers, &mesh.config.identity, connection.peer());
+    }
     if let Some(upgrade) = &upgrade {
         upgrade.prepare(&mut parts);
     }

@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::reload::{self, Reloader};
 use crate::sidecar::relay::RelaySettings;
 use crate::telemetry::Telemetry;
-use crate::upstream::tcp::SocketOptions;
+use crate::upstream::tcp::{Dialer, SocketOptions};
 use crate::wasm::{PluginSource, WasmRuntime};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -170,11 +170,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 sidecar: sidecar.clone(),
                 own_ports: own_ports.clone(),
                 relay: RelaySettings {
-                    socket: socket_options,
+                    dialer: Dialer {
+                        socket: socket_options,
+                        mesh: current.load().upstreams.mesh_handle(),
+                    },
                     connect_timeout: crate::config::DEFAULT_CONNECT_TIMEOUT,
                     idle_timeout: sidecar.tcp_idle_timeout,
                 },
-                metrics: metrics.sidecar.clone(),
+                metrics: metrics.clone(),
             })),
             _ => None,
         };

@@ -8,27 +8,37 @@
 //!   them the veth pair) go when it is dropped. Namespace names carry the
 //!   process id and a counter, so tests run in parallel; each pod's
 //!   interface is simply `eth0`.
+//! - [`HubPods::new`] makes a hub pod with a veth pair of its own to each
+//!   spoke pod (IPv4 only): spoke i is `10.N.i.1/24` on its `eth0`, the hub
+//!   `10.N.i.2/24` on its `eth<i>`. Spokes reach only the hub.
 //! - [`run_in`] runs a command in a pod (`ip netns exec`); [`in_ns`] runs a
 //!   closure on a thread that has entered the pod's namespace, which is how
 //!   a test makes sockets there: a socket stays in the namespace it was
 //!   created in, whichever thread uses it later.
 //! - [`spawn_sidecar`] starts `sluice run` in a pod with the sidecar
-//!   listeners of [`sidecar_config`] and waits for its admin `/ready`.
+//!   listeners of [`sidecar_config`] and waits for its admin `/ready`;
+//!   [`logged`] and [`metric_at_least`] wait for what it records.
+//! - Applications and clients in a pod: [`listen_in`], [`serve_echo`] (raw
+//!   TCP echo with half-close), [`serve_tls`] (a TLS line server),
+//!   [`connect_from`], [`echo_round_trip`], [`curl_echo`].
 //!
-//! Needs root, `ip`, `curl` and the tools a test names (`iptables`, `nft`):
-//! without them the test prints `skipped: …` and passes, unless
+//! Needs root, `ip`, `curl` and the tools a test names (`iptables`, `nft`,
+//! `tcpdump`): without them the test prints `skipped: …` and passes, unless
 //! `SLUICE_REQUIRE_ROOT_TESTS=1` (`.ci/run`), where it fails. A test that
 //! runs prints `ran as root`.
 
+use super::tls::{Ca, Leaf};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::runtime::Runtime;
 
 /// The inbound interception listener's port, in every pod.
 pub const INBOUND_PORT: u16 = 15006;
@@ -64,19 +74,11 @@ impl TwoPods {
     /// always; `tools` besides), or namespaces refused. With
     /// `SLUICE_REQUIRE_ROOT_TESTS=1` those fail the test instead.
     pub fn new(test: &str, tools: &[&str]) -> Option<TwoPods> {
-        if let Some(why) = missing_prerequisite(tools) {
-            skip(test, &why);
-            return None;
-        }
-        let count = CREATED.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        // Each namespace has its own addresses, so N need not be unique;
-        // varying it keeps parallel tests apart in logs and captures.
-        let n = (pid + count) % 250 + 1;
-        let pod = |side: &str, host: u16| Pod {
-            ns: format!("sluice-{pid}-{count}-{side}"),
-            ip: Ipv4Addr::new(10, n as u8, 0, host as u8),
-            ip6: Some(Ipv6Addr::new(0xfd00, n as u16, 0, 0, 0, 0, 0, host)),
+        let (prefix, n) = reserve(test, tools)?;
+        let pod = |side: &str, host: u8| Pod {
+            ns: format!("{prefix}-{side}"),
+            ip: Ipv4Addr::new(10, n, 0, host),
+            ip6: Some(Ipv6Addr::new(0xfd00, n.into(), 0, 0, 0, 0, 0, host.into())),
         };
         let mut pods = TwoPods {
             a: pod("a", 1),
@@ -123,6 +125,102 @@ impl Drop for TwoPods {
     }
 }
 
+/// A hub pod and spoke pods, each spoke joined to the hub by a veth pair
+/// of its own; every namespace is deleted on drop. IPv4 only.
+pub struct HubPods {
+    /// Its `ip` is its address on the first spoke's link.
+    pub hub: Pod,
+    pub spokes: Vec<Spoke>,
+}
+
+/// A pod linked to the hub.
+pub struct Spoke {
+    pub pod: Pod,
+    /// The hub's address on this spoke's link: where the spoke reaches it.
+    pub hub_ip: Ipv4Addr,
+}
+
+impl HubPods {
+    /// Make pod `hub` and one pod per name in `spokes` for `test`: spoke i
+    /// is `10.N.i.1/24` on its `eth0`, the hub is `10.N.i.2/24` on its
+    /// `eth<i>`. `None` (after printing `skipped:`) when this machine
+    /// cannot, as for [`TwoPods::new`].
+    pub fn new(test: &str, tools: &[&str], hub: &str, spokes: &[&str]) -> Option<HubPods> {
+        let (prefix, n) = reserve(test, tools)?;
+        let mut pods = HubPods {
+            hub: Pod {
+                ns: format!("{prefix}-{hub}"),
+                ip: Ipv4Addr::new(10, n, 0, 2),
+                ip6: None,
+            },
+            spokes: Vec::new(),
+        };
+        if let Err(why) = pods.create(&prefix, n, spokes) {
+            skip(test, &format!("cannot make network namespaces: {why}"));
+            return None;
+        }
+        println!("ran as root");
+        Some(pods)
+    }
+
+    fn create(&mut self, prefix: &str, n: u8, spokes: &[&str]) -> Result<(), String> {
+        let hub = self.hub.ns.clone();
+        ip(&["netns", "add", &hub])?;
+        ip(&["-n", &hub, "link", "set", "lo", "up"])?;
+        for (i, name) in spokes.iter().enumerate() {
+            let link = u8::try_from(i).map_err(|_| "too many spokes".to_string())?;
+            let spoke = Spoke {
+                pod: Pod {
+                    ns: format!("{prefix}-{name}"),
+                    ip: Ipv4Addr::new(10, n, link, 1),
+                    ip6: None,
+                },
+                hub_ip: Ipv4Addr::new(10, n, link, 2),
+            };
+            let ns = spoke.pod.ns.clone();
+            let (spoke_v4, hub_v4) = (format!("{}/24", spoke.pod.ip), format!("{}/24", spoke.hub_ip));
+            // Kept before it exists, so a failure below still deletes it.
+            self.spokes.push(spoke);
+            ip(&["netns", "add", &ns])?;
+            let hub_if = format!("eth{i}");
+            ip(&[
+                "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &hub_if, "netns", &hub,
+            ])?;
+            ip(&["-n", &ns, "addr", "add", &spoke_v4, "dev", "eth0"])?;
+            ip(&["-n", &hub, "addr", "add", &hub_v4, "dev", &hub_if])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &hub, "link", "set", &hub_if, "up"])?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HubPods {
+    fn drop(&mut self) {
+        for pod in std::iter::once(&self.hub).chain(self.spokes.iter().map(|s| &s.pod)) {
+            let _ = ip(&["netns", "del", &pod.ns]);
+        }
+    }
+}
+
+/// Check that this machine can make pods for `test` (else print
+/// `skipped:`, or fail under `SLUICE_REQUIRE_ROOT_TESTS=1`, and return
+/// `None`); then the namespace name prefix for this set of pods and its
+/// network number N (`10.N.…`).
+fn reserve(test: &str, tools: &[&str]) -> Option<(String, u8)> {
+    if let Some(why) = missing_prerequisite(tools) {
+        skip(test, &why);
+        return None;
+    }
+    let count = CREATED.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    // Each namespace has its own addresses, so N need not be unique;
+    // varying it keeps parallel tests apart in logs and captures.
+    let n = ((pid + count) % 250 + 1) as u8;
+    Some((format!("sluice-{pid}-{count}"), n))
+}
+
 /// Why this machine cannot run a pod test, if it cannot.
 fn missing_prerequisite(tools: &[&str]) -> Option<String> {
     // SAFETY: geteuid takes no arguments and cannot fail.
@@ -134,7 +232,7 @@ fn missing_prerequisite(tools: &[&str]) -> Option<String> {
         let works = Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success());
         if !works {
             return Some(format!(
-                "`{tool}` is not installed (apt-get install iproute2 iptables nftables curl)"
+                "`{tool}` is not installed (apt-get install iproute2 iptables nftables curl tcpdump)"
             ));
         }
     }
@@ -436,4 +534,130 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             value.trim().parse::<f64>().ok()
         })
         .sum()
+}
+
+/// Wait for the access log line of `sidecar` with this direction and
+/// path, and return it.
+pub fn logged(sidecar: &Sidecar, direction: &str, path: &str) -> Value {
+    wait_for(&format!("{}'s access log has {direction} {path}", sidecar.ns), || {
+        let lines = sidecar.access_log_lines();
+        lines
+            .iter()
+            .find(|l| l["direction"] == direction && l["path"] == path)
+            .cloned()
+            .ok_or_else(|| format!("{lines:#?}"))
+    })
+}
+
+/// Wait until the series of `name` with `labels` on `sidecar` add up to
+/// at least `at_least`.
+pub fn metric_at_least(sidecar: &Sidecar, name: &str, labels: &[(&str, &str)], at_least: f64) {
+    wait_for(&format!("{}: {name}{labels:?} >= {at_least}", sidecar.ns), || {
+        let text = sidecar.metrics();
+        let value = metric_sum(&text, name, labels);
+        if value >= at_least {
+            Ok(())
+        } else {
+            Err(format!("{value}; metrics:\n{text}"))
+        }
+    });
+}
+
+/// A runtime for the pods' servers, apart from the (blocking) test thread.
+pub fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A listener made inside `pod`, on its pod address.
+pub fn listen_in(pod: &Pod, port: u16) -> std::net::TcpListener {
+    let listener = in_ns(&pod.ns, || std::net::TcpListener::bind((pod.ip, port)))
+        .unwrap_or_else(|e| panic!("bind {}:{port} in {}: {e}", pod.ip, pod.ns));
+    listener.set_nonblocking(true).expect("nonblocking listener");
+    listener
+}
+
+/// `curl <args>` in pod `from`: the echo JSON of a 200 answer.
+pub fn curl_echo(from: &Pod, args: &[&str]) -> Value {
+    let mut command = vec!["curl", "-sS", "--fail-with-body", "--max-time", "60"];
+    command.extend_from_slice(args);
+    let body = run_ok(&from.ns, &command);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("curl {args:?} from {}: not an echo ({e}): {body}", from.ns))
+}
+
+/// Serve `listener` on `rt`: send `banner`, then echo each connection
+/// until the client's EOF, then close the write side.
+pub fn serve_echo(rt: &Runtime, listener: std::net::TcpListener, banner: &'static [u8]) {
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut from, mut to) = stream.split();
+                if to.write_all(banner).await.is_ok() {
+                    let _ = tokio::io::copy(&mut from, &mut to).await;
+                }
+                let _ = to.shutdown().await;
+            });
+        }
+    });
+}
+
+/// Serve TLS on `listener` with `b.test`'s certificate from `ca`: read a
+/// line, answer `pong <line>`, close.
+pub fn serve_tls(rt: &Runtime, listener: std::net::TcpListener, ca: &Ca) {
+    let issued = ca.issue(&Leaf::server("b.test", &["b.test"]));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(issued.chain(), issued.key())
+        .expect("server certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let mut tls = tokio::io::BufReader::new(tls);
+                let mut line = String::new();
+                if tls.read_line(&mut line).await.is_ok() {
+                    let _ = tls.write_all(format!("pong {line}").as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+}
+
+/// A TCP connection from inside `pod` to `to`; reads and writes give up
+/// after [`CEILING`].
+pub fn connect_from(pod: &Pod, to: SocketAddr) -> TcpStream {
+    let stream = in_ns(&pod.ns, || TcpStream::connect_timeout(&to, CEILING))
+        .unwrap_or_else(|e| panic!("connect from {} to {to}: {e}", pod.ns));
+    stream.set_read_timeout(Some(CEILING)).expect("read timeout");
+    stream.set_write_timeout(Some(CEILING)).expect("write timeout");
+    stream
+}
+
+/// 1 MiB that no sniffing takes for HTTP or TLS (it starts with a zero).
+pub fn raw_bytes() -> Vec<u8> {
+    (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect()
+}
+
+/// Send `data` and half-close while reading: everything read to EOF.
+pub fn echo_round_trip(mut stream: TcpStream, data: &[u8]) -> Vec<u8> {
+    let mut writer = stream.try_clone().expect("clone stream");
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            writer.write_all(data).expect("send the bytes");
+            writer.shutdown(Shutdown::Write).expect("half-close");
+        });
+        let mut back = Vec::new();
+        stream.read_to_end(&mut back).expect("read the echo to EOF");
+        back
+    })
 }

@@ -2,6 +2,7 @@
 //! Every error names the file, the line and the key. I/O code receives a
 //! [`Config`] and never parses policy itself.
 
+mod mesh;
 mod raw;
 mod redact;
 mod shared_state;
@@ -12,9 +13,10 @@ mod validate;
 
 pub use crate::normalize::{EscapedSlashes, PathPolicy};
 pub use crate::shared_state::{Quota, Quotas};
+pub use mesh::{MeshConfig, MeshPeer, MtlsMode, PeerMatch};
 pub use redact::redacted_json;
 pub use sidecar::{DestinationClaims, Direction, ORIGINAL_DESTINATION, SidecarConfig};
-pub use tls::{ClientAuth, ExpectedIdentity, ListenerTls, TlsVersion, UpstreamTls};
+pub use tls::{ClientAuth, ExpectedIdentity, KeyPair, ListenerTls, TlsVersion, TrustBundle, UpstreamTls};
 pub use traffic::{ClusterTraffic, DnsConfig, LbPolicy, RetryPolicy};
 
 use std::net::SocketAddr;
@@ -79,6 +81,8 @@ pub struct Config {
     pub memory_budget: Option<usize>,
     /// `[dns]`: how endpoint names are resolved and refreshed.
     pub dns: DnsConfig,
+    /// `[mesh]`: mutual TLS between sidecars (sidecar mode only).
+    pub mesh: Option<MeshConfig>,
     pub clusters: Vec<ClusterConfig>,
     pub routes: Vec<RouteConfig>,
 }

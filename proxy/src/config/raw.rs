@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub sandbox: Option<RawSandbox>,
     pub dns: Option<RawDns>,
     pub sidecar: Option<RawSidecar>,
+    pub mesh: Option<RawMesh>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]
@@ -72,6 +73,28 @@ pub(super) struct RawListener {
     pub address: Spanned<String>,
     pub tls: Option<Spanned<RawListenerTls>>,
     pub intercept: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMesh {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    pub trust_bundle: Spanned<String>,
+    pub mtls: Option<Spanned<String>>,
+    #[serde(default)]
+    pub networks: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub ports: Vec<Spanned<u32>>,
+    #[serde(default)]
+    pub peers: Vec<RawMeshPeer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMeshPeer {
+    pub destination: Spanned<String>,
+    pub identity: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

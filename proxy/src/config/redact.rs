@@ -144,6 +144,21 @@ pub fn redacted_json(config: &Config) -> Value {
             "destinations": c.claims.destinations.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             "services": c.claims.services,
         })).collect::<Vec<_>>(),
+        "mesh": config.mesh.as_ref().map(|m| json!({
+            "identity": m.identity,
+            "certificate": pair_json(&m.pair),
+            "trust_bundle": m.bundle.path.display().to_string(),
+            "mtls": format!("{:?}", m.mtls).to_ascii_lowercase(),
+            "networks": m.networks.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "ports": m.ports,
+            "peers": m.peers.iter().map(|p| json!({
+                "destination": match &p.destination {
+                    crate::config::PeerMatch::Address(a) => a.to_string(),
+                    crate::config::PeerMatch::Network(n) => n.to_string(),
+                },
+                "identity": p.identity,
+            })).collect::<Vec<_>>(),
+        })),
         "routes": routes,
     })
 }

@@ -76,12 +76,15 @@ pub enum ExpectedIdentity {
     Spiffe(String),
     /// This DNS name, as a DNS SAN (wildcards per RFC 6125).
     Dns(String),
+    /// Any SPIFFE ID in this trust domain (the mesh's default check).
+    TrustDomain(String),
 }
 
 impl std::fmt::Display for ExpectedIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExpectedIdentity::Spiffe(id) | ExpectedIdentity::Dns(id) => f.write_str(id),
+            ExpectedIdentity::TrustDomain(domain) => write!(f, "a SPIFFE ID in spiffe://{domain}"),
         }
     }
 }
@@ -99,14 +102,16 @@ impl super::Config {
             .clusters
             .iter()
             .filter_map(|c| Some((format!("cluster/{}", c.name), c.tls.as_ref()?.client_cert.as_ref()?)));
-        listeners.chain(clusters)
+        let mesh = self.mesh.iter().map(|m| ("mesh".to_string(), &m.pair));
+        listeners.chain(clusters).chain(mesh)
     }
 
     /// Every trust bundle in use (`client_ca`, clusters' `ca`).
     pub fn trust_bundles(&self) -> impl Iterator<Item = &TrustBundle> {
         let listeners = self.listener_tls.values().filter_map(|t| t.client_ca.as_ref());
         let clusters = self.clusters.iter().filter_map(|c| c.tls.as_ref()?.ca.as_ref());
-        listeners.chain(clusters)
+        let mesh = self.mesh.iter().map(|m| &m.bundle);
+        listeners.chain(clusters).chain(mesh)
     }
 
     /// Warnings about the TLS material in use (readable keys, certificates
@@ -120,7 +125,7 @@ fn resolve(base: &Path, p: &Spanned<String>) -> std::path::PathBuf {
     base.join(p.get_ref())
 }
 
-fn key_pair(
+pub(super) fn key_pair(
     loc: &Locator<'_>,
     base: &Path,
     cert: &Spanned<String>,
@@ -136,7 +141,12 @@ fn key_pair(
     })
 }
 
-fn bundle(loc: &Locator<'_>, base: &Path, path: &Spanned<String>, key: String) -> Result<TrustBundle, ConfigError> {
+pub(super) fn bundle(
+    loc: &Locator<'_>,
+    base: &Path,
+    path: &Spanned<String>,
+    key: String,
+) -> Result<TrustBundle, ConfigError> {
     TrustBundle::load(&resolve(base, path)).or_else(|e| loc.at(path, key, e.to_string()))
 }
 

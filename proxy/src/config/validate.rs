@@ -178,6 +178,10 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         });
     }
     let sidecar = super::sidecar::build(loc, raw.sidecar.as_ref(), &listeners, admin.map(|a| a.port()))?;
+    let mesh = match &raw.mesh {
+        Some(m) => Some(super::mesh::build(loc, base, m)?),
+        None => None,
+    };
     super::sidecar::one_port_per_direction(loc, &raw.listeners, &listeners)?;
 
     let mut clusters = Vec::new();
@@ -414,6 +418,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         paths,
         shared_state,
         memory_budget,
+        mesh,
         dns: match &raw.dns {
             Some(d) => traffic::dns(loc, d)?,
             None => DnsConfig::default(),

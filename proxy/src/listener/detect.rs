@@ -11,13 +11,15 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// The HTTP/2 connection preface (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The most detection reads: a request line longer than this that still
 /// looks like one is taken as HTTP/1 (the HTTP server then refuses it).
 const MAX_PEEK: usize = 8 * 1024;
+
+/// The longest ClientHello read to find the mesh's ALPN.
+const MAX_HELLO: usize = 64 * 1024;
 
 /// What an intercepted connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +60,7 @@ pub enum DetectError {
 /// Read from `stream` until its protocol is known. Returns the protocol
 /// and every byte read. A client that closes after sending a few bytes is
 /// opaque (they are relayed). The caller bounds the wait.
-pub async fn detect(stream: &mut TcpStream) -> Result<(Protocol, Bytes), DetectError> {
+pub async fn detect<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(Protocol, Bytes), DetectError> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         if stream.read_buf(&mut buf).await? == 0 {
@@ -71,6 +73,27 @@ pub async fn detect(stream: &mut TcpStream) -> Result<(Protocol, Bytes), DetectE
             return Ok((protocol, buf.freeze()));
         }
         buf.reserve(1024);
+    }
+}
+
+/// Read on until `first` (the start of a TLS handshake) holds the whole
+/// ClientHello, then say whether it asks for the mesh ([`MESH_ALPN`]).
+/// Returns every byte read. A client that closes first is not the mesh.
+///
+/// [`MESH_ALPN`]: crate::tls::mesh::MESH_ALPN
+pub async fn mesh_hello<S: AsyncRead + Unpin>(stream: &mut S, first: Bytes) -> io::Result<(bool, Bytes)> {
+    let mut buf = BytesMut::from(first);
+    loop {
+        if let Some(mesh) = crate::tls::mesh::offers_mesh(&buf) {
+            return Ok((mesh, buf.freeze()));
+        }
+        if buf.len() > MAX_HELLO {
+            return Ok((false, buf.freeze()));
+        }
+        buf.reserve(2048);
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok((false, buf.freeze()));
+        }
     }
 }
 
@@ -170,6 +193,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 mod tests {
     use super::*;
     use Protocol::*;
+    use tokio::net::TcpStream;
 
     #[test]
     fn tells_http1_from_its_request_line() {

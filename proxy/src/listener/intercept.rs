@@ -6,21 +6,26 @@
 //! HTTP with the direction and the destination in the connection facts,
 //! where routes and filters see them. A client that sends nothing within
 //! the detection timeout is closed, so it cannot hold the sidecar's
-//! resources.
+//! resources. With `[mesh]`, an inbound TLS connection that offers the
+//! mesh's ALPN is another sidecar: sluice completes the mutual TLS
+//! handshake and serves what it carries with the caller's verified
+//! identity in the facts; in strict mode nothing else gets in.
 
 use super::Http;
 use super::detect::{self, DetectError, Protocol, Rewind};
-use crate::config::{Direction, SidecarConfig};
+use crate::config::{Direction, MtlsMode, SidecarConfig};
 use crate::connection::{ConnectionFacts, Interception};
-use crate::metrics::SidecarMetrics;
+use crate::metrics::Metrics;
 use crate::sidecar::{self, relay};
+use crate::tls::mesh::MeshTls;
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpStream;
 
 /// What an interception listener needs besides what every listener has.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Interceptor {
     pub direction: Direction,
     pub sidecar: SidecarConfig,
@@ -28,7 +33,7 @@ pub struct Interceptor {
     /// whose original destination is one of them, on this host, is refused.
     pub own_ports: Vec<u16>,
     pub relay: relay::RelaySettings,
-    pub metrics: SidecarMetrics,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Interceptor {
@@ -55,7 +60,7 @@ impl Interceptor {
             }
         };
         if self.is_own(destination, facts.local) {
-            self.metrics.closed(&listener, direction, "loop");
+            self.metrics.sidecar.closed(&listener, direction, "loop");
             tracing::debug!(client = %facts.client, %destination, "connection addressed to sluice itself; refused");
             return;
         }
@@ -66,9 +71,16 @@ impl Interceptor {
             }),
             ..facts
         };
-        let (protocol, first) = if self.sidecar.is_opaque(destination.port()) {
-            (Protocol::Opaque, Bytes::new())
-        } else {
+        let mesh = match self.direction {
+            Direction::Inbound => http.current.load().upstreams.mesh(),
+            Direction::Outbound => None,
+        };
+        let opaque = self.sidecar.is_opaque(destination.port());
+        if opaque && mesh.is_none() {
+            return self.forward(stream, Bytes::new(), Protocol::Opaque, facts, http).await;
+        }
+        let strict = mesh.as_ref().is_some_and(|m| m.config.mtls == MtlsMode::Strict);
+        let (protocol, first) =
             match tokio::time::timeout(self.sidecar.detect_timeout, detect::detect(&mut stream)).await {
                 Ok(Ok(found)) => found,
                 Ok(Err(DetectError::Closed)) => return,
@@ -76,22 +88,115 @@ impl Interceptor {
                     tracing::debug!(client = %facts.client, error = %e, "connection failed during protocol detection");
                     return;
                 }
+                // An opaque port's server may speak first: relay (unless only
+                // the mesh may come in).
+                Err(_) if opaque && !strict => (Protocol::Opaque, Bytes::new()),
                 Err(_) => {
-                    self.metrics.closed(&listener, direction, "detect_timeout");
+                    self.metrics.sidecar.closed(&listener, direction, "detect_timeout");
                     tracing::debug!(client = %facts.client, %destination, "no protocol detected in time; closing");
                     return;
                 }
+            };
+        let Some(mesh) = mesh else {
+            return self.forward(stream, first, protocol, facts, http).await;
+        };
+        let (is_mesh, first) = match protocol {
+            Protocol::Tls => {
+                match tokio::time::timeout(self.sidecar.detect_timeout, detect::mesh_hello(&mut stream, first)).await {
+                    Ok(Ok(read)) => read,
+                    _ => return,
+                }
+            }
+            _ => (false, first),
+        };
+        if is_mesh {
+            let stream = Rewind::new(first, stream);
+            return self.serve_mesh(stream, &mesh, opaque, facts, http).await;
+        }
+        if strict {
+            self.metrics.sidecar.closed(&listener, direction, "not_mesh");
+            tracing::debug!(client = %facts.client, %destination, "not mesh mTLS, and `[mesh] mtls = \"strict\"`; closing");
+            return;
+        }
+        self.forward(stream, first, protocol, facts, http).await
+    }
+
+    /// Terminate a mesh connection: the handshake (the caller's certificate
+    /// checked against the trust bundle), then whatever it carries, seen
+    /// with the caller's identity in the connection facts.
+    async fn serve_mesh(
+        &self,
+        stream: Rewind<TcpStream>,
+        mesh: &MeshTls,
+        opaque: bool,
+        facts: ConnectionFacts,
+        http: Http,
+    ) {
+        let listener = facts.listener.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(mesh.server.clone());
+        let mut tls = match tokio::time::timeout(self.sidecar.detect_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                let failure = super::tls::classify(&e);
+                self.metrics.tls.handshake_failed(&listener, failure.reason);
+                tracing::debug!(client = %facts.client, reason = failure.reason, detail = %failure.detail, "mesh handshake failed");
+                return;
+            }
+            Err(_) => {
+                self.metrics.tls.handshake_failed(&listener, "timeout");
+                return;
             }
         };
-        self.metrics.intercepted(&listener, direction, protocol.label());
+        let tls_facts = match super::tls::facts(tls.get_ref().1) {
+            Ok(found) => found,
+            Err(failure) => {
+                self.metrics.tls.handshake_failed(&listener, failure.reason);
+                return;
+            }
+        };
+        self.metrics.tls.handshake(&listener, &tls_facts);
+        let facts = ConnectionFacts {
+            tls: Some(tls_facts),
+            ..facts
+        };
+        if opaque {
+            return self.forward(tls, Bytes::new(), Protocol::Opaque, facts, http).await;
+        }
+        match tokio::time::timeout(self.sidecar.detect_timeout, detect::detect(&mut tls)).await {
+            Ok(Ok((protocol, first))) => self.forward(tls, first, protocol, facts, http).await,
+            Ok(Err(_)) => {}
+            Err(_) => {
+                let direction = self.direction.as_str();
+                self.metrics.sidecar.closed(&listener, direction, "detect_timeout");
+            }
+        }
+    }
+
+    /// Serve HTTP on `stream` (after `first`, the bytes detection read), or
+    /// relay it to the original destination.
+    async fn forward<S: relay::Io + 'static>(
+        &self,
+        stream: S,
+        first: Bytes,
+        protocol: Protocol,
+        facts: ConnectionFacts,
+        http: Http,
+    ) {
+        let direction = self.direction.as_str();
+        self.metrics
+            .sidecar
+            .intercepted(&facts.listener, direction, protocol.label());
         if protocol.is_http() {
             http.serve(TokioIo::new(Rewind::new(first, stream)), facts).await;
             return;
         }
-        let counters = self.metrics.relay(direction);
-        if let Err(e) = relay::relay(stream, first, destination, self.relay, &counters).await {
+        let Some(destination) = facts.interception.map(|i| i.original_destination) else {
+            return;
+        };
+        let counters = self.metrics.sidecar.relay(direction);
+        if let Err(e) = relay::relay(stream, first, destination, &self.relay, &counters).await {
             if matches!(e, relay::RelayError::Connect { .. }) {
-                self.metrics.relay_connect_failed(direction);
+                self.metrics.sidecar.relay_connect_failed(direction);
             }
             tracing::debug!(client = %facts.client, %destination, error = %e, "TCP relay ended");
         }
@@ -113,11 +218,11 @@ mod tests {
             sidecar: config.bootstrap.sidecar.unwrap(),
             own_ports: vec![15006, 15001, 15020],
             relay: relay::RelaySettings {
-                socket: Default::default(),
+                dialer: Default::default(),
                 connect_timeout: std::time::Duration::from_secs(1),
                 idle_timeout: std::time::Duration::from_secs(1),
             },
-            metrics: crate::metrics::Metrics::default().sidecar.clone(),
+            metrics: Arc::new(Metrics::default()),
         }
     }
 

@@ -90,7 +90,7 @@ async fn handshake(mut stream: TcpStream, tls: &ServerTls) -> Result<(TlsStream<
 /// What the handshake established. A certificate rustls verified but whose
 /// identity cannot be read fails the connection rather than passing for
 /// no certificate.
-fn facts(conn: &rustls::ServerConnection) -> Result<TlsFacts, Failure> {
+pub(super) fn facts(conn: &rustls::ServerConnection) -> Result<TlsFacts, Failure> {
     let peer = match conn.peer_certificates().and_then(|chain| chain.first()) {
         None => None,
         Some(leaf) => Some(PeerIdentity::from_der(leaf).ok_or_else(|| {
@@ -113,7 +113,7 @@ fn facts(conn: &rustls::ServerConnection) -> Result<TlsFacts, Failure> {
 }
 
 /// A short reason for a failed handshake.
-fn classify(e: &std::io::Error) -> Failure {
+pub(super) fn classify(e: &std::io::Error) -> Failure {
     use rustls::{CertificateError as C, Error as E};
     let detail = e.to_string();
     let reason = match e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {

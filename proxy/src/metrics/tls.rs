@@ -144,7 +144,7 @@ impl Collector for ExpiryCollector {
         let certificates = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut family = encoder.encode_descriptor(
             "tls_cert_expiry_seconds",
-            "Seconds until each loaded certificate expires (negative: expired), by owner (listener/NAME or cluster/NAME) and file",
+            "Seconds until each loaded certificate expires (negative: expired), by owner (listener/NAME, cluster/NAME or mesh) and file",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;

@@ -5,26 +5,28 @@
 //! end shut down on the other connection (half-close), so request/response
 //! protocols that signal the end of a request by closing keep working. The
 //! relay ends when both directions have finished, either side fails, or
-//! neither sends a byte for the idle timeout.
+//! neither sends a byte for the idle timeout. The client side may be a
+//! mesh connection sluice terminated; the destination side is mesh mTLS
+//! when the destination runs a sidecar ([`Dialer`]).
 
 use crate::metrics::RelayCounters;
-use crate::upstream::tcp::SocketOptions;
+use crate::tls::mesh::Meshed;
+use crate::upstream::tcp::Dialer;
 use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Each direction's copy buffer.
 const BUFFER: usize = 16 * 1024;
 
 /// How relays connect and when they give up.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct RelaySettings {
-    pub socket: SocketOptions,
+    pub dialer: Dialer,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
 }
@@ -40,20 +42,41 @@ pub enum RelayError {
     Idle(Duration),
 }
 
-/// Relay `client` to `destination`: `first` (what detection read) goes
-/// first, then everything either side sends, until both are done.
-pub async fn relay(
-    client: TcpStream,
-    first: Bytes,
-    destination: SocketAddr,
-    settings: RelaySettings,
-    counters: &RelayCounters,
-) -> Result<(), RelayError> {
-    let mut upstream = settings
+/// Either end of a relay.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connect to `destination`, with mesh mTLS when it runs a sidecar.
+async fn connect(destination: SocketAddr, settings: &RelaySettings) -> Result<Box<dyn Io>, RelayError> {
+    let failed = |source| RelayError::Connect { destination, source };
+    let deadline = Instant::now() + settings.connect_timeout;
+    let tcp = settings
+        .dialer
         .socket
         .connect(destination, settings.connect_timeout)
         .await
-        .map_err(|source| RelayError::Connect { destination, source })?;
+        .map_err(failed)?;
+    match tokio::time::timeout_at(deadline, settings.dialer.mesh(tcp)).await {
+        Ok(Ok(Meshed::No(tcp))) => Ok(Box::new(tcp)),
+        Ok(Ok(Meshed::Yes(tls))) => Ok(tls),
+        Ok(Err(e)) => Err(failed(e)),
+        Err(_) => Err(failed(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "mesh TLS handshake timed out",
+        ))),
+    }
+}
+
+/// Relay `client` to `destination`: `first` (what detection read) goes
+/// first, then everything either side sends, until both are done.
+pub async fn relay(
+    client: impl Io,
+    first: Bytes,
+    destination: SocketAddr,
+    settings: &RelaySettings,
+    counters: &RelayCounters,
+) -> Result<(), RelayError> {
+    let mut upstream = connect(destination, settings).await?;
     counters.open.inc();
     let _open = scopeguard(|| {
         counters.open.dec();
@@ -64,9 +87,8 @@ pub async fn relay(
         counters.from_client.inc_by(first.len() as u64);
         activity.touch();
     }
-    let mut client = client;
-    let (client_read, client_write) = client.split();
-    let (upstream_read, upstream_write) = upstream.split();
+    let (client_read, client_write) = tokio::io::split(client);
+    let (upstream_read, upstream_write) = tokio::io::split(upstream);
     let copy = async {
         tokio::try_join!(
             pipe(client_read, upstream_write, &activity, &counters.from_client),
@@ -147,7 +169,7 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     fn counters() -> RelayCounters {
         RelayCounters {
@@ -159,7 +181,7 @@ mod tests {
 
     fn settings(idle_timeout: Duration) -> RelaySettings {
         RelaySettings {
-            socket: SocketOptions::default(),
+            dialer: Dialer::default(),
             connect_timeout: Duration::from_secs(5),
             idle_timeout,
         }
@@ -181,7 +203,7 @@ mod tests {
                 accepted,
                 Bytes::from_static(first),
                 destination,
-                settings(idle),
+                &settings(idle),
                 &counters,
             )
             .await

@@ -140,6 +140,12 @@ impl ServerCertVerifier for IdentityVerifier {
                 let name = ServerName::try_from(name.as_str()).map_err(|_| mismatch(expected, end_entity))?;
                 verify_server_name(&cert, &name).map_err(|_| mismatch(expected, end_entity))?
             }
+            Some(expected @ ExpectedIdentity::TrustDomain(domain)) => {
+                let found = PeerIdentity::from_der(end_entity);
+                if found.as_ref().and_then(|id| id.trust_domain()) != Some(domain.as_str()) {
+                    return Err(mismatch(expected, end_entity));
+                }
+            }
             Some(expected @ ExpectedIdentity::Spiffe(id)) => {
                 let has = PeerIdentity::from_der(end_entity).is_some_and(|found| found.uris.iter().any(|u| u == id));
                 if !has {

@@ -13,6 +13,7 @@
 //! here without cmake in about 70 s.
 
 pub mod client;
+pub mod mesh;
 pub mod pem;
 pub mod server;
 

@@ -5,8 +5,9 @@
 //! and health sit above it and see only `Connector`.
 
 use super::breaker::{Gate, LimitReached, Slot};
-use super::tcp::SocketOptions;
+use super::tcp::Dialer;
 use crate::tls::client::ClientTls;
+use crate::tls::mesh::Meshed;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
@@ -26,7 +27,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Opens connections to a cluster's endpoints.
 #[derive(Clone)]
 pub struct Connector {
-    socket: SocketOptions,
+    dialer: Dialer,
     tls: Option<Arc<ClientTls>>,
     connect_timeout: Duration,
     cluster: Arc<str>,
@@ -43,10 +44,10 @@ impl Connector {
         connect_timeout: Duration,
         tls: Option<Arc<ClientTls>>,
         connections: Gate,
-        socket: SocketOptions,
+        dialer: Dialer,
     ) -> Connector {
         Connector {
-            socket,
+            dialer,
             tls,
             connect_timeout,
             cluster,
@@ -107,7 +108,7 @@ impl tower_service::Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let uri = self.target.clone().unwrap_or(uri);
-        let socket = self.socket;
+        let dialer = self.dialer.clone();
         let tls = self.tls.clone();
         let (timeout, cluster) = (self.connect_timeout, self.cluster.clone());
         let slot = self.connections.claim();
@@ -117,37 +118,50 @@ impl tower_service::Service<Uri> for Connector {
             let deadline = tokio::time::Instant::now() + timeout;
             let host = uri.host().ok_or_else(|| format!("`{uri}` has no host"))?;
             let port = uri.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
-            let io = TokioIo::new(socket.connect_host(host, port, timeout).await?);
-            let Some(tls) = tls else {
-                return Ok(Conn::Plain(io, slot));
-            };
+            let tcp = dialer.socket.connect_host(host, port, timeout).await?;
             let endpoint = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+            let Some(tls) = tls else {
+                // No TLS of its own: mesh mTLS if the endpoint runs a sidecar.
+                let result = match tokio::time::timeout_at(deadline, dialer.mesh(tcp)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(timed_out()),
+                };
+                return match result {
+                    Ok(Meshed::No(tcp)) => Ok(Conn::Plain(TokioIo::new(tcp), slot)),
+                    Ok(Meshed::Yes(tls)) => Ok(Conn::Tls(Box::new(TokioIo::new(*tls)), slot)),
+                    Err(source) => Err(tls_failed(&cluster, endpoint, source)),
+                };
+            };
             let name = match &tls.server_name {
                 Some(name) => name.clone(),
                 None => host_name(&uri)?,
             };
-            let handshake = TlsConnector::from(tls.config.clone()).connect(name, io.into_inner());
+            let handshake = TlsConnector::from(tls.config.clone()).connect(name, tcp);
             let result = match tokio::time::timeout_at(deadline, handshake).await {
                 Ok(result) => result,
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "TLS handshake timed out",
-                )),
+                Err(_) => Err(timed_out()),
             };
             match result {
                 Ok(stream) => Ok(Conn::Tls(Box::new(TokioIo::new(stream)), slot)),
-                Err(source) => {
-                    let detail = describe(&source);
-                    tracing::warn!(%cluster, %endpoint, error = %detail, "upstream TLS handshake failed");
-                    Err(Box::new(UpstreamTlsError {
-                        endpoint,
-                        detail,
-                        source,
-                    }) as BoxError)
-                }
+                Err(source) => Err(tls_failed(&cluster, endpoint, source)),
             }
         })
     }
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+}
+
+/// A failed handshake with `endpoint`, logged, as the client's error.
+pub(super) fn tls_failed(cluster: &str, endpoint: String, source: std::io::Error) -> BoxError {
+    let detail = describe(&source);
+    tracing::warn!(%cluster, %endpoint, error = %detail, "upstream TLS handshake failed");
+    Box::new(UpstreamTlsError {
+        endpoint,
+        detail,
+        source,
+    })
 }
 
 /// The endpoint's host as a TLS server name (DNS name or IP address).

@@ -25,6 +25,7 @@ use crate::config::{ClusterConfig, Config, UpstreamProtocol};
 use crate::error::{BadRequest, ProxyError, UpstreamFailure};
 use crate::metrics::{ClusterMetrics, Metrics, UpstreamMetrics};
 use crate::tls::client::ClientTls;
+use crate::tls::mesh::{MeshHandle, MeshTls};
 use balancer::{Balancer, Pick};
 use breaker::{Breakers, Slot};
 use budget::RetryBudget;
@@ -104,6 +105,9 @@ pub struct Upstreams {
     passthrough: Option<Arc<passthrough::Passthrough>>,
     /// Sidecar mode: clusters that claim outbound destinations or services.
     claims: Claims,
+    /// `[mesh]`: this generation's settings, in a handle shared with the
+    /// previous generation's (kept clusters and pools read it).
+    mesh: MeshHandle,
 }
 
 /// Which cluster claims an outbound original destination or `Host`.
@@ -126,7 +130,17 @@ impl Upstreams {
         overrides.dedup();
         let mut resolver: Option<Arc<dns::Resolver>> = None;
         let mut clusters = HashMap::new();
-        let socket = tcp::SocketOptions::of(config);
+        let mesh = previous.map(|p| p.mesh.clone()).unwrap_or_default();
+        let built = match (&config.mesh, mesh.load_full()) {
+            (None, _) => None,
+            (Some(m), Some(old)) if old.config == *m => Some(old),
+            (Some(m), _) => Some(Arc::new(MeshTls::build(m).map_err(|e| format!("mesh: {e}"))?)),
+        };
+        mesh.store(built);
+        let dialer = tcp::Dialer {
+            socket: tcp::SocketOptions::of(config),
+            mesh: mesh.clone(),
+        };
         let mut claims = Claims::default();
         for c in &config.clusters {
             let mut timeouts = overrides.clone();
@@ -143,7 +157,7 @@ impl Upstreams {
                 Some(old) => old.clone(),
                 None => {
                     let old = previous.and_then(|p| p.clusters.get(c.name.as_str()));
-                    Arc::new(Cluster::build(c, timeouts, metrics, config, &mut resolver, old).await?)
+                    Arc::new(Cluster::build(c, timeouts, metrics, config, &mut resolver, old, &dialer).await?)
                 }
             };
             for destination in &c.claims.destinations {
@@ -157,9 +171,9 @@ impl Upstreams {
         let passthrough = config.bootstrap.sidecar.as_ref().map(|_| {
             let connect_timeout = crate::config::DEFAULT_CONNECT_TIMEOUT;
             match previous.and_then(|p| p.passthrough.as_ref()) {
-                Some(old) if old.built_with(socket, connect_timeout) => old.clone(),
+                Some(old) if old.built_with(dialer.socket, connect_timeout) => old.clone(),
                 _ => Arc::new(passthrough::Passthrough::new(
-                    socket,
+                    dialer.clone(),
                     connect_timeout,
                     metrics.cluster(crate::config::ORIGINAL_DESTINATION),
                 )),
@@ -169,12 +183,23 @@ impl Upstreams {
             clusters,
             passthrough,
             claims,
+            mesh,
         })
     }
 
     /// The cluster with this name.
     pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
         self.clusters.get(name)
+    }
+
+    /// `[mesh]`'s TLS settings, when configured.
+    pub fn mesh(&self) -> Option<Arc<MeshTls>> {
+        self.mesh.load_full()
+    }
+
+    /// The handle the mesh settings of every generation are stored in.
+    pub fn mesh_handle(&self) -> MeshHandle {
+        self.mesh.clone()
     }
 
     /// The original-destination passthrough (sidecar mode only).
@@ -213,6 +238,7 @@ impl Cluster {
         config: &Config,
         resolver: &mut Option<Arc<dns::Resolver>>,
         previous: Option<&Arc<Cluster>>,
+        dialer: &tcp::Dialer,
     ) -> Result<Cluster, String> {
         let name: Arc<str> = c.name.as_str().into();
         let traffic = &c.traffic;
@@ -237,9 +263,15 @@ impl Cluster {
             None => None,
         };
         let breakers = Breakers::new(&traffic.circuit_breakers);
-        let socket = tcp::SocketOptions::of(config);
-        let connector =
-            |timeout| Connector::new(name.clone(), timeout, tls.clone(), breakers.connections.clone(), socket);
+        let connector = |timeout| {
+            Connector::new(
+                name.clone(),
+                timeout,
+                tls.clone(),
+                breakers.connections.clone(),
+                dialer.clone(),
+            )
+        };
         let connectors: Vec<(Duration, Connector)> = timeouts.iter().map(|&t| (t, connector(t))).collect();
         let clients = match c.protocol {
             UpstreamProtocol::Http1 => connectors
@@ -273,7 +305,7 @@ impl Cluster {
                     c.connect_timeout,
                     tls.clone(),
                     breaker::Gate::unlimited(),
-                    socket,
+                    dialer.clone(),
                 ),
                 c.protocol,
                 scheme.clone(),

@@ -9,12 +9,14 @@
 //! them out instead of redirecting them back.
 
 use super::UpstreamBody;
+use super::connector::Conn;
 use super::retry;
-use super::tcp::SocketOptions;
+use super::tcp::{Dialer, SocketOptions};
 use crate::body::RequestBody;
 use crate::config::ORIGINAL_DESTINATION;
 use crate::error::{BadRequest, ProxyError, UpstreamFailure};
 use crate::metrics::ClusterMetrics;
+use crate::tls::mesh::Meshed;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Version};
 use hyper_util::client::legacy::Client;
@@ -24,7 +26,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -33,7 +34,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Clients for original destinations.
 pub struct Passthrough {
-    socket: SocketOptions,
+    dialer: Dialer,
     connect_timeout: Duration,
     http1: Client<DirectConnector, RequestBody>,
     http2: Client<DirectConnector, RequestBody>,
@@ -42,14 +43,16 @@ pub struct Passthrough {
 
 impl std::fmt::Debug for Passthrough {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Passthrough").field("socket", &self.socket).finish()
+        f.debug_struct("Passthrough")
+            .field("socket", &self.dialer.socket)
+            .finish()
     }
 }
 
 impl Passthrough {
-    pub fn new(socket: SocketOptions, connect_timeout: Duration, metrics: ClusterMetrics) -> Passthrough {
+    pub fn new(dialer: Dialer, connect_timeout: Duration, metrics: ClusterMetrics) -> Passthrough {
         let connector = DirectConnector {
-            socket,
+            dialer: dialer.clone(),
             timeout: connect_timeout,
         };
         let mut builder = Client::builder(TokioExecutor::new());
@@ -64,7 +67,7 @@ impl Passthrough {
             .http2_adaptive_window(true);
         let http2 = builder.build(connector);
         Passthrough {
-            socket,
+            dialer,
             connect_timeout,
             http1,
             http2,
@@ -75,7 +78,7 @@ impl Passthrough {
     /// Whether this passthrough was built with these settings (kept across
     /// reloads when so).
     pub fn built_with(&self, socket: SocketOptions, connect_timeout: Duration) -> bool {
-        self.socket == socket && self.connect_timeout == connect_timeout
+        self.dialer.socket == socket && self.connect_timeout == connect_timeout
     }
 
     /// Send `req` to `destination` in the protocol it arrived in, waiting
@@ -130,28 +133,50 @@ impl Passthrough {
     }
 }
 
-/// Connects to the request URI's own address.
+/// Connects to the request URI's own address (with mesh mTLS when it runs
+/// a sidecar).
 #[derive(Clone)]
 struct DirectConnector {
-    socket: SocketOptions,
+    dialer: Dialer,
     timeout: Duration,
 }
 
 impl tower_service::Service<Uri> for DirectConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = Conn;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let (socket, timeout) = (self.socket, self.timeout);
+        let (dialer, timeout) = (self.dialer.clone(), self.timeout);
         Box::pin(async move {
             let host = uri.host().ok_or("no destination host")?;
             let port = uri.port_u16().ok_or("no destination port")?;
-            Ok(TokioIo::new(socket.connect_host(host, port, timeout).await?))
+            let deadline = tokio::time::Instant::now() + timeout;
+            let tcp = dialer.socket.connect_host(host, port, timeout).await?;
+            // Pooled connections to original destinations are not limited.
+            let slot = super::breaker::Gate::unlimited()
+                .claim()
+                .map_err(|limit| Box::new(super::breaker::LimitReached(limit)) as BoxError)?;
+            let meshed = match tokio::time::timeout_at(deadline, dialer.mesh(tcp)).await {
+                Ok(result) => result,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                )),
+            };
+            match meshed {
+                Ok(Meshed::No(tcp)) => Ok(Conn::Plain(TokioIo::new(tcp), slot)),
+                Ok(Meshed::Yes(tls)) => Ok(Conn::Tls(Box::new(TokioIo::new(*tls)), slot)),
+                Err(source) => Err(super::connector::tls_failed(
+                    ORIGINAL_DESTINATION,
+                    format!("{host}:{port}"),
+                    source,
+                )),
+            }
         })
     }
 }
@@ -164,7 +189,7 @@ mod tests {
     fn kept_across_reloads_only_with_the_same_settings() {
         let metrics = crate::metrics::Metrics::default();
         let through = Passthrough::new(
-            SocketOptions::default(),
+            Dialer::default(),
             Duration::from_secs(5),
             metrics.cluster(ORIGINAL_DESTINATION),
         );

@@ -1,10 +1,12 @@
 //! Opening TCP connections towards upstreams: the one place that sets
 //! their socket options — no delay, keep-alive, and in sidecar mode the
 //! `SO_MARK` that lets the iptables rules tell sluice's own connections
-//! from the application's (which they redirect back to sluice). Cluster
-//! connectors, the original-destination passthrough and the TCP relay all
-//! connect through here.
+//! from the application's (which they redirect back to sluice) — and, in
+//! a mesh, that upgrades a connection to another sidecar to mutual TLS
+//! ([`Dialer`]). Cluster connectors, the original-destination passthrough
+//! and the TCP relay all connect through here.
 
+use crate::tls::mesh::{MeshHandle, Meshed};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -86,6 +88,29 @@ impl SocketOptions {
             sock.set_mark(mark)?;
         }
         socket.connect(addr).await
+    }
+}
+
+/// Socket options and the mesh: how every upstream connection is made.
+#[derive(Clone, Default)]
+pub struct Dialer {
+    pub socket: SocketOptions,
+    pub mesh: MeshHandle,
+}
+
+impl Dialer {
+    /// Upgrade `tcp` to mesh mTLS if its peer runs a sidecar (`[mesh]`
+    /// `networks` or `ports`); else hand it back. A connection to this
+    /// host itself (loopback, or the address it leaves from — the pod's
+    /// own application) is never meshed: that is the inbound side.
+    pub async fn mesh(&self, tcp: TcpStream) -> io::Result<Meshed> {
+        let (Some(mesh), Ok(peer), Ok(local)) = (self.mesh.load_full(), tcp.peer_addr(), tcp.local_addr()) else {
+            return Ok(Meshed::No(tcp));
+        };
+        if peer.ip().is_loopback() || peer.ip() == local.ip() {
+            return Ok(Meshed::No(tcp));
+        }
+        mesh.connect(tcp, peer).await
     }
 }
 
