@@ -118,6 +118,8 @@ impl Interceptor {
             tracing::debug!(client = %facts.client, %destination, "not mesh mTLS, and `[mesh] mtls = \"strict\"`; closing");
             return;
         }
+        // On an opaque port what was read is relayed, whatever it looked like.
+        let protocol = if opaque { Protocol::Opaque } else { protocol };
         self.forward(stream, first, protocol, facts, http).await
     }
 

@@ -136,7 +136,6 @@ impl Upstreams {
             (Some(m), Some(old)) if old.config == *m => Some(old),
             (Some(m), _) => Some(Arc::new(MeshTls::build(m).map_err(|e| format!("mesh: {e}"))?)),
         };
-        mesh.store(built);
         let dialer = tcp::Dialer {
             socket: tcp::SocketOptions::of(config),
             mesh: mesh.clone(),
@@ -179,6 +178,9 @@ impl Upstreams {
                 )),
             }
         });
+        // Shared with the serving generation's: new connections present the
+        // new certificate from here on (the settings are valid: they built).
+        mesh.store(built);
         Ok(Upstreams {
             clusters,
             passthrough,
