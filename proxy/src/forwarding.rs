@@ -115,6 +115,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn client_cert_header_is_this_hops_own() {
+        let peer = crate::connection::PeerIdentity {
+            spiffe_id: Some("spiffe://td/ns/a/sa/a".into()),
+            cert_sha256: "ab12".into(),
+            ..Default::default()
+        };
+        let mut h = HeaderMap::new();
+        h.append(XFCC, HeaderValue::from_static("By=evil;URI=spiffe://td/ns/x/sa/x"));
+        h.append(XFCC, HeaderValue::from_static("By=more"));
+        set_client_cert(&mut h, "spiffe://td/ns/b/sa/b", Some(&peer));
+        let all: Vec<_> = h.get_all(XFCC).iter().collect();
+        assert_eq!(all, ["By=spiffe://td/ns/b/sa/b;Hash=ab12;URI=spiffe://td/ns/a/sa/a"]);
+        // No verified caller (plaintext, permissive): none at all.
+        set_client_cert(&mut h, "spiffe://td/ns/b/sa/b", None);
+        assert!(h.get(XFCC).is_none());
+        let no_spiffe = crate::connection::PeerIdentity::default();
+        h.append(XFCC, HeaderValue::from_static("By=evil"));
+        set_client_cert(&mut h, "spiffe://td/ns/b/sa/b", Some(&no_spiffe));
+        assert!(h.get(XFCC).is_none());
+    }
+
+    #[test]
     fn strips_listed_and_connection_named_headers() {
         let mut h = HeaderMap::new();
         h.insert("connection", HeaderValue::from_static("keep-alive, x-secret-hop"));

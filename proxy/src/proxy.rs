@@ -91,8 +91,10 @@ async fn proxy(
     forwarding::strip_hop_by_hop(&mut parts.headers);
     // Inbound in a mesh the application learns who called, and only
     // from this hop.
-    if let (Some(interception), Some(mesh)) = (connection.interception, generation.upstreams.mesh())
-        && interception.direction == Direction::Inbound
+    if connection
+        .interception
+        .is_some_and(|i| i.direction == Direction::Inbound)
+        && let Some(mesh) = generation.upstreams.mesh()
     {
         forwarding::set_client_cert(&mut parts.headers, &mesh.config.identity, connection.peer());
     }

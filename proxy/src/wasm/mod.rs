@@ -9,6 +9,7 @@ mod budget;
 mod cache;
 pub mod capacity;
 mod connection;
+mod epoch;
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;
@@ -63,8 +64,8 @@ pub struct WasmRuntime {
     /// Every filter slot created, so a new generation's capacity check sees
     /// the slots every draining generation still holds.
     slots: std::sync::Mutex<Vec<std::sync::Weak<FilterSlot>>>,
-    /// Dropping it stops the epoch ticker thread.
-    _ticker: std::sync::mpsc::Sender<()>,
+    /// Advances the epoch while calls run; stops when dropped.
+    ticker: epoch::Ticker,
 }
 
 impl WasmRuntime {
@@ -100,15 +101,7 @@ impl WasmRuntime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Filter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
 
-        let (stop, ticks) = std::sync::mpsc::channel::<()>();
-        let ticking = engine.clone();
-        std::thread::Builder::new()
-            .name("sluice-epoch".into())
-            .spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = ticks.recv_timeout(EPOCH_TICK) {
-                    ticking.increment_epoch();
-                }
-            })
+        let ticker = epoch::Ticker::start(engine.clone())
             .map_err(|e| wasmtime::Error::msg(format!("cannot start epoch thread: {e}")))?;
 
         let metrics = Arc::new(Metrics::default());
@@ -120,7 +113,7 @@ impl WasmRuntime {
             metrics,
             log_budgets: LogBudgets::default(),
             slots: std::sync::Mutex::new(Vec::new()),
-            _ticker: stop,
+            ticker,
         }))
     }
 

@@ -168,6 +168,8 @@ impl FilterSlot {
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.memory);
         store.epoch_deadline_callback(|mut ctx| ctx.data_mut().budget.on_tick());
+        // The epoch ticks while instantiation and `init` run.
+        let _active = self.runtime.ticker.enter();
         store.data_mut().budget.start(INIT_DEADLINE);
         store.set_epoch_deadline(1);
         let filter = self
@@ -259,6 +261,7 @@ impl FilterSlot {
         };
         let Instance { store, filter, .. } = &mut instance;
         store.data_mut().enter(message);
+        let active = self.runtime.ticker.enter();
         store.data_mut().budget.start(self.sandbox.deadline);
         store.set_epoch_deadline(1);
         let handler = filter.sluice_filter_handler();
@@ -266,6 +269,7 @@ impl FilterSlot {
             Phase::RequestHeaders => handler.call_on_request_headers(&mut *store).await,
             Phase::ResponseHeaders => handler.call_on_response_headers(&mut *store).await,
         };
+        drop(active);
         store.data_mut().leave(message);
         match result {
             Ok(action) => {
