@@ -113,7 +113,7 @@ impl PeerIdentity {
         use sha2::Digest;
         let mut identity = PeerIdentity {
             subject: cert.subject().to_string(),
-            cert_sha256: sha2::Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect(),
+            cert_sha256: hex(&sha2::Sha256::digest(der)),
             ..PeerIdentity::default()
         };
         if let Some(san) = cert.subject_alternative_name().ok()? {
@@ -134,6 +134,17 @@ impl PeerIdentity {
     pub fn trust_domain(&self) -> Option<&str> {
         self.spiffe_id.as_deref().and_then(trust_domain)
     }
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Whether `uri` is a SPIFFE ID: `spiffe://` and a non-empty trust domain.

@@ -145,6 +145,7 @@ impl Reloader {
                 tracing::warn!("{warning}");
             }
         }
+        next.upstreams.commit_mesh();
         self.current.store(Arc::new(next));
         if config.shared_state != previous.config.shared_state {
             self.runtime.shared_state().configure(&config.shared_state);

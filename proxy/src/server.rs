@@ -118,6 +118,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     runtime.shared_state().configure(&config.shared_state);
     let config = Arc::new(config);
     let generation = Generation::build(runtime.clone(), config.clone(), 1, None).await?;
+    generation.upstreams.commit_mesh();
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
     let metrics = runtime.metrics.clone();
     metrics.tls.set_certificates(current.load().certificates());

@@ -80,38 +80,42 @@ impl Interceptor {
             return self.forward(stream, Bytes::new(), Protocol::Opaque, facts, http).await;
         }
         let strict = mesh.as_ref().is_some_and(|m| m.config.mtls == MtlsMode::Strict);
-        let (protocol, first) =
-            match tokio::time::timeout(self.sidecar.detect_timeout, detect::detect(&mut stream)).await {
-                Ok(Ok(found)) => found,
-                Ok(Err(DetectError::Closed)) => return,
-                Ok(Err(DetectError::Io(e))) => {
-                    tracing::debug!(client = %facts.client, error = %e, "connection failed during protocol detection");
-                    return;
-                }
-                // An opaque port's server may speak first: relay (unless only
-                // the mesh may come in).
-                Err(_) if opaque && !strict => (Protocol::Opaque, Bytes::new()),
-                Err(_) => {
-                    self.metrics.sidecar.closed(&listener, direction, "detect_timeout");
-                    tracing::debug!(client = %facts.client, %destination, "no protocol detected in time; closing");
-                    return;
-                }
-            };
+        // One allowance for everything before serving: detection, and in a
+        // mesh the ClientHello, the handshake and detection inside it.
+        let deadline = tokio::time::Instant::now() + self.sidecar.detect_timeout;
+        let (protocol, first) = match tokio::time::timeout_at(deadline, detect::detect(&mut stream)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(DetectError::Closed)) => return,
+            Ok(Err(DetectError::Io(e))) => {
+                tracing::debug!(client = %facts.client, error = %e, "connection failed during protocol detection");
+                return;
+            }
+            // An opaque port's server may speak first: relay (unless only
+            // the mesh may come in).
+            Err(_) if opaque && !strict => (Protocol::Opaque, Bytes::new()),
+            Err(_) => {
+                self.metrics.sidecar.closed(&listener, direction, "detect_timeout");
+                tracing::debug!(client = %facts.client, %destination, "no protocol detected in time; closing");
+                return;
+            }
+        };
         let Some(mesh) = mesh else {
             return self.forward(stream, first, protocol, facts, http).await;
         };
         let (is_mesh, first) = match protocol {
-            Protocol::Tls => {
-                match tokio::time::timeout(self.sidecar.detect_timeout, detect::mesh_hello(&mut stream, first)).await {
-                    Ok(Ok(read)) => read,
-                    _ => return,
+            Protocol::Tls => match tokio::time::timeout_at(deadline, detect::mesh_hello(&mut stream, first)).await {
+                Ok(Ok(read)) => read,
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    self.metrics.sidecar.closed(&listener, direction, "detect_timeout");
+                    return;
                 }
-            }
+            },
             _ => (false, first),
         };
         if is_mesh {
             let stream = Rewind::new(first, stream);
-            return self.serve_mesh(stream, &mesh, opaque, facts, http).await;
+            return self.serve_mesh(stream, &mesh, opaque, deadline, facts, http).await;
         }
         if strict {
             self.metrics.sidecar.closed(&listener, direction, "not_mesh");
@@ -131,12 +135,13 @@ impl Interceptor {
         stream: Rewind<TcpStream>,
         mesh: &MeshTls,
         opaque: bool,
+        deadline: tokio::time::Instant,
         facts: ConnectionFacts,
         http: Http,
     ) {
         let listener = facts.listener.clone();
         let acceptor = tokio_rustls::TlsAcceptor::from(mesh.server.clone());
-        let mut tls = match tokio::time::timeout(self.sidecar.detect_timeout, acceptor.accept(stream)).await {
+        let mut tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 let failure = super::tls::classify(&e);
@@ -164,7 +169,7 @@ impl Interceptor {
         if opaque {
             return self.forward(tls, Bytes::new(), Protocol::Opaque, facts, http).await;
         }
-        match tokio::time::timeout(self.sidecar.detect_timeout, detect::detect(&mut tls)).await {
+        match tokio::time::timeout_at(deadline, detect::detect(&mut tls)).await {
             Ok(Ok((protocol, first))) => self.forward(tls, first, protocol, facts, http).await,
             Ok(Err(_)) => {}
             Err(_) => {

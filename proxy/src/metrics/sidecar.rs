@@ -68,7 +68,7 @@ impl SidecarMetrics {
             closed: register(
                 r,
                 "intercept_closed",
-                "Intercepted connections closed unserved: `loop` (addressed to sluice itself), `detect_timeout`",
+                "Intercepted connections closed unserved: `loop` (addressed to sluice itself), `detect_timeout`, `not_mesh` (strict mesh mTLS)",
                 Family::default(),
             ),
             relays: register(

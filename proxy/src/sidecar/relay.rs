@@ -82,14 +82,15 @@ pub async fn relay(
         counters.open.dec();
     });
     let activity = Activity::new();
-    if !first.is_empty() {
-        upstream.write_all(&first).await?;
-        counters.from_client.inc_by(first.len() as u64);
-        activity.touch();
-    }
-    let (client_read, client_write) = tokio::io::split(client);
-    let (upstream_read, upstream_write) = tokio::io::split(upstream);
     let copy = async {
+        // What detection read goes first, under the idle timeout too.
+        if !first.is_empty() {
+            upstream.write_all(&first).await?;
+            counters.from_client.inc_by(first.len() as u64);
+            activity.touch();
+        }
+        let (client_read, client_write) = tokio::io::split(client);
+        let (upstream_read, upstream_write) = tokio::io::split(upstream);
         tokio::try_join!(
             pipe(client_read, upstream_write, &activity, &counters.from_client),
             pipe(upstream_read, client_write, &activity, &counters.from_destination),
@@ -238,11 +239,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_waits_for_silence_since_the_last_byte() {
         let activity = Activity::new();
-        let start = Instant::now();
         tokio::time::sleep(Duration::from_secs(20)).await;
         activity.touch();
-        activity.idle(Duration::from_secs(30)).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(50));
+        // 30 s after the last byte, not after the start.
+        let idle = activity.idle(Duration::from_secs(30));
+        tokio::pin!(idle);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(29), idle.as_mut())
+                .await
+                .is_err(),
+            "idle before 30 s of silence"
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_secs(2), idle).await.is_ok(),
+            "not idle after 30 s of silence"
+        );
     }
 
     #[tokio::test]

@@ -16,7 +16,6 @@ use crate::config::{ExpectedIdentity, MeshConfig, UpstreamProtocol, UpstreamTls}
 use rustls::pki_types::ServerName;
 use rustls::server::{Acceptor, WebPkiClientVerifier};
 use rustls::{ClientConfig, ServerConfig};
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,8 +37,8 @@ pub struct MeshTls {
     /// Inbound: requires a client certificate that chains to the bundle.
     pub server: Arc<ServerConfig>,
     /// Outbound, by the SPIFFE ID expected of the destination (`None`: any
-    /// in the trust domain).
-    clients: HashMap<Option<String>, Arc<ClientConfig>>,
+    /// in the trust domain); a handful, searched in order.
+    clients: Vec<(Option<String>, Arc<ClientConfig>)>,
 }
 
 impl MeshTls {
@@ -59,9 +58,9 @@ impl MeshTls {
             .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
         server.alpn_protocols = vec![MESH_ALPN.to_vec()];
         let expectations = std::iter::once(None).chain(config.peers.iter().map(|p| Some(p.identity.clone())));
-        let mut clients = HashMap::new();
+        let mut clients: Vec<(Option<String>, Arc<ClientConfig>)> = Vec::new();
         for expected in expectations {
-            if clients.contains_key(&expected) {
+            if clients.iter().any(|(e, _)| *e == expected) {
                 continue;
             }
             let identity = match &expected {
@@ -76,7 +75,7 @@ impl MeshTls {
             };
             let mut client = (*ClientTls::build(&tls, UpstreamProtocol::Http1)?.config).clone();
             client.alpn_protocols = vec![MESH_ALPN.to_vec()];
-            clients.insert(expected, Arc::new(client));
+            clients.push((expected, Arc::new(client)));
         }
         Ok(MeshTls {
             config: config.clone(),
@@ -85,13 +84,14 @@ impl MeshTls {
         })
     }
 
-    /// The client settings for `destination`, when it runs a sidecar.
+    /// The client settings for `destination` (one was built for every
+    /// identity `[[mesh.peers]]` names, and one for the trust domain).
     fn client_for(&self, destination: SocketAddr) -> Option<&Arc<ClientConfig>> {
-        if !self.config.is_meshed(destination) {
-            return None;
-        }
-        let expected = self.config.expected_identity(destination).map(str::to_string);
-        self.clients.get(&expected).or_else(|| self.clients.get(&None))
+        let expected = self.config.expected_identity(destination);
+        self.clients
+            .iter()
+            .find(|(e, _)| e.as_deref() == expected)
+            .map(|(_, client)| client)
     }
 
     /// Whether the hop to `destination` is mesh mTLS.
@@ -103,8 +103,11 @@ impl MeshTls {
     /// when the destination is not meshed (the caller keeps `tcp` as it is
     /// — it is handed back).
     pub async fn connect(&self, tcp: TcpStream, destination: SocketAddr) -> Result<Meshed, io::Error> {
-        let Some(client) = self.client_for(destination) else {
+        if !self.config.is_meshed(destination) {
             return Ok(Meshed::No(tcp));
+        }
+        let Some(client) = self.client_for(destination) else {
+            return Err(io::Error::other(format!("no mesh client settings for {destination}")));
         };
         let name = ServerName::IpAddress(destination.ip().into());
         let stream = tokio_rustls::TlsConnector::from(client.clone())

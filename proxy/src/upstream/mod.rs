@@ -9,6 +9,7 @@
 pub mod balancer;
 pub mod breaker;
 pub mod budget;
+mod claims;
 pub mod clock;
 pub mod connector;
 mod discovery;
@@ -104,17 +105,13 @@ pub struct Upstreams {
     /// Sidecar mode: where unclaimed intercepted requests go.
     passthrough: Option<Arc<passthrough::Passthrough>>,
     /// Sidecar mode: clusters that claim outbound destinations or services.
-    claims: Claims,
-    /// `[mesh]`: this generation's settings, in a handle shared with the
+    claims: claims::Claims,
+    /// `[mesh]`: the serving settings, in a handle shared with the
     /// previous generation's (kept clusters and pools read it).
     mesh: MeshHandle,
-}
-
-/// Which cluster claims an outbound original destination or `Host`.
-#[derive(Debug, Default)]
-struct Claims {
-    destinations: HashMap<std::net::SocketAddr, Arc<str>>,
-    services: HashMap<String, Arc<str>>,
+    /// This generation's `[mesh]` settings, put in `mesh` by
+    /// [`Upstreams::commit_mesh`] when the generation starts serving.
+    next_mesh: Option<Arc<MeshTls>>,
 }
 
 impl Upstreams {
@@ -140,7 +137,7 @@ impl Upstreams {
             socket: tcp::SocketOptions::of(config),
             mesh: mesh.clone(),
         };
-        let mut claims = Claims::default();
+        let mut claims = claims::Claims::default();
         for c in &config.clusters {
             let mut timeouts = overrides.clone();
             timeouts.push(c.connect_timeout);
@@ -159,12 +156,7 @@ impl Upstreams {
                     Arc::new(Cluster::build(c, timeouts, metrics, config, &mut resolver, old, &dialer).await?)
                 }
             };
-            for destination in &c.claims.destinations {
-                claims.destinations.entry(*destination).or_insert(cluster.name.clone());
-            }
-            for service in &c.claims.services {
-                claims.services.entry(service.clone()).or_insert(cluster.name.clone());
-            }
+            claims.add(&cluster.name, &c.claims);
             clusters.insert(cluster.name.clone(), cluster);
         }
         let passthrough = config.bootstrap.sidecar.as_ref().map(|_| {
@@ -178,20 +170,25 @@ impl Upstreams {
                 )),
             }
         });
-        // Shared with the serving generation's: new connections present the
-        // new certificate from here on (the settings are valid: they built).
-        mesh.store(built);
         Ok(Upstreams {
             clusters,
             passthrough,
             claims,
             mesh,
+            next_mesh: built,
         })
     }
 
     /// The cluster with this name.
     pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
         self.clusters.get(name)
+    }
+
+    /// Make this generation's `[mesh]` settings the ones every connection
+    /// uses from now on: called as the generation starts serving, never
+    /// for one that fails to build (a rejected reload changes nothing).
+    pub fn commit_mesh(&self) {
+        self.mesh.store(self.next_mesh.clone());
     }
 
     /// `[mesh]`'s TLS settings, when configured.
@@ -212,11 +209,7 @@ impl Upstreams {
     /// The cluster that claims outbound traffic to `destination`, or else
     /// to `host` (port aside, any case): destinations first, then services.
     pub fn claimant(&self, destination: std::net::SocketAddr, host: Option<&str>) -> Option<&Arc<Cluster>> {
-        let name = self.claims.destinations.get(&destination).or_else(|| {
-            let host = crate::router::strip_port(host?).to_ascii_lowercase();
-            self.claims.services.get(&host)
-        })?;
-        self.clusters.get(name)
+        self.clusters.get(self.claims.claimant(destination, host)?)
     }
 
     /// Every cluster, by name.

@@ -186,7 +186,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kept_across_reloads_only_with_the_same_settings() {
+    fn built_with_compares_socket_options_and_timeout() {
         let metrics = crate::metrics::Metrics::default();
         let through = Passthrough::new(
             Dialer::default(),

@@ -104,6 +104,10 @@ impl Dialer {
     /// host itself (loopback, or the address it leaves from — the pod's
     /// own application) is never meshed: that is the inbound side.
     pub async fn mesh(&self, tcp: TcpStream) -> io::Result<Meshed> {
+        // Without `[mesh]` (a gateway, most often) nothing more to look at.
+        if self.mesh.load().is_none() {
+            return Ok(Meshed::No(tcp));
+        }
         let (Some(mesh), Ok(peer), Ok(local)) = (self.mesh.load_full(), tcp.peer_addr(), tcp.local_addr()) else {
             return Ok(Meshed::No(tcp));
         };

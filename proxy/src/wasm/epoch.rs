@@ -112,6 +112,9 @@ fn run(shared: &Shared, woken: &Receiver<()>, mut tick: impl FnMut()) {
             return;
         }
         shared.parked.store(false, Ordering::SeqCst);
+        // A wake-up sent while we decided not to wait is spent here, so the
+        // next tick is not early.
+        while woken.try_recv().is_ok() {}
     }
 }
 
