@@ -24,8 +24,9 @@
 mod common;
 
 use common::netns::{
-    CEILING, Pod, Sidecar, TwoPods, connect_from, curl_echo, echo_round_trip, in_ns, listen_in, logged,
-    metric_at_least, metric_sum, raw_bytes, run_in, run_ok, runtime, serve_echo, serve_tls, spawn_sidecar, wait_for,
+    BANNER, BANNER_PORT, CEILING, ECHO_PORT, Pod, Sidecar, TwoPods, check_opaque_round_trips, connect_from, curl_echo,
+    in_ns, listen_in, logged, metric_at_least, metric_sum, raw_bytes, run_in, run_ok, runtime, serve_echo, serve_tls,
+    spawn_sidecar, wait_for,
 };
 use common::tls::Ca;
 use common::{Upstream, echoed};
@@ -38,13 +39,8 @@ use tokio::runtime::Runtime;
 
 /// The echo app's port in both pods.
 const APP_PORT: u16 = 8080;
-/// B's raw TCP echo (client speaks first).
-const ECHO_PORT: u16 = 7001;
-/// B's server-speaks-first server; in `opaque_ports`.
-const BANNER_PORT: u16 = 7000;
 /// B's TLS server.
 const TLS_PORT: u16 = 8443;
-const BANNER: &[u8] = b"220 ready\r\n";
 
 /// `[sidecar]` for every pod: sluice's own connections carry mark 1337,
 /// port 7000 is opaque, silence is cut after 1s.
@@ -434,19 +430,8 @@ fn sidecar_tcp_passthrough() {
     }
     let at = |port: u16| SocketAddr::from((b.ip, port));
 
-    // Raw bytes, then a half-close: the echo comes back whole, then EOF.
-    let data = raw_bytes();
-    let back = echo_round_trip(connect_from(a, at(ECHO_PORT)), &data);
-    assert_eq!(back.len(), data.len(), "echoed length");
-    assert!(back == data, "the echo differs from what was sent");
-
-    // On the opaque port the server speaks first: nobody waits for the
-    // client's bytes (that would end in the 1s detect timeout).
-    let mut stream = connect_from(a, at(BANNER_PORT));
-    let mut banner = [0u8; BANNER.len()];
-    stream.read_exact(&mut banner).expect("the banner, with nothing sent");
-    assert_eq!(&banner, BANNER);
-    assert_eq!(echo_round_trip(stream, b"EHLO a.test\r\n"), b"EHLO a.test\r\n");
+    // Raw bytes with a half-close, and a server-first opaque port.
+    check_opaque_round_trips(a, b.ip.into());
 
     // TLS from A's client to B's server, end to end: the handshake only
     // succeeds with the app's own certificate.
@@ -477,7 +462,7 @@ fn sidecar_tcp_passthrough() {
 
     // Both sidecars relayed it all: two opaque connections (7001, 7000)
     // and one TLS, the 1 MiB each way at least.
-    let bytes = data.len() as f64;
+    let bytes = raw_bytes().len() as f64;
     for (sidecar, direction) in [(&sidecar_a, "outbound"), (&sidecar_b, "inbound")] {
         let dir = ("direction", direction);
         metric_at_least(sidecar, INTERCEPTED, &taken(direction, "opaque"), 2.0);

@@ -42,8 +42,9 @@ mod common;
 use bytes::Bytes;
 use common::echoed;
 use common::netns::{
-    ADMIN_PORT, CEILING, HubPods, Pod, TwoPods, connect_from, curl_echo, echo_round_trip, in_ns, listen_in, logged,
-    metric_at_least, metric_sum, raw_bytes, run_in, run_ok, runtime, serve_echo, serve_tls, spawn_sidecar, wait_for,
+    ADMIN_PORT, BANNER, BANNER_PORT, CEILING, ECHO_PORT, HubPods, Pod, TwoPods, check_opaque_round_trips, connect_from,
+    curl_echo, in_ns, listen_in, logged, metric_at_least, metric_sum, run_in, run_ok, runtime, serve_echo, serve_tls,
+    spawn_sidecar, wait_for,
 };
 use common::tls::{Ca, Issued, Leaf};
 use http::{Request, Response};
@@ -70,13 +71,8 @@ const APP_PORT: u16 = 8080;
 /// The same application on a second port: a destination A's sidecar has
 /// no pooled connection to until a test first calls it.
 const FRESH_PORT: u16 = 8081;
-/// B's raw TCP echo (client speaks first).
-const ECHO_PORT: u16 = 7001;
-/// B's server-speaks-first server; in `opaque_ports`.
-const BANNER_PORT: u16 = 7000;
 /// B's TLS server (the application's own TLS).
 const TLS_PORT: u16 = 8443;
-const BANNER: &[u8] = b"220 ready\r\n";
 /// `[sidecar] mark`: what lets sluice's own connections out of its pod.
 const MARK: u32 = 1337;
 
@@ -612,18 +608,9 @@ fn sidecar_two_pods_mtls() {
     assert_eq!(reply, "pong ping\n");
     drop(tls);
 
-    // Raw bytes, then a half-close: the echo comes back whole, then EOF.
-    let data = raw_bytes();
-    let back = echo_round_trip(connect_from(a, at(ECHO_PORT)), &data);
-    assert_eq!(back.len(), data.len(), "echoed length");
-    assert!(back == data, "the echo differs from what was sent");
-
-    // On the opaque port the server speaks first, through the mesh too.
-    let mut stream = connect_from(a, at(BANNER_PORT));
-    let mut banner = [0u8; BANNER.len()];
-    stream.read_exact(&mut banner).expect("the banner, with nothing sent");
-    assert_eq!(&banner, BANNER);
-    assert_eq!(echo_round_trip(stream, b"EHLO a.test\r\n"), b"EHLO a.test\r\n");
+    // Raw bytes with a half-close, and a server-first opaque port, through
+    // the mesh too.
+    check_opaque_round_trips(a, b.ip.into());
 
     // B took each of those inside a mesh connection: at least one for
     // HTTP and one per relay (TLS, echo, banner), all from A's identity.

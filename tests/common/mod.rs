@@ -18,6 +18,20 @@ pub use sluice_test_support::test_filter;
 #[allow(unused_imports)]
 pub use sluice_test_support::upstream::Upstream;
 
+/// Proxy settings that clients (curl, Python's HTTP, WebSocket and gRPC
+/// clients) would otherwise honour: removed from their environment, so
+/// they talk to the address they are given.
+pub const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "grpc_proxy",
+];
+
 /// A compiled-component cache shared by the tests, so each test process
 /// compiles a plugin once.
 pub fn cache_dir() -> PathBuf {

@@ -265,21 +265,10 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Proxy settings `curl` would otherwise honour.
-const PROXY_VARS: [&str; 7] = [
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "no_proxy",
-];
-
 /// Run `args` inside namespace `ns` (`ip netns exec`), waiting for it.
 pub fn run_in(ns: &str, args: &[&str]) -> Output {
     let mut command = Command::new("ip");
-    for var in PROXY_VARS {
+    for var in super::PROXY_VARS {
         command.env_remove(var);
     }
     command
@@ -641,6 +630,29 @@ pub fn connect_from(pod: &Pod, to: SocketAddr) -> TcpStream {
     stream.set_read_timeout(Some(CEILING)).expect("read timeout");
     stream.set_write_timeout(Some(CEILING)).expect("write timeout");
     stream
+}
+
+/// A pod's raw TCP echo (client speaks first).
+pub const ECHO_PORT: u16 = 7001;
+/// A pod's server-speaks-first server; in `opaque_ports`.
+pub const BANNER_PORT: u16 = 7000;
+/// What that server says first.
+pub const BANNER: &[u8] = b"220 ready\r\n";
+
+/// Opaque TCP from `from` to the echo and banner servers at `to`: raw
+/// bytes with a half-close come back whole, then EOF; on the opaque port
+/// the banner arrives with nothing sent (nobody waits for the client's
+/// bytes, which would end in the detect timeout), then an echo.
+pub fn check_opaque_round_trips(from: &Pod, to: std::net::IpAddr) {
+    let data = raw_bytes();
+    let back = echo_round_trip(connect_from(from, SocketAddr::new(to, ECHO_PORT)), &data);
+    assert_eq!(back.len(), data.len(), "echoed length");
+    assert!(back == data, "the echo differs from what was sent");
+    let mut stream = connect_from(from, SocketAddr::new(to, BANNER_PORT));
+    let mut banner = [0u8; BANNER.len()];
+    stream.read_exact(&mut banner).expect("the banner, with nothing sent");
+    assert_eq!(&banner, BANNER);
+    assert_eq!(echo_round_trip(stream, b"EHLO a.test\r\n"), b"EHLO a.test\r\n");
 }
 
 /// 1 MiB that no sniffing takes for HTTP or TLS (it starts with a zero).

@@ -56,14 +56,9 @@ async fn connect(destination: SocketAddr, settings: &RelaySettings) -> Result<Bo
         .connect(destination, settings.connect_timeout)
         .await
         .map_err(failed)?;
-    match tokio::time::timeout_at(deadline, settings.dialer.mesh(tcp)).await {
-        Ok(Ok(Meshed::No(tcp))) => Ok(Box::new(tcp)),
-        Ok(Ok(Meshed::Yes(tls))) => Ok(tls),
-        Ok(Err(e)) => Err(failed(e)),
-        Err(_) => Err(failed(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "mesh TLS handshake timed out",
-        ))),
+    match settings.dialer.mesh_by(tcp, deadline).await.map_err(failed)? {
+        Meshed::No(tcp) => Ok(Box::new(tcp)),
+        Meshed::Yes(tls) => Ok(tls),
     }
 }
 

@@ -122,15 +122,7 @@ impl tower_service::Service<Uri> for Connector {
             let endpoint = uri.authority().map(|a| a.to_string()).unwrap_or_default();
             let Some(tls) = tls else {
                 // No TLS of its own: mesh mTLS if the endpoint runs a sidecar.
-                let result = match tokio::time::timeout_at(deadline, dialer.mesh(tcp)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(timed_out()),
-                };
-                return match result {
-                    Ok(Meshed::No(tcp)) => Ok(Conn::Plain(TokioIo::new(tcp), slot)),
-                    Ok(Meshed::Yes(tls)) => Ok(Conn::Tls(Box::new(TokioIo::new(*tls)), slot)),
-                    Err(source) => Err(tls_failed(&cluster, endpoint, source)),
-                };
+                return meshed(&dialer, tcp, deadline, slot, &cluster, endpoint).await;
             };
             let name = match &tls.server_name {
                 Some(name) => name.clone(),
@@ -149,12 +141,29 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
+/// `tcp` as a connection: mesh mTLS if its peer runs a sidecar, within
+/// `deadline`; a failed handshake is logged as the cluster's.
+pub(super) async fn meshed(
+    dialer: &Dialer,
+    tcp: TcpStream,
+    deadline: tokio::time::Instant,
+    slot: Slot,
+    cluster: &str,
+    endpoint: String,
+) -> Result<Conn, BoxError> {
+    match dialer.mesh_by(tcp, deadline).await {
+        Ok(Meshed::No(tcp)) => Ok(Conn::Plain(TokioIo::new(tcp), slot)),
+        Ok(Meshed::Yes(tls)) => Ok(Conn::Tls(Box::new(TokioIo::new(*tls)), slot)),
+        Err(source) => Err(tls_failed(cluster, endpoint, source)),
+    }
+}
+
 fn timed_out() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
 }
 
 /// A failed handshake with `endpoint`, logged, as the client's error.
-pub(super) fn tls_failed(cluster: &str, endpoint: String, source: std::io::Error) -> BoxError {
+fn tls_failed(cluster: &str, endpoint: String, source: std::io::Error) -> BoxError {
     let detail = describe(&source);
     tracing::warn!(%cluster, %endpoint, error = %detail, "upstream TLS handshake failed");
     Box::new(UpstreamTlsError {

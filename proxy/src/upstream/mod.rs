@@ -402,16 +402,7 @@ impl Cluster {
         let (client, authority) = self
             .client(endpoint, connect_timeout, req.headers().get(http::header::HOST))
             .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(authority);
-        parts.path_and_query = Some(path);
-        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest(BadRequest::InvalidTarget))?;
+        retarget(&mut req, self.scheme.clone(), authority)?;
         *req.version_mut() = match self.protocol {
             UpstreamProtocol::Http1 => Version::HTTP_11,
             UpstreamProtocol::Http2 => Version::HTTP_2,
@@ -521,6 +512,22 @@ pub struct EndpointState {
     pub in_flight: usize,
     pub requests: u64,
     pub ewma_ms: f64,
+}
+
+/// Point `req` at `authority` over `scheme`, keeping its path and query:
+/// the absolute form the pooled client dials and keys its pool by.
+fn retarget<B>(req: &mut Request<B>, scheme: Scheme, authority: Authority) -> Result<(), ProxyError> {
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest(BadRequest::InvalidTarget))?;
+    Ok(())
 }
 
 fn build_client(protocol: UpstreamProtocol, idle_timeout: Duration, connector: Connector) -> HttpClient {

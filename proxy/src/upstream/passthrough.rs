@@ -16,11 +16,10 @@ use crate::body::RequestBody;
 use crate::config::ORIGINAL_DESTINATION;
 use crate::error::{BadRequest, ProxyError, UpstreamFailure};
 use crate::metrics::ClusterMetrics;
-use crate::tls::mesh::Meshed;
-use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Version};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -92,16 +91,7 @@ impl Passthrough {
     ) -> Result<retry::Sent, ProxyError> {
         let authority = Authority::try_from(destination.to_string().as_str())
             .map_err(|_| ProxyError::BadRequest(BadRequest::InvalidTarget))?;
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(authority.clone());
-        parts.path_and_query = Some(path);
-        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest(BadRequest::InvalidTarget))?;
+        super::retarget(&mut req, Scheme::HTTP, authority.clone())?;
         // An upgrade (a WebSocket, even one that arrived over HTTP/2) is
         // an HTTP/1.1 handshake upstream.
         let upgrade = req.headers().contains_key(http::header::UPGRADE);
@@ -161,22 +151,15 @@ impl tower_service::Service<Uri> for DirectConnector {
             let slot = super::breaker::Gate::unlimited()
                 .claim()
                 .map_err(|limit| Box::new(super::breaker::LimitReached(limit)) as BoxError)?;
-            let meshed = match tokio::time::timeout_at(deadline, dialer.mesh(tcp)).await {
-                Ok(result) => result,
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "TLS handshake timed out",
-                )),
-            };
-            match meshed {
-                Ok(Meshed::No(tcp)) => Ok(Conn::Plain(TokioIo::new(tcp), slot)),
-                Ok(Meshed::Yes(tls)) => Ok(Conn::Tls(Box::new(TokioIo::new(*tls)), slot)),
-                Err(source) => Err(super::connector::tls_failed(
-                    ORIGINAL_DESTINATION,
-                    format!("{host}:{port}"),
-                    source,
-                )),
-            }
+            super::connector::meshed(
+                &dialer,
+                tcp,
+                deadline,
+                slot,
+                ORIGINAL_DESTINATION,
+                format!("{host}:{port}"),
+            )
+            .await
         })
     }
 }

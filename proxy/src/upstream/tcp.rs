@@ -116,6 +116,15 @@ impl Dialer {
         }
         mesh.connect(tcp, peer).await
     }
+
+    /// [`Dialer::mesh`], given up at `deadline` with a `TimedOut` error
+    /// (one connect timeout covers TCP and the handshake).
+    pub async fn mesh_by(&self, tcp: TcpStream, deadline: tokio::time::Instant) -> io::Result<Meshed> {
+        match tokio::time::timeout_at(deadline, self.mesh(tcp)).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,17 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(wake: SyncSender<()>) -> Arc<Shared> {
+        Arc::new(Shared {
+            active: AtomicUsize::new(0),
+            last_end_ms: AtomicU64::new(0),
+            start: Instant::now(),
+            parked: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            wake,
+        })
+    }
+
     fn wake(&self) {
         match self.wake.try_send(()) {
             Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
@@ -51,14 +62,7 @@ impl Ticker {
     /// Start the ticker thread for `engine`.
     pub fn start(engine: Engine) -> std::io::Result<Ticker> {
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
-        let shared = Arc::new(Shared {
-            active: AtomicUsize::new(0),
-            last_end_ms: AtomicU64::new(0),
-            start: Instant::now(),
-            parked: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            wake,
-        });
+        let shared = Shared::new(wake);
         let ticking = shared.clone();
         std::thread::Builder::new()
             .name("sluice-epoch".into())
@@ -126,14 +130,7 @@ mod tests {
     /// A ticker thread over a counter instead of an engine.
     fn counting() -> (Ticker, Arc<AtomicU32>) {
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
-        let shared = Arc::new(Shared {
-            active: AtomicUsize::new(0),
-            last_end_ms: AtomicU64::new(0),
-            start: Instant::now(),
-            parked: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            wake,
-        });
+        let shared = Shared::new(wake);
         let ticks = Arc::new(AtomicU32::new(0));
         let (thread_shared, counter) = (shared.clone(), ticks.clone());
         std::thread::spawn(move || {
