@@ -89,6 +89,7 @@ fn plugins_json(state: &AdminState) -> String {
                 "loaded_at": unix_secs(p.loaded_at),
                 "generation": p.generation,
                 "last_error": plugins.errors.get(&*p.name).map(|e| e.message.clone()),
+                "documents": documents(&generation, &p.name),
             })
         })
         .collect();
@@ -102,6 +103,29 @@ fn plugins_json(state: &AdminState) -> String {
         }));
     }
     serde_json::json!({ "generation": generation.id, "plugins": list }).to_string()
+}
+
+/// The remote documents the slots of `plugin` subscribed to, with the
+/// routes using each: availability, version, last error (never content).
+fn documents(generation: &crate::generation::Generation, plugin: &str) -> Vec<serde_json::Value> {
+    let mut seen: Vec<(&std::sync::Arc<crate::outbound::documents::Document>, Vec<&str>)> = Vec::new();
+    for route in &generation.routes {
+        for slot in route.chain.slots.iter().filter(|s| &*s.plugin.name == plugin) {
+            for doc in slot.documents() {
+                match seen.iter_mut().find(|(d, _)| std::sync::Arc::ptr_eq(d, doc)) {
+                    Some((_, routes)) => routes.push(&route.name),
+                    None => seen.push((doc, vec![&route.name])),
+                }
+            }
+        }
+    }
+    seen.into_iter()
+        .map(|(doc, routes)| {
+            let mut json = doc.admin_json();
+            json["routes"] = serde_json::json!(routes);
+            json
+        })
+        .collect()
 }
 
 /// Every cluster of the serving generation: balancer, endpoints (health,

@@ -1,7 +1,8 @@
 //! The body types: what flows back to clients (the upstream's body,
 //! streamed untouched, or a body sluice made: errors, local responses), a
 //! byte-counting wrapper, and the request body as sent upstream — streamed,
-//! or recorded so that a retry can send it again ([`crate::replay`]).
+//! recorded so that a retry can send it again ([`crate::replay`]), or whole
+//! in memory (a body a filter read or replaced, a filter's outbound call).
 
 use crate::upstream::UpstreamBody;
 use bytes::{Buf, Bytes};
@@ -67,14 +68,47 @@ impl<B: Body + Unpin> Body for Counted<B> {
 pub enum RequestBody {
     Streaming(Counted<Incoming>),
     Replay(crate::replay::ReplayBody),
+    /// Whole in memory; `None` once sent.
+    Buffered(Option<Bytes>),
 }
 
 impl RequestBody {
-    /// Where retries get their copies of this body, if it is recorded.
-    pub fn replay_source(&self) -> Option<crate::replay::ReplaySource> {
+    /// A body held whole in memory.
+    pub fn buffered(data: Bytes) -> RequestBody {
+        RequestBody::Buffered(Some(data))
+    }
+
+    /// Where retries get their copies of this body, if it can be sent again.
+    pub fn replay_source(&self) -> Option<BodySource> {
         match self {
-            RequestBody::Replay(r) => Some(r.source()),
+            RequestBody::Replay(r) => Some(BodySource::Recorded(r.source())),
+            RequestBody::Buffered(data) => Some(BodySource::Buffered(data.clone().unwrap_or_default())),
             RequestBody::Streaming(_) => None,
+        }
+    }
+}
+
+/// Makes the body of each later try of a request.
+#[derive(Debug)]
+pub enum BodySource {
+    Recorded(crate::replay::ReplaySource),
+    Buffered(Bytes),
+}
+
+impl BodySource {
+    /// Whether another try can still get the whole body.
+    pub fn replayable(&self) -> bool {
+        match self {
+            BodySource::Recorded(r) => r.replayable(),
+            BodySource::Buffered(_) => true,
+        }
+    }
+
+    /// The body for the next try, unless it can no longer be replayed.
+    pub fn next(&self) -> Option<RequestBody> {
+        match self {
+            BodySource::Recorded(r) => r.next().map(RequestBody::Replay),
+            BodySource::Buffered(data) => Some(RequestBody::buffered(data.clone())),
         }
     }
 }
@@ -87,6 +121,9 @@ impl Body for RequestBody {
         match self.get_mut() {
             RequestBody::Streaming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             RequestBody::Replay(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Buffered(data) => {
+                Poll::Ready(data.take().filter(|d| !d.is_empty()).map(|d| Ok(Frame::data(d))))
+            }
         }
     }
 
@@ -94,6 +131,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Streaming(b) => b.is_end_stream(),
             RequestBody::Replay(b) => b.is_end_stream(),
+            RequestBody::Buffered(data) => data.as_ref().is_none_or(Bytes::is_empty),
         }
     }
 
@@ -101,6 +139,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Streaming(b) => b.size_hint(),
             RequestBody::Replay(b) => b.size_hint(),
+            RequestBody::Buffered(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
         }
     }
 }

@@ -123,6 +123,10 @@ pub enum ProxyError {
     FilterTimedOut { plugin: String },
     #[error("filter {plugin} has no free instance: {reason}")]
     FilterUnavailable { plugin: String, reason: String },
+    #[error("request body over the {limit} bytes a body filter buffers")]
+    BodyTooLarge { limit: usize },
+    #[error("upstream response body failed: {0}")]
+    UpstreamBody(String),
 }
 
 impl ProxyError {
@@ -135,7 +139,8 @@ impl ProxyError {
             ProxyError::NoEndpoint(_) | ProxyError::FilterUnavailable { .. } | ProxyError::Overflow { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ProxyError::UpgradeRefused { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpgradeRefused { .. } | ProxyError::UpstreamBody(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Upstream { failure, .. } => match failure {
                 UpstreamFailure::ConnectTimeout | UpstreamFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
@@ -148,12 +153,14 @@ impl ProxyError {
     /// Where the error came from.
     pub fn source_side(&self) -> ErrorSource {
         match self {
-            ProxyError::NoRoute { .. } | ProxyError::BadRequest(_) | ProxyError::ConnectNotAllowed { .. } => {
-                ErrorSource::Downstream
-            }
-            ProxyError::NoEndpoint(_) | ProxyError::Upstream { .. } | ProxyError::UpgradeRefused { .. } => {
-                ErrorSource::Upstream
-            }
+            ProxyError::NoRoute { .. }
+            | ProxyError::BadRequest(_)
+            | ProxyError::ConnectNotAllowed { .. }
+            | ProxyError::BodyTooLarge { .. } => ErrorSource::Downstream,
+            ProxyError::NoEndpoint(_)
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpgradeRefused { .. }
+            | ProxyError::UpstreamBody(_) => ErrorSource::Upstream,
             ProxyError::Overflow { .. }
             | ProxyError::FilterFailed { .. }
             | ProxyError::FilterTimedOut { .. }
@@ -192,6 +199,8 @@ impl ProxyError {
             ProxyError::FilterFailed { .. } => "filter failed\n",
             ProxyError::FilterTimedOut { .. } => "filter timed out\n",
             ProxyError::FilterUnavailable { .. } => "filter overloaded\n",
+            ProxyError::BodyTooLarge { .. } => "request body too large\n",
+            ProxyError::UpstreamBody(_) => "upstream response body failed\n",
         }
     }
 

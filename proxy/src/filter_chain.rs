@@ -3,6 +3,12 @@
 //! handled by each filter's policy: `fail_closed` fails the request (trap or
 //! memory cap → 500, deadline → 504, no free instance → 503; see
 //! `ProxyError`), `fail_open` skips the filter and restores what it changed.
+//! Body phases (`body_phase`) run after the header phases, only for filters
+//! that asked for them.
+
+mod body_phase;
+
+pub use body_phase::RequestBodyOutcome;
 
 use crate::body::{self, ProxyBody};
 use crate::config::FailurePolicy;
@@ -10,6 +16,7 @@ use crate::error::ProxyError;
 use crate::limits;
 use crate::wasm::{CallError, FilterSlot, LocalResponse, Message, Phase, PhaseOutcome};
 use crate::wasm::{RequestExchange, ResponseExchange};
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use std::sync::Arc;
@@ -37,14 +44,16 @@ impl FilterChain {
             if !slot.wants(Phase::RequestHeaders) {
                 continue;
             }
-            if let Some(response) = run(slot, exchange).await? {
+            if let Some(Changed::Respond(response)) = run(slot, Phase::RequestHeaders, exchange, None).await? {
                 return Ok(RequestOutcome::Respond { response, by: i });
             }
         }
         Ok(RequestOutcome::Forward)
     }
 
-    /// Run the response phase of the first `ran` filters in reverse order.
+    /// Run the response phase of the first `ran` filters in reverse order,
+    /// then their response body phases (if any asked; `may_have_body` is
+    /// false for responses that cannot have one: HEAD, 1xx, 204, 304).
     /// A local response from a filter replaces the response (its body is
     /// dropped) and the remaining filters see the replacement.
     pub async fn on_response(
@@ -52,46 +61,83 @@ impl FilterChain {
         ran: usize,
         mut exchange: ResponseExchange,
         mut body: ProxyBody,
+        may_have_body: bool,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        for slot in self.slots[..ran.min(self.slots.len())].iter().rev() {
+        let ran = &self.slots[..ran.min(self.slots.len())];
+        for slot in ran.iter().rev() {
             if !slot.wants(Phase::ResponseHeaders) {
                 continue;
             }
-            if let Some(response) = run(slot, &mut exchange).await? {
+            if let Some(Changed::Respond(response)) = run(slot, Phase::ResponseHeaders, &mut exchange, None).await? {
                 let (parts, replacement) = response.into_parts();
                 exchange.head = parts;
                 body = replacement;
             }
         }
+        if may_have_body && ran.iter().any(|s| s.wants(Phase::ResponseBody)) {
+            return body_phase::on_response_body(ran, exchange, body).await;
+        }
         Ok(Response::from_parts(exchange.head, body))
+    }
+
+    /// Whether a filter asked for the request body.
+    pub fn wants_request_body(&self) -> bool {
+        self.slots.iter().any(|s| s.wants(Phase::RequestBody))
+    }
+
+    /// Run the request body phases; see [`body_phase::on_request_body`].
+    pub async fn on_request_body(
+        &self,
+        exchange: &mut RequestExchange,
+        body: crate::body::Counted<hyper::body::Incoming>,
+    ) -> Result<RequestBodyOutcome, ProxyError> {
+        body_phase::on_request_body(&self.slots, exchange, body).await
     }
 }
 
-/// Run one phase of one filter: `Some(response)` if it answered locally.
-/// A failure is handled by the filter's policy: fail closed → the error,
-/// fail open → the message as it was before the call, and `None`.
+/// What a phase changed beyond the message itself.
+enum Changed {
+    Respond(Response<ProxyBody>),
+    Body(Bytes),
+}
+
+/// Run one phase of one filter: what it changed beyond the message (a
+/// local response, a new body), if anything. A failure is handled by the
+/// filter's policy: fail closed → the error, fail open → the message as it
+/// was before the call, and `None`.
 async fn run<M: Message + Restorable>(
     slot: &FilterSlot,
+    phase: Phase,
     message: &mut M,
-) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+    body: Option<&Bytes>,
+) -> Result<Option<Changed>, ProxyError> {
     let fail_open = slot.sandbox().on_failure == FailurePolicy::FailOpen;
     let before = fail_open.then(|| message.snapshot());
-    let result = match slot.call(message).await {
+    let result = match slot.call(phase, message, body).await {
         Ok(PhaseOutcome::Continue) => Ok(None),
-        Ok(PhaseOutcome::Respond(local)) => local_response(slot, local).map(Some),
+        Ok(PhaseOutcome::Replace(body)) => Ok(Some(Changed::Body(body))),
+        Ok(PhaseOutcome::Respond(local)) => local_response(slot, local).map(|r| Some(Changed::Respond(r))),
         Err(e) => Err(failure(slot, e)),
     };
     match (result, before) {
         (Err(e), Some(before)) => {
-            tracing::warn!(plugin = %slot.plugin.name, phase = ?M::PHASE, error = %e, "filter failed; skipped (fail_open), its changes discarded");
+            tracing::warn!(plugin = %slot.plugin.name, ?phase, error = %e, "filter failed; skipped (fail_open), its changes discarded");
             message.restore(before);
             Ok(None)
         }
         (Err(e), None) => {
-            tracing::warn!(plugin = %slot.plugin.name, phase = ?M::PHASE, error = %e, "filter failed; request failed closed");
+            tracing::warn!(plugin = %slot.plugin.name, ?phase, error = %e, "filter failed; request failed closed");
             Err(e)
         }
         (ok, _) => ok,
+    }
+}
+
+/// A filter failure with `reason`, as a fail-closed filter reports it.
+fn failure_reason(slot: &FilterSlot, reason: String) -> ProxyError {
+    ProxyError::FilterFailed {
+        plugin: slot.plugin.name.to_string(),
+        reason,
     }
 }
 

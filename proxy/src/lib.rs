@@ -36,6 +36,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod normalize;
+pub mod outbound;
 pub mod proxy;
 pub mod reload;
 pub mod replay;

@@ -7,7 +7,7 @@ use crate::body::{Counted, ProxyBody, RequestBody};
 use crate::config::{Direction, ORIGINAL_DESTINATION};
 use crate::connection::ConnectionFacts;
 use crate::error::{BadRequest, ProxyError};
-use crate::filter_chain::RequestOutcome;
+use crate::filter_chain::{RequestBodyOutcome, RequestOutcome};
 use crate::forwarding;
 use crate::generation::Generation;
 use crate::grpc;
@@ -118,7 +118,20 @@ async fn proxy(
         context: Context::new(),
         connection,
     };
-    let outcome = route.chain.on_request(&mut exchange).await?;
+    let mut outcome = route.chain.on_request(&mut exchange).await?;
+    let mut incoming = Some(Counted::new(body, record.bytes_in.clone()));
+    // Body phases: only when a filter asked; otherwise the body streams.
+    let mut buffered = None;
+    if matches!(outcome, RequestOutcome::Forward)
+        && route.chain.wants_request_body()
+        && let Some(body) = incoming.take()
+    {
+        match route.chain.on_request_body(&mut exchange, body).await? {
+            RequestBodyOutcome::Forward(body) => buffered = Some(body),
+            RequestBodyOutcome::Respond(respond) => outcome = respond,
+        }
+    }
+    let head_request = exchange.head.parts.method == http::Method::HEAD;
     let RequestExchange {
         mut head,
         context,
@@ -140,7 +153,7 @@ async fn proxy(
             context,
             connection,
         };
-        return route.chain.on_response(by, exchange, body).await;
+        return route.chain.on_response(by, exchange, body, !head_request).await;
     }
 
     // Upstream.
@@ -161,10 +174,14 @@ async fn proxy(
     if logs {
         record.note_forwarded(&head.parts.uri);
     }
-    let body = Counted::new(body, record.bytes_in.clone());
-    let body = match &route.retry {
-        Some(policy) => RequestBody::Replay(crate::replay::ReplayBody::new(body, policy.max_buffered_body)),
-        None => RequestBody::Streaming(body),
+    let body = match (buffered, incoming) {
+        (Some(data), _) => RequestBody::buffered(data),
+        (None, Some(body)) => match &route.retry {
+            Some(policy) => RequestBody::Replay(crate::replay::ReplayBody::new(body, policy.max_buffered_body)),
+            None => RequestBody::Streaming(body),
+        },
+        // Not reached: the body is either buffered or still to stream.
+        (None, None) => RequestBody::buffered(bytes::Bytes::new()),
     };
     // A gRPC deadline shortens the route's timeout, never lengthens it.
     let timeout = match grpc::timeout(&head.parts.headers) {
@@ -211,6 +228,11 @@ async fn proxy(
 
     // Filter chain, response phase.
     let (mut parts, body) = response.into_parts();
+    let status = parts.status;
+    let may_have_body = !head_request
+        && !status.is_informational()
+        && status != http::StatusCode::NO_CONTENT
+        && status != http::StatusCode::NOT_MODIFIED;
     forwarding::strip_hop_by_hop(&mut parts.headers);
     if let Some(switched) = switched {
         switched.apply(&mut parts);
@@ -224,7 +246,7 @@ async fn proxy(
     };
     route
         .chain
-        .on_response(route.chain.slots.len(), exchange, Either::Left(body))
+        .on_response(route.chain.slots.len(), exchange, Either::Left(body), may_have_body)
         .await
 }
 

@@ -146,6 +146,7 @@ impl Reloader {
             }
         }
         next.upstreams.commit_mesh();
+        self.runtime.outbound.commit(&next.upstreams);
         self.current.store(Arc::new(next));
         if config.shared_state != previous.config.shared_state {
             self.runtime.shared_state().configure(&config.shared_state);

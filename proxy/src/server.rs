@@ -119,6 +119,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let generation = Generation::build(runtime.clone(), config.clone(), 1, None).await?;
     generation.upstreams.commit_mesh();
+    runtime.outbound.commit(&generation.upstreams);
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
     let metrics = runtime.metrics.clone();
     metrics.tls.set_certificates(current.load().certificates());

@@ -5,6 +5,7 @@
 mod mesh;
 mod raw;
 mod redact;
+mod sandbox;
 mod shared_state;
 mod sidecar;
 pub mod tls;
@@ -292,6 +293,13 @@ pub struct SandboxConfig {
     pub max_instances: usize,
     /// How long a request waits for a free instance before 503.
     pub pool_wait: Duration,
+    /// Wall-clock time one phase call may spend waiting on the host
+    /// (outbound calls, document refreshes), not counted as CPU.
+    pub wait_limit: Duration,
+    /// Largest response body an outbound call reads.
+    pub max_response_bytes: usize,
+    /// Largest body a body phase buffers.
+    pub max_body_bytes: usize,
 }
 
 /// Default CPU deadline of one filter call.
@@ -304,6 +312,10 @@ pub const MAX_MEMORY_LIMIT: usize = 64 << 20;
 pub const DEFAULT_MAX_INSTANCES: usize = 8;
 /// Default wait for a free instance.
 pub const DEFAULT_POOL_WAIT: Duration = Duration::from_millis(100);
+/// Default time one phase call may wait on the host.
+pub const DEFAULT_WAIT_LIMIT: Duration = Duration::from_secs(1);
+/// Default cap on an outbound call's response body and on a buffered body.
+pub const DEFAULT_BODY_BYTES: usize = 1 << 20;
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -313,6 +325,9 @@ impl Default for SandboxConfig {
             on_failure: FailurePolicy::FailClosed,
             max_instances: DEFAULT_MAX_INSTANCES,
             pool_wait: DEFAULT_POOL_WAIT,
+            wait_limit: DEFAULT_WAIT_LIMIT,
+            max_response_bytes: DEFAULT_BODY_BYTES,
+            max_body_bytes: DEFAULT_BODY_BYTES,
         }
     }
 }

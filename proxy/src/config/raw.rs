@@ -270,6 +270,9 @@ pub(super) struct RawFilter {
     pub on_failure: Option<Spanned<String>>,
     pub max_instances: Option<Spanned<u32>>,
     pub pool_wait: Option<Spanned<String>>,
+    pub wait_limit: Option<Spanned<String>>,
+    pub max_response_bytes: Option<Spanned<String>>,
+    pub max_body_bytes: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

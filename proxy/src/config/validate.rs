@@ -1,7 +1,7 @@
 //! Turns the raw TOML into a [`Config`], checking every cross-reference and
 //! value once. Each check reports the file, line and key it is about.
 
-use super::raw::{RawAccessLog, RawConfig, RawFilter, RawLimits, RawPaths, RawProtocol};
+use super::raw::{RawAccessLog, RawConfig, RawLimits, RawPaths, RawProtocol};
 use super::*;
 use std::collections::HashSet;
 use toml::Spanned;
@@ -363,7 +363,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                 clusters: allowed,
                 config_json,
                 line: loc.line(f.plugin.span().start),
-                sandbox: sandbox(loc, f, &format!("routes[{i}].filters[{j}]"))?,
+                sandbox: super::sandbox::sandbox(loc, f, &format!("routes[{i}].filters[{j}]"))?,
             });
         }
         let retry = match &r.retry {
@@ -469,44 +469,6 @@ fn access_log(loc: &Locator<'_>, base: &Path, a: &RawAccessLog) -> Result<Access
         headers,
         redact,
     })
-}
-
-fn sandbox(loc: &Locator<'_>, f: &RawFilter, at: &str) -> Result<SandboxConfig, ConfigError> {
-    let mut s = SandboxConfig::default();
-    if let Some(d) = &f.deadline {
-        s.deadline = loc.duration(d, format!("{at}.deadline"))?;
-    }
-    if let Some(m) = &f.memory_limit {
-        let key = format!("{at}.memory_limit");
-        s.memory_limit = match parse_bytes(m.get_ref()) {
-            Some(b) if (1 << 20..=MAX_MEMORY_LIMIT).contains(&b) => b,
-            Some(_) => return loc.at(m, key, "must be between 1MiB and 64MiB"),
-            None => return loc.at(m, key, format!("`{}` is not a size like `16MiB`", m.get_ref())),
-        };
-    }
-    if let Some(p) = &f.on_failure {
-        s.on_failure = match p.get_ref().as_str() {
-            "fail_closed" => FailurePolicy::FailClosed,
-            "fail_open" => FailurePolicy::FailOpen,
-            other => {
-                return loc.at(
-                    p,
-                    format!("{at}.on_failure"),
-                    format!("`{other}`: use `fail_closed` or `fail_open`"),
-                );
-            }
-        };
-    }
-    if let Some(n) = &f.max_instances {
-        if *n.get_ref() == 0 || *n.get_ref() > 1000 {
-            return loc.at(n, format!("{at}.max_instances"), "must be between 1 and 1000");
-        }
-        s.max_instances = *n.get_ref() as usize;
-    }
-    if let Some(w) = &f.pool_wait {
-        s.pool_wait = loc.duration(w, format!("{at}.pool_wait"))?;
-    }
-    Ok(s)
 }
 
 /// `16MiB`, `512KiB`, `1GiB` or a plain byte count.

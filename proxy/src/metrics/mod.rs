@@ -18,9 +18,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod filter_io;
 mod sidecar;
 mod tls;
 mod upstream;
+pub use filter_io::FilterIoMetrics;
 pub use sidecar::{RelayCounters, SidecarMetrics};
 pub use tls::{CertExpiry, TlsMetrics};
 pub use upstream::UpstreamMetrics;
@@ -82,7 +84,7 @@ fn filter_buckets() -> Histogram {
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// The phases of a filter call, as labelled.
-pub const PHASES: [&str; 2] = ["request_headers", "response_headers"];
+pub const PHASES: [&str; 4] = ["request_headers", "response_headers", "request_body", "response_body"];
 
 /// How a filter call ended, as labelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +140,8 @@ pub struct Metrics {
     pub upstream: UpstreamMetrics,
     /// Interception, protocol detection and the TCP relay.
     pub sidecar: SidecarMetrics,
+    /// Filters' outbound calls and remote documents.
+    pub filter_io: FilterIoMetrics,
 }
 
 /// One plugin's shared-state use and refusals.
@@ -265,8 +269,10 @@ impl Default for Metrics {
         let tls = TlsMetrics::register(&mut r);
         let upstream = UpstreamMetrics::register(&mut r);
         let sidecar = SidecarMetrics::register(&mut r);
+        let filter_io = FilterIoMetrics::register(&mut r);
         Metrics {
             sidecar,
+            filter_io,
             tls,
             upstream,
             shared_state_entries,
@@ -461,8 +467,8 @@ pub struct ClusterMetrics {
 /// One plugin's call counters, call durations and instance counts.
 #[derive(Debug, Clone)]
 pub struct FilterMetrics {
-    calls: [[Counter; 6]; 2],
-    duration: [Histogram; 2],
+    calls: [[Counter; 6]; 4],
+    duration: [Histogram; 4],
     pub created: Counter,
     pub idle: Gauge,
 }

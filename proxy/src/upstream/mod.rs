@@ -335,6 +335,11 @@ impl Cluster {
         })
     }
 
+    /// Whether the cluster speaks TLS to its endpoints.
+    pub fn is_tls(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+
     /// What the cluster's consistent hash is computed over, if it hashes.
     pub fn hash_on(&self) -> Option<&crate::config::traffic::HashOn> {
         match self.balancer.policy() {
@@ -556,6 +561,8 @@ pub struct UpstreamBody {
     inner: Incoming,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     held: Option<(Slot, InFlight)>,
+    /// Data read ahead (a body phase that gave up buffering), sent first.
+    unread: std::collections::VecDeque<Bytes>,
 }
 
 /// The body outlived the route's `max_stream_duration`.
@@ -569,6 +576,20 @@ pub struct StreamDurationReached;
 pub struct Held(#[allow(dead_code)] Option<(Slot, InFlight)>);
 
 impl UpstreamBody {
+    pub(crate) fn new(inner: Incoming, held: Option<(Slot, InFlight)>) -> UpstreamBody {
+        UpstreamBody {
+            inner,
+            deadline: None,
+            held,
+            unread: Default::default(),
+        }
+    }
+
+    /// Put data read from this body back in front of what is left.
+    pub fn unread(&mut self, data: Vec<Bytes>) {
+        self.unread.extend(data);
+    }
+
     /// Take the request's places out of the body (an upgrade keeps them).
     pub fn take_held(&mut self) -> Held {
         Held(self.held.take())
@@ -591,14 +612,24 @@ impl Body for UpstreamBody {
         {
             return Poll::Ready(Some(Err(Box::new(StreamDurationReached))));
         }
+        if let Some(data) = this.unread.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
         Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.unread.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let ahead: u64 = self.unread.iter().map(|d| d.len() as u64).sum();
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + ahead);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + ahead);
+        }
+        hint
     }
 }

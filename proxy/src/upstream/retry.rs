@@ -169,7 +169,7 @@ pub async fn send(
             return finish(result, request_slot, &endpoint.authority);
         }
         // Taking the next body cuts this try's off the client's: only now.
-        let Some(next_body) = source.next().map(RequestBody::Replay) else {
+        let Some(next_body) = source.next() else {
             return finish(result, request_slot, &endpoint.authority);
         };
         cluster.upstream_metrics.retry(&cluster.name, reason);
@@ -197,11 +197,7 @@ fn finish(
 ) -> Result<Sent, ProxyError> {
     let (response, in_flight) = result?;
     let (parts, inner) = response.into_parts();
-    let body = UpstreamBody {
-        inner,
-        deadline: None,
-        held: Some((request_slot, in_flight)),
-    };
+    let body = UpstreamBody::new(inner, Some((request_slot, in_flight)));
     Ok(Sent {
         response: Response::from_parts(parts, body),
         endpoint: endpoint.clone(),

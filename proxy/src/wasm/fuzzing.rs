@@ -107,7 +107,7 @@ fn run_with(calls: &[HostCall], quota: Quota) -> Vec<String> {
         .position(|c| matches!(c, HostCall::StartResponse))
         .unwrap_or(calls.len());
     let mut out = Vec::with_capacity(calls.len());
-    state.enter(&mut request);
+    state.enter(&mut request, super::Phase::RequestHeaders);
     for call in &calls[..split] {
         out.push(apply(&mut state, call.clone()));
     }
@@ -118,7 +118,7 @@ fn run_with(calls: &[HostCall], quota: Quota) -> Vec<String> {
         context: std::mem::take(&mut request.context),
         connection: ConnectionFacts::unknown(),
     };
-    state.enter(&mut response);
+    state.enter(&mut response, super::Phase::ResponseHeaders);
     for call in calls.get(split..).unwrap_or_default() {
         out.push(apply(&mut state, call.clone()));
     }

@@ -5,20 +5,23 @@
 
 use super::bindings::sluice::filter::{clock, context, log, random, request, response, shared_state, types};
 use super::bindings::{HeaderLine, HostError, LogLevel};
-use super::budget::CallBudget;
+use super::budget::{CallBudget, SharedBudget};
 use super::log_budget::LogBudget;
 use super::memory::MemoryCap;
 use super::pool::Phase;
+use crate::config::SandboxConfig;
 use crate::connection::ConnectionFacts;
 use crate::limits;
 use crate::normalize::PathPolicy;
+use crate::outbound::Outbound;
+use crate::outbound::documents::{Document, Documents};
 use crate::shared_state::{SharedError, SharedState};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, StatusCode};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -78,12 +81,10 @@ pub struct ResponseExchange {
     pub connection: Arc<ConnectionFacts>,
 }
 
-/// A message one phase works on. Moved into a filter's store for the length
+/// A message phases work on. Moved into a filter's store for the length
 /// of one call (swapped with what the store holds between calls) and
 /// swapped back after it, whatever the call's outcome.
 pub trait Message: sealed::Sealed + Send {
-    /// The phase this message is for.
-    const PHASE: Phase;
     /// Exchange this message with the store's copy (symmetric: the second
     /// swap takes the message back).
     #[doc(hidden)]
@@ -97,7 +98,6 @@ mod sealed {
 }
 
 impl Message for RequestExchange {
-    const PHASE: Phase = Phase::RequestHeaders;
     fn swap_with(&mut self, call: &mut CallData) {
         std::mem::swap(&mut self.head, &mut call.request);
         std::mem::swap(&mut self.context, &mut call.context);
@@ -106,7 +106,6 @@ impl Message for RequestExchange {
 }
 
 impl Message for ResponseExchange {
-    const PHASE: Phase = Phase::ResponseHeaders;
     fn swap_with(&mut self, call: &mut CallData) {
         std::mem::swap(&mut self.head, &mut call.response);
         std::mem::swap(&mut self.context, &mut call.context);
@@ -138,18 +137,47 @@ impl CallData {
     }
 }
 
+/// What a filter may reach over the network: outbound calls, remote
+/// documents, and the bounds on both.
+pub struct Io {
+    pub(super) outbound: Arc<Outbound>,
+    pub(super) documents: Arc<Documents>,
+    /// The documents this instance subscribed to; a handle is an index.
+    pub(super) subscribed: Vec<Arc<Document>>,
+    /// Wall-clock time one phase call may wait on the host.
+    pub(super) wait_limit: Duration,
+    pub(super) max_response_bytes: usize,
+}
+
+impl Io {
+    pub fn new(outbound: Arc<Outbound>, documents: Arc<Documents>, sandbox: &SandboxConfig) -> Io {
+        Io {
+            outbound,
+            documents,
+            subscribed: Vec::new(),
+            wait_limit: sandbox.wait_limit,
+            max_response_bytes: sandbox.max_response_bytes,
+        }
+    }
+}
+
 /// The data of one filter instance's store.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) memory: MemoryCap,
-    plugin: Arc<str>,
+    pub(super) plugin: Arc<str>,
     shared: Arc<SharedState>,
     clusters: Arc<HashSet<Arc<str>>>,
     /// The plugin's log budget, shared by all its instances.
     log_budget: Arc<LogBudget>,
     pub(super) call: CallData,
-    pub(super) budget: CallBudget,
+    /// The CPU deadline of the call in progress, shared with the future
+    /// that polls it.
+    pub(super) budget: SharedBudget,
+    /// Network capabilities; `None` where the store is not a filter slot's
+    /// (unit tests, fuzzing).
+    pub(super) io: Option<Box<Io>>,
 }
 
 impl HostState {
@@ -171,14 +199,32 @@ impl HostState {
             clusters,
             log_budget,
             call: CallData::idle(),
-            budget: CallBudget::new(super::INIT_DEADLINE),
+            budget: Arc::new(Mutex::new(CallBudget::new(super::INIT_DEADLINE))),
+            io: None,
         }
     }
 
-    /// Move `message` into this store for a call of its phase.
-    pub(super) fn enter<M: Message>(&mut self, message: &mut M) {
+    /// Give the store's filter the network capabilities.
+    pub(super) fn with_io(mut self, io: Io) -> Self {
+        self.io = Some(Box::new(io));
+        self
+    }
+
+    /// The documents this instance subscribed to.
+    pub(super) fn documents(&self) -> &[Arc<Document>] {
+        self.io.as_ref().map_or(&[], |io| &io.subscribed)
+    }
+
+    /// Whether `cluster` is one this filter entry may use, as the set's own
+    /// name.
+    pub(super) fn allowed_cluster(&self, cluster: &str) -> Option<Arc<str>> {
+        self.clusters.get(cluster).cloned()
+    }
+
+    /// Move `message` into this store for a call of `phase`.
+    pub(super) fn enter<M: Message>(&mut self, message: &mut M, phase: Phase) {
         message.swap_with(&mut self.call);
-        self.call.phase = Some(M::PHASE);
+        self.call.phase = Some(phase);
     }
 
     /// Take `message` back after the call, whatever its outcome.
@@ -189,14 +235,14 @@ impl HostState {
 
     fn request(&mut self) -> Result<&mut RequestHead, HostError> {
         match self.call.phase {
-            Some(Phase::RequestHeaders) => Ok(&mut self.call.request),
+            Some(p) if p.is_request() => Ok(&mut self.call.request),
             _ => Err(HostError::WrongPhase),
         }
     }
 
     fn response(&mut self) -> Result<&mut ResponseHead, HostError> {
         match self.call.phase {
-            Some(Phase::ResponseHeaders) => Ok(&mut self.call.response),
+            Some(p) if !p.is_request() => Ok(&mut self.call.response),
             _ => Err(HostError::WrongPhase),
         }
     }
@@ -224,14 +270,14 @@ pub(super) const RESERVED: [&str; 9] = [
     "host",
 ];
 
-fn header_name(name: &str) -> Result<HeaderName, HostError> {
+pub(super) fn header_name(name: &str) -> Result<HeaderName, HostError> {
     if name.len() > limits::MAX_HEADER_BYTES {
         return Err(HostError::LimitExceeded);
     }
     HeaderName::from_bytes(name.as_bytes()).map_err(|_| HostError::InvalidName)
 }
 
-fn writable_name(name: &str) -> Result<HeaderName, HostError> {
+pub(super) fn writable_name(name: &str) -> Result<HeaderName, HostError> {
     let name = header_name(name)?;
     if RESERVED.contains(&name.as_str()) {
         return Err(HostError::ReservedHeader);
@@ -239,7 +285,7 @@ fn writable_name(name: &str) -> Result<HeaderName, HostError> {
     Ok(name)
 }
 
-fn header_value(value: &[u8]) -> Result<HeaderValue, HostError> {
+pub(super) fn header_value(value: &[u8]) -> Result<HeaderValue, HostError> {
     if value.len() > limits::MAX_HEADER_BYTES {
         return Err(HostError::LimitExceeded);
     }
@@ -376,7 +422,7 @@ impl request::Host for HostState {
 
     fn client_address(&mut self) -> String {
         match self.call.phase {
-            Some(Phase::RequestHeaders) => self.call.connection.client.to_string(),
+            Some(p) if p.is_request() => self.call.connection.client.to_string(),
             _ => String::new(),
         }
     }
@@ -655,7 +701,7 @@ mod tests {
             context: Context::new(),
             connection: ConnectionFacts::unknown(),
         };
-        state.enter(&mut message);
+        state.enter(&mut message, Phase::RequestHeaders);
         use request::Host as _;
         assert_eq!(state.set_path("/x/../y//z?q=/../k".into()), Ok(()));
         assert_eq!(state.path(), "/y/z?q=/../k");

@@ -77,7 +77,7 @@ mod tests {
         let mut message = exchange(facts);
         assert_eq!(state.direction(), None, "no call in progress (init)");
         assert_eq!(state.original_destination(), None);
-        state.enter(&mut message);
+        state.enter(&mut message, crate::wasm::Phase::ResponseHeaders);
         assert_eq!(state.direction(), Some(TrafficDirection::Outbound));
         assert_eq!(state.original_destination().as_deref(), Some("[2001:db8::7]:8443"));
         state.leave(&mut message);
@@ -89,7 +89,7 @@ mod tests {
     fn gateway_connection() {
         let mut state = host();
         let mut message = exchange(cleartext());
-        state.enter(&mut message);
+        state.enter(&mut message, crate::wasm::Phase::ResponseHeaders);
         assert_eq!(state.direction(), None);
         assert_eq!(state.original_destination(), None);
         state.leave(&mut message);

@@ -1,8 +1,10 @@
 //! The Wasm host: one wasmtime engine with the pooling allocator and
 //! copy-on-write memory images, an epoch ticker that enforces per-call
-//! deadlines, the on-disk cache of compiled components, and the linker that
-//! offers filters the WIT host API (plus an empty WASI, which Rust's std
-//! imports even when unused).
+//! deadlines (calls yield at each tick, so none holds a worker), the
+//! on-disk cache of compiled components, the linker that offers filters the
+//! WIT host API (plus an empty WASI, which Rust's std imports even when
+//! unused), and the network capabilities filters may use (outbound calls,
+//! remote documents).
 
 mod bindings;
 mod budget;
@@ -17,22 +19,27 @@ mod idle;
 mod interception;
 pub mod log_budget;
 mod memory;
+mod outbound_http;
 mod plugin;
 mod pool;
+mod remote_document;
 
 pub use host::{Context, Message, RequestExchange, RequestHead, ResponseExchange, ResponseHead};
 pub use plugin::{Plugin, PluginError, PluginSet, PluginSource};
 pub use pool::{CallError, FilterSlot, LocalResponse, Phase, PhaseOutcome};
 
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
+use crate::outbound::documents::Documents;
 use crate::shared_state::SharedState;
-use bindings::FilterPre;
+use bindings::FilterIndices;
+use bindings::body::BodyHandlerIndices;
 use host::HostState;
 use log_budget::{LogBudget, LogBudgets};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances; deadlines are whole ticks.
@@ -66,6 +73,18 @@ pub struct WasmRuntime {
     slots: std::sync::Mutex<Vec<std::sync::Weak<FilterSlot>>>,
     /// Advances the epoch while calls run; stops when dropped.
     ticker: epoch::Ticker,
+    /// Filters' outbound calls, through the serving generation's clusters.
+    pub outbound: Arc<Outbound>,
+    /// The remote documents filters subscribed to.
+    documents: Arc<Documents>,
+}
+
+/// A component linked against the host API, with its exports found.
+pub(crate) struct Linked {
+    pub pre: InstancePre<HostState>,
+    pub indices: FilterIndices,
+    /// The optional `body-handler` export, if the component has it.
+    pub body: Option<BodyHandlerIndices>,
 }
 
 impl WasmRuntime {
@@ -105,7 +124,10 @@ impl WasmRuntime {
             .map_err(|e| wasmtime::Error::msg(format!("cannot start epoch thread: {e}")))?;
 
         let metrics = Arc::new(Metrics::default());
+        let outbound = Arc::new(Outbound::new(metrics.filter_io.clone()));
         Ok(Arc::new(WasmRuntime {
+            outbound,
+            documents: Arc::default(),
             engine,
             linker,
             cache_dir,
@@ -140,8 +162,11 @@ impl WasmRuntime {
         self.log_budgets.get(plugin, &self.metrics)
     }
 
-    /// Link a compiled component against the host API.
-    fn prepare(&self, component: &Component) -> wasmtime::Result<FilterPre<HostState>> {
-        FilterPre::new(self.linker.instantiate_pre(component)?)
+    /// Link a compiled component against the host API and find its exports.
+    fn prepare(&self, component: &Component) -> wasmtime::Result<Linked> {
+        let pre = self.linker.instantiate_pre(component)?;
+        let indices = FilterIndices::new(&pre)?;
+        let body = BodyHandlerIndices::new(&pre).ok();
+        Ok(Linked { pre, indices, body })
     }
 }

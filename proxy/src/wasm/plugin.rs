@@ -2,14 +2,16 @@
 //! file stem) or built into the binary, compiled once (or loaded from the
 //! cache) and linked against the host API, ready to instantiate.
 
-use super::WasmRuntime;
-use super::bindings::FilterPre;
+use super::bindings::FilterIndices;
+use super::bindings::body::BodyHandlerIndices;
 use super::cache::{self, Origin};
 use super::host::HostState;
+use super::{Linked, WasmRuntime};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use wasmtime::component::InstancePre;
 
 /// Where a plugin came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +40,10 @@ pub struct Plugin {
     /// have when wasmtime cannot tell).
     pub memories_each: usize,
     pub tables_each: usize,
-    pub(super) pre: FilterPre<HostState>,
+    pub(super) pre: InstancePre<HostState>,
+    pub(super) indices: FilterIndices,
+    /// The optional `body-handler` export.
+    pub(super) body: Option<BodyHandlerIndices>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -75,7 +80,7 @@ impl Plugin {
         let started = Instant::now();
         let (component, origin) = cache::load_component(&runtime.engine, runtime.cache_dir.as_deref(), &hash, bytes)
             .map_err(|e| format!("not a valid component: {e:#}"))?;
-        let pre = runtime
+        let Linked { pre, indices, body } = runtime
             .prepare(&component)
             .map_err(|e| format!("does not fit the sluice:filter@0.1.x world: {e:#}"))?;
         let (memories_each, tables_each) = component
@@ -93,6 +98,8 @@ impl Plugin {
             loaded_at: SystemTime::now(),
             generation,
             pre,
+            indices,
+            body,
         })
     }
 }

@@ -2,21 +2,27 @@
 //! a pool of ready, configured instances reused across requests. A call
 //! waits (bounded) for one of `max_instances` permits, takes an instance,
 //! moves the phase's [`Message`] into its store, runs the phase under the
-//! CPU deadline (see `budget`), and takes the message back. An instance
-//! whose call failed is dropped, never reused.
+//! CPU deadline (see `budget`: the call yields to other tasks at every
+//! tick, so a slow filter never holds a worker), and takes the message
+//! back. An instance whose call failed, or whose call was abandoned (the
+//! client went away while it waited), is dropped, never reused.
 
+use super::bindings::body::{BodyAction, BodyHandler, BodyPhases};
 use super::bindings::{self, Filter, Phases};
-use super::host::{HostState, Message};
+use super::budget::{self, SharedBudget, Tick, metered};
+use super::host::{HostState, Io, Message};
 use super::idle::IdleList;
 use super::plugin::Plugin;
 use super::{INIT_DEADLINE, WasmRuntime};
 use crate::config::SandboxConfig;
 use crate::metrics::{CallOutcome, FilterMetrics};
+use crate::outbound::documents::Document;
+use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Semaphore;
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 /// A response a filter produced instead of the upstream's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +37,8 @@ pub struct LocalResponse {
 pub enum PhaseOutcome {
     Continue,
     Respond(LocalResponse),
+    /// A body phase replaced the body.
+    Replace(Bytes),
 }
 
 /// Why a filter call did not produce an outcome.
@@ -53,11 +61,34 @@ pub enum CallError {
 pub enum Phase {
     RequestHeaders,
     ResponseHeaders,
+    RequestBody,
+    ResponseBody,
+}
+
+impl Phase {
+    /// Index into the metrics' phase labels.
+    fn index(self) -> usize {
+        match self {
+            Phase::RequestHeaders => 0,
+            Phase::ResponseHeaders => 1,
+            Phase::RequestBody => 2,
+            Phase::ResponseBody => 3,
+        }
+    }
+
+    /// Whether the request (not yet sent) is what the phase works on.
+    pub fn is_request(self) -> bool {
+        matches!(self, Phase::RequestHeaders | Phase::RequestBody)
+    }
 }
 
 struct Instance {
     store: Store<HostState>,
     filter: Filter,
+    /// The optional `body-handler` export.
+    body: Option<BodyHandler>,
+    /// Shared with the store's epoch callback and host functions.
+    budget: SharedBudget,
     /// Memory size once configured; an instance that grew past it is not
     /// kept warm when idle.
     baseline: usize,
@@ -78,8 +109,11 @@ pub struct FilterSlot {
     sandbox: SandboxConfig,
     /// One permit per instance that may be busy at once.
     permits: Semaphore,
-    wants_request: bool,
-    wants_response: bool,
+    /// The phases the filter asked for (its first instance's answer).
+    wants: [bool; 4],
+    /// The documents the filter subscribed to in `init`, kept fresh while
+    /// this slot lives.
+    documents: Vec<Arc<Document>>,
     idle: Mutex<IdleList<Instance>>,
     metrics: FilterMetrics,
 }
@@ -119,26 +153,33 @@ impl FilterSlot {
             clusters,
             permits: Semaphore::new(sandbox.max_instances),
             sandbox,
-            wants_request: true,
-            wants_response: true,
+            wants: [true; 4],
+            documents: Vec::new(),
             idle: Mutex::new(IdleList::default()),
         };
-        let (instance, phases) = slot.instantiate().await.map_err(|e| match e {
+        let (instance, (phases, body)) = slot.instantiate().await.map_err(|e| match e {
             InitError::Rejected(msg) => msg,
             InitError::Call(e) => e.to_string(),
         })?;
-        slot.wants_request = phases.contains(Phases::REQUEST_HEADERS);
-        slot.wants_response = phases.contains(Phases::RESPONSE_HEADERS);
+        slot.wants = [
+            phases.contains(Phases::REQUEST_HEADERS),
+            phases.contains(Phases::RESPONSE_HEADERS),
+            body.contains(BodyPhases::REQUEST_BODY),
+            body.contains(BodyPhases::RESPONSE_BODY),
+        ];
+        slot.documents = instance.store.data().documents().to_vec();
         slot.release(instance);
         Ok(slot)
     }
 
     /// Whether the filter asked for this phase.
     pub fn wants(&self, phase: Phase) -> bool {
-        match phase {
-            Phase::RequestHeaders => self.wants_request,
-            Phase::ResponseHeaders => self.wants_response,
-        }
+        self.wants[phase.index()]
+    }
+
+    /// The remote documents the filter subscribed to.
+    pub fn documents(&self) -> &[Arc<Document>] {
+        &self.documents
     }
 
     /// The configuration handed to `init`, as JSON.
@@ -156,44 +197,70 @@ impl FilterSlot {
         &self.clusters
     }
 
-    async fn instantiate(&self) -> Result<(Instance, Phases), InitError> {
+    async fn instantiate(&self) -> Result<(Instance, (Phases, BodyPhases)), InitError> {
         self.metrics.created.inc();
+        let runtime = &self.runtime;
         let state = HostState::new(
             self.plugin.name.clone(),
-            self.runtime.shared.clone(),
+            runtime.shared.clone(),
             self.clusters.clone(),
             self.sandbox.memory_limit,
-            self.runtime.log_budget(&self.plugin.name),
-        );
-        let mut store = Store::new(&self.runtime.engine, state);
+            runtime.log_budget(&self.plugin.name),
+        )
+        .with_io(Io::new(
+            runtime.outbound.clone(),
+            runtime.documents.clone(),
+            &self.sandbox,
+        ));
+        let budget = state.budget.clone();
+        let mut store = Store::new(&runtime.engine, state);
         store.limiter(|s| &mut s.memory);
-        store.epoch_deadline_callback(|mut ctx| ctx.data_mut().budget.on_tick());
+        store.epoch_deadline_callback(|ctx| {
+            match budget::lock(&ctx.data().budget).on_tick(budget::thread_cpu(), Instant::now()) {
+                // tokio's own yield: other ready tasks run before this
+                // one is polled again (a plain self-wake may not let them).
+                Tick::Yield => Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))),
+                Tick::Interrupt => Err(wasmtime::Trap::Interrupt.into()),
+            }
+        });
         // The epoch ticks while instantiation and `init` run.
-        let _active = self.runtime.ticker.enter();
-        store.data_mut().budget.start(INIT_DEADLINE);
+        let _active = runtime.ticker.enter();
+        let failed = |e: wasmtime::Error| InitError::Call(CallError::Instantiate(format!("{e:#}")));
+        budget::lock(&budget).start(INIT_DEADLINE);
         store.set_epoch_deadline(1);
-        let filter = self
-            .plugin
-            .pre
-            .instantiate_async(&mut store)
+        let instance = metered(&budget, self.plugin.pre.instantiate_async(&mut store))
             .await
-            .map_err(|e| InitError::Call(CallError::Instantiate(format!("{e:#}"))))?;
-        store.data_mut().budget.start(INIT_DEADLINE);
+            .map_err(failed)?;
+        let filter = self.plugin.indices.load(&mut store, &instance).map_err(failed)?;
+        let body = match &self.plugin.body {
+            Some(indices) => Some(indices.load(&mut store, &instance).map_err(failed)?),
+            None => None,
+        };
+        budget::lock(&budget).start(INIT_DEADLINE);
         store.set_epoch_deadline(1);
-        let phases = filter
-            .sluice_filter_handler()
-            .call_init(&mut store, &self.config_json)
-            .await
-            .map_err(|e| InitError::Call(classify(e)))?
-            .map_err(InitError::Rejected)?;
+        let phases = metered(
+            &budget,
+            filter.sluice_filter_handler().call_init(&mut store, &self.config_json),
+        )
+        .await
+        .map_err(|e| InitError::Call(classify(e)))?
+        .map_err(InitError::Rejected)?;
+        let body_phases = match &body {
+            Some(b) => metered(&budget, b.call_requested_phases(&mut store))
+                .await
+                .map_err(|e| InitError::Call(classify(e)))?,
+            None => BodyPhases::empty(),
+        };
         let baseline = store.data().memory.peak();
         Ok((
             Instance {
                 store,
                 filter,
+                body,
+                budget,
                 baseline,
             },
-            phases,
+            (phases, body_phases),
         ))
     }
 
@@ -217,28 +284,34 @@ impl FilterSlot {
         self.metrics.idle.dec_by(dropped.len() as i64);
     }
 
-    /// Run the phase of `message` on a pooled instance, counting the call
-    /// and its outcome.
-    pub async fn call<M: Message>(&self, message: &mut M) -> Result<PhaseOutcome, CallError> {
+    /// Run `phase` on `message` on a pooled instance, counting the call
+    /// and its outcome. Body phases get `body`.
+    pub async fn call<M: Message>(
+        &self,
+        phase: Phase,
+        message: &mut M,
+        body: Option<&Bytes>,
+    ) -> Result<PhaseOutcome, CallError> {
         let started = Instant::now();
-        let result = self.call_uncounted(message).await;
+        let result = self.call_uncounted(phase, message, body).await;
         let outcome = match &result {
-            Ok(PhaseOutcome::Continue) => CallOutcome::Continue,
+            Ok(PhaseOutcome::Continue | PhaseOutcome::Replace(_)) => CallOutcome::Continue,
             Ok(PhaseOutcome::Respond(_)) => CallOutcome::LocalResponse,
             Err(CallError::Deadline) => CallOutcome::Deadline,
             Err(CallError::MemoryCap) => CallOutcome::MemoryCap,
             Err(CallError::Trap(_)) => CallOutcome::Trap,
             Err(CallError::Instantiate(_) | CallError::Exhausted(_)) => CallOutcome::Unavailable,
         };
-        let index = match M::PHASE {
-            Phase::RequestHeaders => 0,
-            Phase::ResponseHeaders => 1,
-        };
-        self.metrics.call(index, outcome, started.elapsed());
+        self.metrics.call(phase.index(), outcome, started.elapsed());
         result
     }
 
-    async fn call_uncounted<M: Message>(&self, message: &mut M) -> Result<PhaseOutcome, CallError> {
+    async fn call_uncounted<M: Message>(
+        &self,
+        phase: Phase,
+        message: &mut M,
+        body: Option<&Bytes>,
+    ) -> Result<PhaseOutcome, CallError> {
         let wait = self.sandbox.pool_wait;
         let _permit = match self.permits.try_acquire() {
             Ok(p) => p,
@@ -259,22 +332,43 @@ impl FilterSlot {
                 Err(InitError::Rejected(msg)) => return Err(CallError::Instantiate(format!("config rejected: {msg}"))),
             },
         };
-        let Instance { store, filter, .. } = &mut instance;
-        store.data_mut().enter(message);
+        let Instance {
+            store,
+            filter,
+            body: body_handler,
+            budget,
+            ..
+        } = &mut instance;
+        store.data_mut().enter(message, phase);
         let active = self.runtime.ticker.enter();
-        store.data_mut().budget.start(self.sandbox.deadline);
+        budget::lock(budget).start(self.sandbox.deadline);
         store.set_epoch_deadline(1);
         let handler = filter.sluice_filter_handler();
-        let result = match M::PHASE {
-            Phase::RequestHeaders => handler.call_on_request_headers(&mut *store).await,
-            Phase::ResponseHeaders => handler.call_on_response_headers(&mut *store).await,
+        let data: &[u8] = body.map_or(&[], |b| b);
+        // If this future is dropped mid-call (the client went away), the
+        // instance goes with it: never back to the pool.
+        let result = match (phase, body_handler.as_ref()) {
+            (Phase::RequestHeaders, _) => metered(budget, handler.call_on_request_headers(&mut *store))
+                .await
+                .map(outcome),
+            (Phase::ResponseHeaders, _) => metered(budget, handler.call_on_response_headers(&mut *store))
+                .await
+                .map(outcome),
+            (Phase::RequestBody, Some(b)) => metered(budget, b.call_on_request_body(&mut *store, data))
+                .await
+                .map(body_outcome),
+            (Phase::ResponseBody, Some(b)) => metered(budget, b.call_on_response_body(&mut *store, data))
+                .await
+                .map(body_outcome),
+            // Not reached: a slot without the export never wants a body phase.
+            (Phase::RequestBody | Phase::ResponseBody, None) => Ok(PhaseOutcome::Continue),
         };
         drop(active);
         store.data_mut().leave(message);
         match result {
-            Ok(action) => {
+            Ok(outcome) => {
                 self.release(instance);
-                Ok(outcome(action))
+                Ok(outcome)
             }
             Err(e) => Err(classify(e)),
         }
@@ -289,11 +383,23 @@ enum InitError {
 fn outcome(action: bindings::Action) -> PhaseOutcome {
     match action {
         bindings::Action::Continue => PhaseOutcome::Continue,
-        bindings::Action::Respond(r) => PhaseOutcome::Respond(LocalResponse {
-            status: r.status,
-            headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-            body: r.body,
-        }),
+        bindings::Action::Respond(r) => PhaseOutcome::Respond(local(r)),
+    }
+}
+
+fn body_outcome(action: BodyAction) -> PhaseOutcome {
+    match action {
+        BodyAction::Continue => PhaseOutcome::Continue,
+        BodyAction::Replace(body) => PhaseOutcome::Replace(Bytes::from(body)),
+        BodyAction::Respond(r) => PhaseOutcome::Respond(local(r)),
+    }
+}
+
+fn local(r: bindings::sluice::filter::types::LocalResponse) -> LocalResponse {
+    LocalResponse {
+        status: r.status,
+        headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+        body: r.body,
     }
 }
 
