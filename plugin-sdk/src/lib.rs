@@ -6,12 +6,31 @@
 //! tests run natively with `cargo test` against [`mock::MockHost`].
 //!
 //! ```text
-//! client → router → [on_request_headers: filter 1 → 2 → …] → upstream
-//! client ←──────── [on_response_headers: filter 1 ← 2 ← …] ← upstream
+//! client → router → [on_request_headers: 1 → 2 → …] → [on_request_body: 1 → 2 → …] → upstream
+//! client ←──────── [on_response_body: 1 ← 2 ← …] ← [on_response_headers: 1 ← 2 ← …] ← upstream
 //! ```
 //!
+//! The header phases are asked for with [`Filter::phases`]. The body phases
+//! are opt-in with [`Filter::body_phases`]: only then does the host buffer
+//! the whole body (up to the entry's `max_body_bytes`) and hand it over; the
+//! filter keeps it ([`BodyAction::Continue`]), replaces it or answers
+//! instead. Each body phase runs after every filter's header phase of the
+//! same direction. Chains where no filter asks for a body phase stream
+//! bodies untouched.
+//!
+//! Besides the request and response, a filter may call out and read:
+//! - [`outbound`]: send an HTTP request to one of the entry's clusters and
+//!   wait for the whole response (in phases, never in `create`);
+//! - [`document`]: subscribe in `create` to a remote document (a JWKS, a
+//!   policy) that the host fetches and keeps fresh, and read its current
+//!   copy in phases;
+//! - [`context`], [`shared`], [`log`](mod@log), [`clock`], [`random`],
+//!   [`connection`], [`interception`].
+//!
 //! The WIT contract (`wit/filter.wit`) is the reference for what each call
-//! does; this crate mirrors it with plain Rust types.
+//! does; this crate mirrors it with plain Rust types. It builds against the
+//! world `body-filter`, so every filter exports `body-handler`; a filter
+//! that does not call [`outbound`] or [`document`] does not import them.
 //!
 //! ## Example
 //!
@@ -75,7 +94,7 @@ extern crate self as sluice_sdk;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "filter",
+        world: "body-filter",
         pub_export_macro: true,
         default_bindings_module: "::sluice_sdk::bindings",
         runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
@@ -84,6 +103,7 @@ pub mod bindings {
 
 mod config;
 pub mod connection;
+pub mod document;
 #[doc(hidden)]
 pub mod export;
 mod host;
@@ -92,6 +112,7 @@ pub mod interception;
 pub mod limits;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mock;
+pub mod outbound;
 mod sys;
 mod types;
 
@@ -100,7 +121,7 @@ pub use connection::{PeerIdentity, TlsInfo};
 pub use host::{clock, context, log, random, shared};
 pub use http::{Headers, RESERVED_HEADERS, Request, Response, client_ip_of, is_header_name};
 pub use interception::Direction;
-pub use types::{Action, HostError, LocalResponse, LogLevel, Phases};
+pub use types::{Action, BodyAction, BodyPhases, HostError, LocalResponse, LogLevel, Phases};
 
 #[doc(hidden)]
 pub use export as __private;
@@ -132,10 +153,38 @@ pub trait Filter: Sized + 'static {
     fn on_response_headers(&mut self, _response: &mut Response) -> Action {
         Action::Continue
     }
+
+    /// The body phases the host should call, asked once after `create`.
+    /// None by default: the host then streams bodies past the filter. Ask
+    /// only for what the filter needs: each asked-for phase makes the host
+    /// buffer that whole body (up to the entry's `max_body_bytes`).
+    fn body_phases(&self) -> BodyPhases {
+        BodyPhases::NONE
+    }
+
+    /// The whole request body, after every filter's `on_request_headers`
+    /// and before the request goes upstream. The request functions still
+    /// work (headers can still change). A body over `max_body_bytes` is
+    /// answered 413 without calling the filter.
+    fn on_request_body(&mut self, _request: &mut Request, _body: &[u8]) -> BodyAction {
+        BodyAction::Continue
+    }
+
+    /// The whole response body, after every `on_response_headers` and
+    /// before the response goes to the client. The response functions
+    /// still work. A replaced body gets its `content-length` fixed by the
+    /// host. A body over `max_body_bytes` is a filter failure: the entry's
+    /// `on_failure` policy applies.
+    ///
+    /// The host does not promise that one request's phases run on the same
+    /// instance: carry what a later phase needs in the request [`context`].
+    fn on_response_body(&mut self, _response: &mut Response, _body: &[u8]) -> BodyAction {
+        BodyAction::Continue
+    }
 }
 
-/// Export a [`Filter`] type as the component's `handler`. Use it once per
-/// filter crate. On native targets it expands to nothing, so the crate's
+/// Export a [`Filter`] type as the component's `handler` and
+/// `body-handler`. Use it once per filter crate. On native targets it expands to nothing, so the crate's
 /// tests build and run with plain `cargo test`.
 #[macro_export]
 macro_rules! export_filter {
@@ -160,6 +209,18 @@ macro_rules! export_filter {
                 }
                 fn on_response_headers() -> $crate::__private::WitAction {
                     SLUICE_FILTER.with(|slot| $crate::__private::on_response_headers::<$filter>(slot))
+                }
+            }
+
+            impl $crate::__private::BodyGuest for SluiceExport {
+                fn requested_phases() -> $crate::__private::WitBodyPhases {
+                    SLUICE_FILTER.with(|slot| $crate::__private::requested_phases::<$filter>(slot))
+                }
+                fn on_request_body(body: ::std::vec::Vec<u8>) -> $crate::__private::WitBodyAction {
+                    SLUICE_FILTER.with(|slot| $crate::__private::on_request_body::<$filter>(slot, body))
+                }
+                fn on_response_body(body: ::std::vec::Vec<u8>) -> $crate::__private::WitBodyAction {
+                    SLUICE_FILTER.with(|slot| $crate::__private::on_response_body::<$filter>(slot, body))
                 }
             }
 

@@ -12,11 +12,19 @@
 //! (see [`MockHost::shared_quota`]). A local response the host would refuse
 //! fails the phase call, as in production: see
 //! [`MockHost::on_request_headers`].
+//!
+//! Body phases, outbound calls and remote documents (0.1.3) are in the
+//! child modules: [`MockHost::on_request_body`], [`MockHost::outbound`],
+//! [`MockHost::document`].
 
 use crate::limits::{MAX_HEADER_COUNT, MAX_LOCAL_BODY_BYTES};
 use crate::sys::mock::{self as state, Phase, State, http_header_name, valid_value};
 use crate::{Action, Config, Filter, LocalResponse, LogLevel, Request, Response};
 use std::time::Duration;
+
+mod body;
+mod document;
+mod outbound;
 
 /// The host a filter sees in native tests. Creating one resets the state.
 #[derive(Debug)]
@@ -54,10 +62,15 @@ impl MockHost {
         self
     }
 
-    /// Create the filter as `init` would: `Filter::create` with the config.
+    /// Create the filter as `init` would: `Filter::create` with the config,
+    /// in the init phase (no request or connection; outbound calls refused;
+    /// the only place documents may be subscribed).
     pub fn create<F: Filter>(&self) -> Result<F, String> {
         let config = Config::from_json(&self.config)?;
-        F::create(&config)
+        state::with(|s| s.phase = Phase::Init);
+        let created = F::create(&config);
+        state::with(|s| s.phase = Phase::None);
+        created
     }
 
     /// Start a new request: reset request, response and context to the
@@ -235,7 +248,10 @@ impl MockHost {
         });
         self
     }
-    /// Set the route's cluster and the clusters `set_cluster` accepts.
+    /// Set the route's cluster and the filter entry's `clusters` list: the
+    /// clusters `set_cluster` accepts, outbound calls may go to and
+    /// documents may be fetched through. An empty list (the default)
+    /// allows any name.
     pub fn clusters(&self, current: &str, known: &[&str]) -> &Self {
         state::with(|s| {
             s.cluster = current.into();

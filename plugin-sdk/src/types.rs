@@ -1,5 +1,6 @@
 //! Plain Rust types a filter speaks: what a phase returns, why the host
-//! refused a call, log levels and the phases a filter asks for.
+//! refused a call, log levels and the phases a filter asks for (header
+//! phases and, separately, body phases).
 
 /// What a phase tells the host to do next.
 ///
@@ -17,11 +18,7 @@ pub enum Action {
 impl Action {
     /// Shorthand for a local response with a `text/plain` body.
     pub fn respond(status: u16, body: impl Into<Vec<u8>>) -> Self {
-        Action::Respond(
-            LocalResponse::new(status)
-                .header("content-type", "text/plain; charset=utf-8")
-                .body(body),
-        )
+        Action::Respond(LocalResponse::plain_text(status, body))
     }
 }
 
@@ -48,6 +45,14 @@ impl LocalResponse {
             headers: Vec::new(),
             body: Vec::new(),
         }
+    }
+
+    /// A response with a `text/plain` body: what [`Action::respond`] and
+    /// [`BodyAction::respond`] build.
+    fn plain_text(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        LocalResponse::new(status)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(body)
     }
 
     /// Add a header line.
@@ -212,9 +217,130 @@ impl std::fmt::Debug for Phases {
     }
 }
 
+/// What a body phase tells the host to do next.
+///
+/// Non-exhaustive, as [`Action`]: a `match` on a `BodyAction` needs a `_` arm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BodyAction {
+    /// Keep the body as it is and go on.
+    Continue,
+    /// Replace the body with this one. The host fixes the framing
+    /// (`content-length`).
+    Replace(Vec<u8>),
+    /// Stop and answer with this response instead, as [`Action::Respond`].
+    Respond(LocalResponse),
+}
+
+impl BodyAction {
+    /// Shorthand for a local response with a `text/plain` body, as
+    /// [`Action::respond`].
+    pub fn respond(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        BodyAction::Respond(LocalResponse::plain_text(status, body))
+    }
+}
+
+/// The body phases a filter wants to be called for (WIT `body-phases`,
+/// added in 0.1.3); the host buffers a body only for a filter that asked
+/// for its phase.
+///
+/// Shaped like [`Phases`]: a set combined with `|`, with a private
+/// representation. The default of
+/// [`Filter::body_phases`](crate::Filter::body_phases) is
+/// [`BodyPhases::NONE`]: a filter is only called for a body phase it asked
+/// for by name, and chains where no filter asks stream bodies untouched.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BodyPhases {
+    bits: u8,
+}
+
+impl BodyPhases {
+    const REQUEST_BIT: u8 = 1;
+    const RESPONSE_BIT: u8 = 1 << 1;
+
+    /// No body phase: bodies stream past the filter (the default).
+    pub const NONE: BodyPhases = BodyPhases { bits: 0 };
+    /// Only the request-body phase (`on_request_body`).
+    pub const REQUEST_BODY: BodyPhases = BodyPhases {
+        bits: Self::REQUEST_BIT,
+    };
+    /// Only the response-body phase (`on_response_body`).
+    pub const RESPONSE_BODY: BodyPhases = BodyPhases {
+        bits: Self::RESPONSE_BIT,
+    };
+    /// Both body phases, `REQUEST_BODY | RESPONSE_BODY`.
+    pub const ALL: BodyPhases = BodyPhases {
+        bits: Self::REQUEST_BIT | Self::RESPONSE_BIT,
+    };
+
+    /// Every phase of `self` and of `other`; the same as `self | other`,
+    /// usable in `const` items.
+    pub const fn union(self, other: BodyPhases) -> BodyPhases {
+        BodyPhases {
+            bits: self.bits | other.bits,
+        }
+    }
+
+    /// `self`, plus `other` if `on` is true.
+    #[must_use]
+    pub const fn with(self, other: BodyPhases, on: bool) -> BodyPhases {
+        if on { self.union(other) } else { self }
+    }
+
+    /// Whether every phase of `other` is in `self`.
+    pub const fn contains(self, other: BodyPhases) -> bool {
+        self.bits & other.bits == other.bits
+    }
+
+    /// Whether no phase is set.
+    pub const fn is_empty(self) -> bool {
+        self.bits == 0
+    }
+
+    /// Whether `on_request_body` is called.
+    pub const fn request_body(self) -> bool {
+        self.contains(BodyPhases::REQUEST_BODY)
+    }
+
+    /// Whether `on_response_body` is called.
+    pub const fn response_body(self) -> bool {
+        self.contains(BodyPhases::RESPONSE_BODY)
+    }
+}
+
+impl std::ops::BitOr for BodyPhases {
+    type Output = BodyPhases;
+    fn bitor(self, other: BodyPhases) -> BodyPhases {
+        self.union(other)
+    }
+}
+
+impl std::ops::BitOrAssign for BodyPhases {
+    fn bitor_assign(&mut self, other: BodyPhases) {
+        *self = self.union(other);
+    }
+}
+
+impl std::fmt::Debug for BodyPhases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names = Vec::new();
+        if self.request_body() {
+            names.push("REQUEST_BODY");
+        }
+        if self.response_body() {
+            names.push("RESPONSE_BODY");
+        }
+        if names.is_empty() {
+            f.write_str("BodyPhases(NONE)")
+        } else {
+            write!(f, "BodyPhases({})", names.join(" | "))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Phases;
+    use super::{BodyAction, BodyPhases, LocalResponse, Phases};
 
     #[test]
     fn phases_combine() {
@@ -230,5 +356,35 @@ mod tests {
         assert!(Phases::ALL.contains(Phases::REQUEST) && !Phases::REQUEST.contains(Phases::ALL));
         assert_eq!(format!("{:?}", Phases::ALL), "Phases(REQUEST | RESPONSE)");
         assert_eq!(format!("{:?}", Phases::NONE), "Phases(NONE)");
+    }
+
+    #[test]
+    fn body_phases_combine() {
+        assert_eq!(BodyPhases::REQUEST_BODY | BodyPhases::RESPONSE_BODY, BodyPhases::ALL);
+        assert_eq!(
+            BodyPhases::NONE
+                .with(BodyPhases::REQUEST_BODY, false)
+                .with(BodyPhases::RESPONSE_BODY, true),
+            BodyPhases::RESPONSE_BODY
+        );
+        let mut p = BodyPhases::NONE;
+        assert!(p.is_empty() && !p.request_body() && !p.response_body());
+        p |= BodyPhases::REQUEST_BODY;
+        assert!(p.request_body() && !p.response_body());
+        assert!(BodyPhases::ALL.contains(BodyPhases::RESPONSE_BODY));
+        assert!(!BodyPhases::RESPONSE_BODY.contains(BodyPhases::ALL));
+        assert_eq!(
+            format!("{:?}", BodyPhases::ALL),
+            "BodyPhases(REQUEST_BODY | RESPONSE_BODY)"
+        );
+        assert_eq!(format!("{:?}", BodyPhases::NONE), "BodyPhases(NONE)");
+    }
+
+    #[test]
+    fn body_action_respond_is_plain_text() {
+        let expected = LocalResponse::new(413)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body("too big\n");
+        assert_eq!(BodyAction::respond(413, "too big\n"), BodyAction::Respond(expected));
     }
 }

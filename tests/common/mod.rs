@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub mod admin;
 pub mod dns;
 pub mod netns;
+pub mod service;
 pub mod tls;
 
 pub use sluice_test_support::test_filter;

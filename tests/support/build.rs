@@ -11,14 +11,23 @@ fn main() {
     let workspace = manifest.join("../..").canonicalize().expect("workspace root");
     components::rerun_if_changed(
         &workspace,
-        &["tests/filters", "examples/custom-filter", "plugin-sdk", "wit"],
+        &[
+            "tests/filters",
+            "examples/custom-filter",
+            "examples/ext-authz",
+            "examples/card-mask",
+            "plugin-sdk",
+            "wit",
+        ],
     );
-    // The test filters, and the example custom filter so its README stays true.
+    // The test filters, and the example filters so their READMEs stay true.
     let mut names: Vec<String> = components::crates_in(&workspace.join("tests/filters"))
         .into_iter()
         .map(|(n, _)| n)
         .collect();
     names.push("maintenance".into());
+    names.push("ext-authz".into());
+    names.push("card-mask".into());
     let built = components::build(&workspace, &names);
     components::write_table(
         "test_filters.rs",

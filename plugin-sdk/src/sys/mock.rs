@@ -4,6 +4,8 @@
 //! cluster names, and every bound of [`crate::limits`], in the same order)
 //! so a filter's tests see the errors production would. The proxy's
 //! `limits_parity` test runs the same calls against both and compares.
+//! Outbound calls and remote documents (0.1.3) live in the child modules
+//! [`outbound`] and [`document`].
 
 use super::Message;
 use crate::http::{RESERVED_HEADERS, is_header_name};
@@ -11,6 +13,12 @@ use crate::limits::*;
 use crate::types::{HostError, LogLevel};
 use std::cell::RefCell;
 use std::collections::HashMap;
+
+mod document;
+mod outbound;
+
+pub(crate) use document::{document_get, document_refresh, document_subscribe};
+pub(crate) use outbound::{Responder, outbound_send};
 
 /// Longest header name the host's HTTP library accepts (`http`'s
 /// `MAX_HEADER_NAME_LEN`): a name of `MAX_HEADER_BYTES` (65536) bytes passes
@@ -22,8 +30,13 @@ const HTTP_MAX_PATH_BYTES: usize = u16::MAX as usize - 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// Outside any call: test code between phases.
     None,
+    /// `Filter::create`, the host's `init`: no request, no connection.
+    Init,
+    /// The request-headers or request-body phase.
     Request,
+    /// The response-headers or response-body phase.
     Response,
 }
 
@@ -62,6 +75,10 @@ pub(crate) struct State {
     pub now_unix_nanos: u64,
     pub monotonic_nanos: u64,
     pub rng: u64,
+    /// Outbound calls: the test's responder and what was sent.
+    pub outbound: outbound::Outbound,
+    /// Remote documents: content by URI and the subscriptions made.
+    pub documents: document::Documents,
 }
 
 impl Default for State {
@@ -94,6 +111,8 @@ impl Default for State {
             now_unix_nanos: 1_767_225_600_000_000_000,
             monotonic_nanos: 1_000_000_000,
             rng: 0x9E37_79B9_7F4A_7C15,
+            outbound: outbound::Outbound::default(),
+            documents: document::Documents::default(),
         }
     }
 }
@@ -211,7 +230,7 @@ pub(crate) fn set_path(p: &str) -> Result<(), HostError> {
 
 /// What the host's HTTP library keeps of a path-and-query starting with
 /// `/` (all but the fragment), or `None` if it refuses it.
-fn path_and_query(p: &str) -> Option<&str> {
+pub(crate) fn path_and_query(p: &str) -> Option<&str> {
     if p.len() > HTTP_MAX_PATH_BYTES {
         return None;
     }
@@ -250,7 +269,7 @@ pub(crate) fn set_authority(a: &str) -> Result<(), HostError> {
 
 /// The `http` crate's authority grammar (`host[:port]`, an IP literal in
 /// brackets with an optional `%` zone), without userinfo.
-fn valid_authority(a: &str) -> bool {
+pub(crate) fn valid_authority(a: &str) -> bool {
     let (mut colons, mut open, mut close, mut percent) = (0u32, false, false, false);
     for b in a.bytes() {
         match b {
@@ -599,9 +618,16 @@ pub(crate) fn random_bytes(len: u32) -> Vec<u8> {
     out
 }
 
-/// The connection is the same in every phase; `create` has none.
+/// The connection is the same in every phase; `create` (and test code
+/// outside a phase) has none.
 fn connection_field<T: Default>(f: impl FnOnce(&State) -> T) -> T {
-    with(|s| if s.phase == Phase::None { T::default() } else { f(s) })
+    with(|s| {
+        if matches!(s.phase, Phase::None | Phase::Init) {
+            T::default()
+        } else {
+            f(s)
+        }
+    })
 }
 pub(crate) fn connection_listener() -> String {
     connection_field(|s| s.listener.clone())

@@ -3,8 +3,11 @@
 
 use super::Message;
 use crate::bindings::sluice::filter::{
-    clock, connection, context, interception, log, random, request, response, shared_state, types as wit,
+    clock, connection, context, interception, log, outbound_http, random, remote_document, request, response,
+    shared_state, types as wit,
 };
+use crate::document::{Document, DocumentOptions};
+use crate::outbound::{CallError, OutboundRequest, OutboundResponse};
 use crate::types::{HostError, LogLevel};
 
 fn err(e: wit::HostError) -> HostError {
@@ -177,21 +180,20 @@ pub(crate) fn connection_local_address() -> String {
 }
 pub(crate) fn connection_tls() -> Option<crate::connection::TlsInfo> {
     connection::tls().map(|t| {
-        let mut info = crate::connection::TlsInfo::new();
-        info.version = t.version;
-        info.cipher_suite = t.cipher_suite;
-        info.server_name = t.server_name;
-        info.alpn = t.alpn;
-        info.peer = t.peer.map(|p| {
-            let mut peer = crate::connection::PeerIdentity::default();
-            peer.spiffe_id = p.spiffe_id;
-            peer.trust_domain = p.trust_domain;
-            peer.uris = p.uris;
-            peer.dns_names = p.dns_names;
-            peer.subject = p.subject;
-            peer
+        let peer = t.peer.map(|p| crate::connection::PeerIdentity {
+            spiffe_id: p.spiffe_id,
+            trust_domain: p.trust_domain,
+            uris: p.uris,
+            dns_names: p.dns_names,
+            subject: p.subject,
         });
-        info
+        crate::connection::TlsInfo {
+            version: t.version,
+            cipher_suite: t.cipher_suite,
+            server_name: t.server_name,
+            alpn: t.alpn,
+            peer,
+        }
     })
 }
 
@@ -203,4 +205,56 @@ pub(crate) fn interception_direction() -> Option<crate::interception::Direction>
 }
 pub(crate) fn interception_original_destination() -> Option<String> {
     interception::original_destination()
+}
+
+pub(crate) fn outbound_send(r: OutboundRequest) -> Result<OutboundResponse, CallError> {
+    let timeout_ms = r.timeout_ms();
+    let request = outbound_http::OutboundRequest {
+        cluster: r.cluster,
+        method: r.method,
+        path: r.path,
+        authority: r.authority,
+        headers: r
+            .headers
+            .into_iter()
+            .map(|(name, value)| wit::HeaderLine { name, value })
+            .collect(),
+        body: r.body,
+        timeout_ms,
+    };
+    match outbound_http::send(&request) {
+        Ok(resp) => Ok(OutboundResponse {
+            status: resp.status,
+            headers: resp.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: resp.body,
+        }),
+        Err(e) => Err(match e {
+            outbound_http::CallError::NotAllowed => CallError::NotAllowed,
+            outbound_http::CallError::WrongPhase => CallError::WrongPhase,
+            outbound_http::CallError::InvalidRequest(why) => CallError::InvalidRequest(why),
+            outbound_http::CallError::Timeout => CallError::Timeout,
+            outbound_http::CallError::ResponseTooLarge => CallError::ResponseTooLarge,
+            outbound_http::CallError::Failed(why) => CallError::Failed(why),
+        }),
+    }
+}
+
+pub(crate) fn document_subscribe(cluster: &str, uri: &str, options: DocumentOptions) -> Result<u32, String> {
+    let options = remote_document::DocumentOptions {
+        min_refresh_ms: DocumentOptions::ms(options.min_refresh),
+        max_refresh_ms: DocumentOptions::ms(options.max_refresh),
+        max_bytes: options.max_bytes,
+    };
+    remote_document::subscribe(cluster, uri, options)
+}
+pub(crate) fn document_get(handle: u32, known: Option<u64>) -> Result<Option<Document>, String> {
+    remote_document::get(handle, known).map(|d| {
+        d.map(|d| Document {
+            version: d.version,
+            body: d.body,
+        })
+    })
+}
+pub(crate) fn document_refresh(handle: u32) -> bool {
+    remote_document::refresh(handle)
 }

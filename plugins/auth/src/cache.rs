@@ -74,6 +74,11 @@ impl TokenCache {
         self.entries.insert(fingerprint, entry);
     }
 
+    /// Forget every entry: the keys that verified them may be gone.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -19,6 +19,10 @@ pub(crate) enum Denial {
     Forbidden(String),
     /// The host refused to record the identity or strip the credentials.
     Internal,
+    /// No key could check the token because the `jwt.jwks_uri` keys have
+    /// not arrived yet: 503 with `retry-after`, no challenge. The text
+    /// includes the host's reason.
+    Unavailable(String),
 }
 
 impl Denial {
@@ -28,6 +32,7 @@ impl Denial {
             Denial::BadRequest(_) => 400,
             Denial::Forbidden(_) => 403,
             Denial::Internal => 500,
+            Denial::Unavailable(_) => 503,
         }
     }
 
@@ -37,7 +42,7 @@ impl Denial {
             Denial::NoCredentials => "credentials required",
             Denial::BadRequest(r) | Denial::InvalidToken(r) => r,
             Denial::InvalidApiKey => "invalid API key",
-            Denial::Forbidden(r) => r,
+            Denial::Forbidden(r) | Denial::Unavailable(r) => r,
             Denial::Internal => "could not apply the identity",
         }
     }
@@ -78,6 +83,7 @@ impl Challenges {
             400 => ("bad request", "invalid_request"),
             403 => ("forbidden", "insufficient_scope"),
             500 => ("internal error", ""),
+            503 => ("auth", ""),
             _ => ("unauthorized", "invalid_token"),
         };
         match denial {
@@ -97,11 +103,14 @@ impl Challenges {
                 }
                 challenges.push(c);
             }
-            Denial::Internal => {}
+            Denial::Internal | Denial::Unavailable(_) => {}
         }
         let mut response = LocalResponse::new(denial.status())
             .header("content-type", "text/plain; charset=utf-8")
             .header("cache-control", "no-store");
+        if let Denial::Unavailable(_) = denial {
+            response = response.header("retry-after", "1");
+        }
         for challenge in challenges {
             response = response.header("www-authenticate", challenge);
         }
@@ -171,6 +180,11 @@ mod tests {
 
         let (status, ch, _) = parts(c.respond(&Denial::Internal));
         assert_eq!((status, ch.len()), (500, 0));
+
+        let unavailable = Denial::Unavailable("signing keys are not available yet (not fetched yet)".into());
+        let (status, ch, body) = parts(c.respond(&unavailable));
+        assert_eq!((status, ch.len()), (503, 0));
+        assert_eq!(body, "auth: signing keys are not available yet (not fetched yet)\n");
     }
 
     #[test]

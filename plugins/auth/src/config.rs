@@ -63,6 +63,19 @@ pub(crate) struct JwtSettings {
     /// A JWKS document: a JSON string or a table.
     #[serde(default)]
     pub jwks: Option<serde_json::Value>,
+    /// A JWKS document the host fetches and keeps fresh (see `remote`).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// The cluster `jwks_uri` is fetched through; required with it.
+    #[serde(default)]
+    pub jwks_cluster: Option<String>,
+    /// Options only with `jwks_uri`; `None` takes the default.
+    #[serde(default)]
+    pub jwks_min_refresh_seconds: Option<u64>,
+    #[serde(default)]
+    pub jwks_max_refresh_seconds: Option<u64>,
+    #[serde(default)]
+    pub jwks_max_bytes: Option<u32>,
     #[serde(default)]
     pub required_scopes: Vec<String>,
     #[serde(default)]

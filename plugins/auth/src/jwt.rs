@@ -1,13 +1,16 @@
 //! JWT bearer tokens: the protected header (no `crit`, an accepted `typ`),
 //! the signature (jsonwebtoken, one algorithm per key), then the registered
 //! claims against the host's clock, then the route's required scopes and
-//! claims. Outcomes of verified tokens are cached per instance.
+//! claims. Keys come from the configuration and, with `jwt.jwks_uri`, from
+//! a JWKS the host keeps fresh (`remote`). Outcomes of verified tokens are
+//! cached per instance, until they expire or the remote key set changes.
 
 use crate::Identity;
 use crate::cache::{Entry, Outcome, TokenCache};
 use crate::challenge::Denial;
 use crate::config::{self, JwtSettings, MAX_CACHE_SIZE, MAX_LEEWAY_SECONDS};
 use crate::keys::{self, VerifyKey};
+use crate::remote::{RemoteKeys, RemoteSettings};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Header;
@@ -25,7 +28,10 @@ type Claims = Map<String, Value>;
 const MALFORMED: Denial = Denial::InvalidToken("malformed token");
 
 pub(crate) struct Jwt {
+    /// Keys from `jwt.keys` and `jwt.jwks`.
     keys: Vec<VerifyKey>,
+    /// Keys from `jwt.jwks_uri`.
+    remote: Option<RemoteKeys>,
     issuers: Vec<String>,
     audiences: Vec<String>,
     /// Accepted `typ` values as full media types in lower case; empty
@@ -94,8 +100,16 @@ impl Jwt {
                 return Err(format!("jwt.context_claims[{i}]: must be a non-empty claim name"));
             }
         }
+        let static_keys = keys::load(&s.keys, s.jwks.as_ref())?;
+        let remote = RemoteSettings::from_settings(s)?;
+        if static_keys.is_empty() && remote.is_none() {
+            return Err("jwt.keys: no verification keys: give `jwt.keys`, `jwt.jwks` or `jwt.jwks_uri`".into());
+        }
+        // Last, once everything else is known to be fine.
+        let remote = remote.map(RemoteKeys::subscribe).transpose()?;
         Ok(Jwt {
-            keys: keys::load(&s.keys, s.jwks.as_ref())?,
+            keys: static_keys,
+            remote,
             issuers: s.issuers.clone(),
             audiences: s.audiences.clone(),
             types: s.types.iter().map(|t| media_type(t)).collect(),
@@ -134,6 +148,13 @@ impl Jwt {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Denial::InvalidToken("token too large"));
         }
+        // Before the cache: a token signed by a key that was rotated out
+        // must not be admitted from an entry made while it was in.
+        if let Some(remote) = &mut self.remote
+            && remote.sync()
+        {
+            self.cache.clear();
+        }
         let fingerprint = self.cache.fingerprint(token);
         if let Some(entry) = self.cache.get(&fingerprint) {
             // The signature was checked when the entry was made; the clock
@@ -169,9 +190,16 @@ impl Jwt {
         if !self.type_accepted(header.typ.as_deref()) {
             return Err(Denial::InvalidToken("invalid token type"));
         }
+        // A kid no key has: the issuer may have rotated its keys since the
+        // host last fetched them. One refresh per request at most; the host
+        // limits them to one per `jwks_min_refresh_seconds`.
+        if header.kid.is_some() && !self.all_keys().any(|k| k.accepts(&header)) {
+            self.refresh_remote();
+        }
+        let remote_keys = self.remote.as_ref().map_or(&[][..], RemoteKeys::keys);
         let mut result = None;
         let mut attempts = 0;
-        for key in self.keys.iter().filter(|k| k.accepts(&header)) {
+        for key in self.keys.iter().chain(remote_keys).filter(|k| k.accepts(&header)) {
             attempts += 1;
             match key.verify(token) {
                 Ok(claims) => {
@@ -190,8 +218,33 @@ impl Jwt {
         match result {
             Some(r) => r,
             None if attempts > 0 => Err(Denial::InvalidToken("invalid signature")),
-            None if self.keys.iter().any(|k| k.alg() == header.alg) => Err(Denial::InvalidToken("unknown key id")),
-            None => Err(Denial::InvalidToken("algorithm not accepted")),
+            None => match self.remote.as_ref().and_then(RemoteKeys::unavailable) {
+                // No key could be tried and the remote set is still missing:
+                // the right key may well be in it.
+                Some(reason) => Err(Denial::Unavailable(format!(
+                    "signing keys are not available yet ({reason})"
+                ))),
+                None if self.all_keys().any(|k| k.alg() == header.alg) => Err(Denial::InvalidToken("unknown key id")),
+                None => Err(Denial::InvalidToken("algorithm not accepted")),
+            },
+        }
+    }
+
+    /// The configured keys, then the remote ones.
+    fn all_keys(&self) -> impl Iterator<Item = &VerifyKey> {
+        let remote = self.remote.as_ref().map_or(&[][..], RemoteKeys::keys);
+        self.keys.iter().chain(remote)
+    }
+
+    /// Have the host fetch the remote JWKS now, if there is one and it has
+    /// been available (while it is not, the request gets 503 instead of
+    /// waiting). A new key set empties the cache.
+    fn refresh_remote(&mut self) {
+        if let Some(remote) = &mut self.remote
+            && remote.unavailable().is_none()
+            && remote.refresh()
+        {
+            self.cache.clear();
         }
     }
 

@@ -64,7 +64,8 @@ impl VerifyKey {
     }
 }
 
-/// Load `jwt.keys` and `jwt.jwks`.
+/// Load `jwt.keys` and `jwt.jwks` (possibly no key: the caller decides
+/// whether that is enough).
 pub(crate) fn load(specs: &[KeySpec], jwks: Option<&Value>) -> Result<Vec<VerifyKey>, String> {
     let mut keys = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
@@ -72,9 +73,6 @@ pub(crate) fn load(specs: &[KeySpec], jwks: Option<&Value>) -> Result<Vec<Verify
     }
     if let Some(jwks) = jwks {
         keys.extend(from_jwks(jwks)?);
-    }
-    if keys.is_empty() {
-        return Err("jwt.keys: no verification keys: give `jwt.keys` or `jwt.jwks`".into());
     }
     Ok(keys)
 }
@@ -141,23 +139,78 @@ fn from_jwks(jwks: &Value) -> Result<Vec<VerifyKey>, String> {
         }
         other => other,
     };
-    let entries = doc
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or("jwt.jwks: expected a JWKS document: an object with a `keys` array")?;
-    let mut keys = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let path = format!("jwt.jwks.keys[{i}]");
-        if let Some(why) = unusable(entry) {
-            sluice_sdk::debug!("auth: {path}: skipped: {why}");
-            continue;
-        }
-        if let Some(key) = from_jwk(entry, &path, None, None)? {
-            keys.push(key);
-        }
-    }
+    let entries = jwks_entries(doc).ok_or("jwt.jwks: expected a JWKS document: an object with a `keys` array")?;
+    let keys = jwks_keys(entries, "jwt.jwks.", Source::Config)?;
     if keys.is_empty() {
         return Err("jwt.jwks: no usable signature verification key".into());
+    }
+    Ok(keys)
+}
+
+/// A JWKS document fetched from `jwt.jwks_uri` (`version` is the host's
+/// document version, for the log). Unlike a configured JWKS, a malformed
+/// entry is skipped with a warning rather than refusing the document (RFC
+/// 7517 §5: ignore JWKs that are not understood or lack members), and so is
+/// an `oct` entry: a shared secret has no place in a published document.
+/// The error is a short description without document content.
+pub(crate) fn from_remote_jwks(body: &[u8], version: u64) -> Result<Vec<VerifyKey>, String> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not valid JSON ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    let entries = jwks_entries(&doc).ok_or("not a JWKS document (an object with a `keys` array)")?;
+    let keys = jwks_keys(entries, "", Source::Remote(version))?;
+    if keys.is_empty() {
+        return Err("no usable signature verification key".into());
+    }
+    Ok(keys)
+}
+
+/// Where a JWKS comes from, which decides what a bad entry does.
+#[derive(Clone, Copy)]
+enum Source {
+    /// `jwt.jwks`: a malformed entry is a configuration error.
+    Config,
+    /// `jwt.jwks_uri`, this document version: a malformed entry is skipped.
+    Remote(u64),
+}
+
+/// The `keys` array of a JWKS document.
+fn jwks_entries(doc: &Value) -> Option<&Vec<Value>> {
+    doc.get("keys").and_then(Value::as_array)
+}
+
+/// The signature keys among JWKS entries; `prefix` goes before `keys[i]` in
+/// messages. Entries not meant for this filter are skipped.
+fn jwks_keys(entries: &[Value], prefix: &str, source: Source) -> Result<Vec<VerifyKey>, String> {
+    let mut keys = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let path = format!("{prefix}keys[{i}]");
+        let origin = match source {
+            Source::Config => String::new(),
+            Source::Remote(version) => format!("jwt.jwks_uri version {version}: "),
+        };
+        if let Some(why) = unusable(entry) {
+            sluice_sdk::debug!("auth: {origin}{path}: skipped: {why}");
+            continue;
+        }
+        if matches!(source, Source::Remote(_)) && entry.get("kty").and_then(Value::as_str) == Some("oct") {
+            sluice_sdk::warn!("auth: {origin}{path}: skipped: a shared secret (`oct`) is not taken from a URI");
+            continue;
+        }
+        match from_jwk(entry, &path, None, None) {
+            Ok(Some(key)) => keys.push(key),
+            Ok(None) => {}
+            Err(e) => match source {
+                Source::Config => return Err(e),
+                // The messages name members and algorithms, never values.
+                Source::Remote(_) => sluice_sdk::warn!("auth: {origin}skipped: {e}"),
+            },
+        }
     }
     Ok(keys)
 }

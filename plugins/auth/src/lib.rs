@@ -16,6 +16,8 @@
 //! issuers = ["https://id.example.com"]
 //! audiences = ["orders"]
 //! keys = [{ kid = "r1", alg = "RS256", pem = "-----BEGIN PUBLIC KEY-----…" }]
+//! jwks_uri = "https://id.example.com/.well-known/jwks.json"  # kept fresh by the host
+//! jwks_cluster = "idp"               # also listed in the entry's `clusters`
 //! required_scopes = ["orders:read"]
 //! forward_claims = { email = "x-auth-email" }
 //! ```
@@ -34,6 +36,7 @@ mod challenge;
 mod config;
 mod jwt;
 mod keys;
+mod remote;
 #[cfg(test)]
 mod tests;
 

@@ -6,6 +6,7 @@ mod config;
 mod header;
 mod jwt;
 mod keys;
+mod remote_jwks;
 
 use crate::Auth;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
