@@ -2,7 +2,13 @@
 //! holding a worker (this file), outbound calls from filters, remote
 //! documents and body phases (`filter_platform/*.rs`).
 
+#[path = "filter_platform/body.rs"]
+mod body;
 mod common;
+#[path = "filter_platform/jwks.rs"]
+mod jwks;
+#[path = "filter_platform/outbound.rs"]
+mod outbound;
 
 use common::*;
 use std::sync::{Arc, Mutex};

@@ -195,7 +195,10 @@ impl Env {
     /// One untimed call (warming caches such as auth's token cache) that
     /// must let the message through; returns the exchange it left.
     fn call_once<M: Message>(&self, slot: &FilterSlot, mut exchange: M) -> M {
-        let outcome = self.tokio.block_on(slot.call(&mut exchange)).expect("call");
+        let outcome = self
+            .tokio
+            .block_on(slot.call(M::HEADERS, &mut exchange, None))
+            .expect("call");
         assert!(
             matches!(outcome, PhaseOutcome::Continue),
             "{} answered locally: {outcome:?}",
@@ -211,7 +214,7 @@ fn bench_call<M: Message>(b: &mut Bencher<'_>, tokio: &Runtime, slot: &FilterSlo
     b.to_async(tokio).iter_batched(
         message,
         move |mut exchange| async move {
-            slot.call(&mut exchange).await.expect("call");
+            slot.call(M::HEADERS, &mut exchange, None).await.expect("call");
             exchange
         },
         BatchSize::SmallInput,
@@ -263,7 +266,7 @@ fn chain(c: &mut Criterion, env: &Env, request: &RequestTemplate, slots: Vec<Arc
                 connection: exchange.connection,
             };
             chain
-                .on_response(ran, reply, sluice::body::full(""))
+                .on_response(ran, reply, sluice::body::full(""), true)
                 .await
                 .expect("response phase")
         })

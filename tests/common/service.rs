@@ -1,5 +1,5 @@
 //! A small scriptable HTTP/1.1 service for tests: an authorization service,
-//! a JWKS endpoint. Each request is answered by an async handler; every
+//! a JWKS endpoint. Dropping it closes its listener and its connections. Each request is answered by an async handler; every
 //! request seen is recorded. It can start on a listener bound earlier, so
 //! a test can reserve a port, leave it closed (the service "down"), and
 //! bring the service up later on the same port.
@@ -67,10 +67,16 @@ impl Service {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let record = seen.clone();
         let task = tokio::spawn(async move {
+            // Dropped with this task: stopping the service closes its
+            // connections too.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                while connections.try_join_next().is_some() {}
                 let (handler, record) = (handler.clone(), record.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let service = service_fn(move |request: http::Request<Incoming>| {
                         let (handler, record) = (handler.clone(), record.clone());
                         async move {

@@ -85,6 +85,8 @@ pub struct ResponseExchange {
 /// of one call (swapped with what the store holds between calls) and
 /// swapped back after it, whatever the call's outcome.
 pub trait Message: sealed::Sealed + Send {
+    /// The headers phase of this message (its body phase is the other).
+    const HEADERS: Phase;
     /// Exchange this message with the store's copy (symmetric: the second
     /// swap takes the message back).
     #[doc(hidden)]
@@ -98,6 +100,7 @@ mod sealed {
 }
 
 impl Message for RequestExchange {
+    const HEADERS: Phase = Phase::RequestHeaders;
     fn swap_with(&mut self, call: &mut CallData) {
         std::mem::swap(&mut self.head, &mut call.request);
         std::mem::swap(&mut self.context, &mut call.context);
@@ -106,6 +109,7 @@ impl Message for RequestExchange {
 }
 
 impl Message for ResponseExchange {
+    const HEADERS: Phase = Phase::ResponseHeaders;
     fn swap_with(&mut self, call: &mut CallData) {
         std::mem::swap(&mut self.head, &mut call.response);
         std::mem::swap(&mut self.context, &mut call.context);
