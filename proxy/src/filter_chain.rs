@@ -27,7 +27,11 @@ pub enum RequestOutcome {
     /// Every filter let the request through.
     Forward,
     /// Filter number `by` answered locally; filters before it have run.
-    Respond { response: Response<ProxyBody>, by: usize },
+    /// (Boxed: the common outcome is `Forward`.)
+    Respond {
+        response: Box<Response<ProxyBody>>,
+        by: usize,
+    },
 }
 
 /// The filters of one route, in configuration order.
@@ -45,7 +49,10 @@ impl FilterChain {
                 continue;
             }
             if let Some(Changed::Respond(response)) = run(slot, Phase::RequestHeaders, exchange, None).await? {
-                return Ok(RequestOutcome::Respond { response, by: i });
+                return Ok(RequestOutcome::Respond {
+                    response: Box::new(response),
+                    by: i,
+                });
             }
         }
         Ok(RequestOutcome::Forward)

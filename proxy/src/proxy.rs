@@ -143,9 +143,9 @@ async fn proxy(
     if let RequestOutcome::Respond { response, by } = outcome {
         // A filter's answer to a gRPC client is a gRPC status.
         let response = if grpc::is_grpc(&head.parts.headers) && !grpc::is_grpc(response.headers()) {
-            grpc::into_grpc(response)
+            grpc::into_grpc(*response)
         } else {
-            response
+            *response
         };
         let (parts, body) = response.into_parts();
         let exchange = ResponseExchange {

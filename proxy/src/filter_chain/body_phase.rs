@@ -61,7 +61,10 @@ pub async fn on_request_body(
         }
         match run(slot, Phase::RequestBody, exchange, Some(&body)).await? {
             Some(Changed::Respond(response)) => {
-                return Ok(RequestBodyOutcome::Respond(RequestOutcome::Respond { response, by: i }));
+                return Ok(RequestBodyOutcome::Respond(RequestOutcome::Respond {
+                    response: Box::new(response),
+                    by: i,
+                }));
             }
             Some(Changed::Body(replacement)) => body = replacement,
             None => {}

@@ -238,10 +238,13 @@ impl Document {
     }
 }
 
+/// What identifies a subscription: cluster, URI and options.
+type Key = (Arc<str>, String, Options);
+
 /// Every document subscribed to, by what identifies it.
 #[derive(Debug, Default)]
 pub struct Documents {
-    by_key: Mutex<HashMap<(Arc<str>, String, Options), Weak<Document>>>,
+    by_key: Mutex<HashMap<Key, Weak<Document>>>,
 }
 
 impl Documents {

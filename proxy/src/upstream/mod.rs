@@ -561,8 +561,9 @@ pub struct UpstreamBody {
     inner: Incoming,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     held: Option<(Slot, InFlight)>,
-    /// Data read ahead (a body phase that gave up buffering), sent first.
-    unread: std::collections::VecDeque<Bytes>,
+    /// Data read ahead (a body phase that gave up buffering), sent first,
+    /// in reverse order (the next chunk last).
+    unread: Vec<Bytes>,
 }
 
 /// The body outlived the route's `max_stream_duration`.
@@ -581,13 +582,13 @@ impl UpstreamBody {
             inner,
             deadline: None,
             held,
-            unread: Default::default(),
+            unread: Vec::new(),
         }
     }
 
     /// Put data read from this body back in front of what is left.
     pub fn unread(&mut self, data: Vec<Bytes>) {
-        self.unread.extend(data);
+        self.unread.extend(data.into_iter().rev());
     }
 
     /// Take the request's places out of the body (an upgrade keeps them).
@@ -612,7 +613,7 @@ impl Body for UpstreamBody {
         {
             return Poll::Ready(Some(Err(Box::new(StreamDurationReached))));
         }
-        if let Some(data) = this.unread.pop_front() {
+        if let Some(data) = this.unread.pop() {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into)

@@ -132,6 +132,23 @@ impl outbound_http::Host for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared_state::SharedState;
+    use crate::wasm::log_budget::LogBudget;
+    use std::sync::Arc;
+
+    /// `init` cannot call out: a slow service must not stall a reload.
+    #[tokio::test]
+    async fn not_available_in_init() {
+        use outbound_http::Host as _;
+        let mut state = HostState::new(
+            "t".into(),
+            Arc::new(SharedState::new(Default::default())),
+            Arc::new(["authz".into()].into_iter().collect()),
+            1 << 20,
+            LogBudget::detached(),
+        );
+        assert!(matches!(state.send(request()).await, Err(CallError::WrongPhase)));
+    }
 
     fn request() -> OutboundRequest {
         OutboundRequest {
@@ -159,7 +176,8 @@ mod tests {
 
     #[test]
     fn invalid_requests_are_refused_with_a_reason() {
-        let cases: Vec<(Box<dyn Fn(&mut OutboundRequest)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut OutboundRequest)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|r| r.method = "GE T".into()), "invalid method"),
             (Box::new(|r| r.path = "check".into()), "must start with"),
             (Box::new(|r| r.authority = Some("user@evil".into())), "user information"),
