@@ -9,7 +9,7 @@
 use super::bindings::HeaderLine;
 use super::bindings::sluice::filter::outbound_http::{self, CallError, OutboundRequest, OutboundResponse};
 use super::budget;
-use super::host::{HostState, header_name, header_value};
+use super::host::{HostState, RESERVED, header_name, header_value};
 use crate::outbound::OutboundError;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
@@ -17,20 +17,6 @@ use std::time::{Duration, Instant};
 
 /// Largest request body a filter may send.
 pub const MAX_REQUEST_BODY: usize = 1 << 20;
-
-/// Headers a filter may not set on an outbound request: framing and
-/// connection headers, and `host` (use `authority`).
-const REFUSED: [&str; 9] = [
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-connection",
-    "host",
-];
 
 /// The request head a filter asked for, or why it is invalid.
 fn head(request: &OutboundRequest, cluster: &str) -> Result<http::request::Parts, String> {
@@ -55,7 +41,8 @@ fn head(request: &OutboundRequest, cluster: &str) -> Result<http::request::Parts
     }
     for HeaderLine { name, value } in &request.headers {
         let name = header_name(name).map_err(|_| format!("invalid header name {name:?}"))?;
-        if REFUSED.contains(&name.as_str()) {
+        // Framing and connection headers, and `host` (use `authority`).
+        if RESERVED.contains(&name.as_str()) {
             return Err(format!("header `{name}` is set by the host"));
         }
         let value = header_value(value).map_err(|_| format!("invalid value for header `{name}`"))?;
