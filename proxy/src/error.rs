@@ -125,6 +125,8 @@ pub enum ProxyError {
     FilterUnavailable { plugin: String, reason: String },
     #[error("request body over the {limit} bytes a body filter buffers")]
     BodyTooLarge { limit: usize },
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
     #[error("upstream response body failed: {0}")]
     UpstreamBody(String),
 }
@@ -141,6 +143,7 @@ impl ProxyError {
             }
             ProxyError::UpgradeRefused { .. } | ProxyError::UpstreamBody(_) => StatusCode::BAD_GATEWAY,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Upstream { failure, .. } => match failure {
                 UpstreamFailure::ConnectTimeout | UpstreamFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
@@ -156,7 +159,8 @@ impl ProxyError {
             ProxyError::NoRoute { .. }
             | ProxyError::BadRequest(_)
             | ProxyError::ConnectNotAllowed { .. }
-            | ProxyError::BodyTooLarge { .. } => ErrorSource::Downstream,
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::BodyTimeout(_) => ErrorSource::Downstream,
             ProxyError::NoEndpoint(_)
             | ProxyError::Upstream { .. }
             | ProxyError::UpgradeRefused { .. }
@@ -200,6 +204,7 @@ impl ProxyError {
             ProxyError::FilterTimedOut { .. } => "filter timed out\n",
             ProxyError::FilterUnavailable { .. } => "filter overloaded\n",
             ProxyError::BodyTooLarge { .. } => "request body too large\n",
+            ProxyError::BodyTimeout(_) => "request body timeout\n",
             ProxyError::UpstreamBody(_) => "upstream response body failed\n",
         }
     }

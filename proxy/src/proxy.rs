@@ -126,7 +126,13 @@ async fn proxy(
         && route.chain.wants_request_body()
         && let Some(body) = incoming.take()
     {
-        match route.chain.on_request_body(&mut exchange, body).await? {
+        // A body read whole is bounded by the route's timeout, as a
+        // streamed one is by the upstream's.
+        let read = tokio::time::timeout_at(
+            arrived + route.timeout,
+            route.chain.on_request_body(&mut exchange, body),
+        );
+        match read.await.map_err(|_| ProxyError::BodyTimeout(route.timeout))?? {
             RequestBodyOutcome::Forward(body) => buffered = Some(body),
             RequestBodyOutcome::Respond(respond) => outcome = respond,
         }

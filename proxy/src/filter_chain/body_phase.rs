@@ -16,6 +16,7 @@ use crate::wasm::{FilterSlot, Phase, RequestExchange, ResponseExchange};
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::{HeaderMap, Response};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub async fn on_request_body(
 ) -> Result<RequestBodyOutcome, ProxyError> {
     let wanting = || slots.iter().filter(|s| s.wants(Phase::RequestBody));
     let limit = wanting().map(|s| s.sandbox().max_body_bytes).min().unwrap_or(0);
+    let had_body = !incoming.is_end_stream() || exchange.head.parts.headers.contains_key(CONTENT_LENGTH);
     let mut data = BytesMut::new();
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(|_| ProxyError::BadRequest(BadRequest::MalformedBody))?;
@@ -59,6 +61,11 @@ pub async fn on_request_body(
         if !slot.wants(Phase::RequestBody) {
             continue;
         }
+        // An earlier filter's replacement is held to this one's limit too.
+        let limit = slot.sandbox().max_body_bytes;
+        if body.len() > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
         match run(slot, Phase::RequestBody, exchange, Some(&body)).await? {
             Some(Changed::Respond(response)) => {
                 return Ok(RequestBodyOutcome::Respond(RequestOutcome::Respond {
@@ -70,7 +77,11 @@ pub async fn on_request_body(
             None => {}
         }
     }
-    frame(&mut exchange.head.parts.headers, body.len());
+    // A request without content (a GET) keeps its framing unless a filter
+    // gave it a body.
+    if had_body || !body.is_empty() {
+        frame(&mut exchange.head.parts.headers, body.len());
+    }
     Ok(RequestBodyOutcome::Forward(body))
 }
 
@@ -105,6 +116,9 @@ async fn read_up_to(body: ProxyBody, limit: usize) -> Result<Read, ProxyError> {
                         return Ok(Read::Over(Either::Left(upstream)));
                     }
                 }
+            }
+            if chunks.len() <= 1 {
+                return Ok(Read::Whole(chunks.pop().unwrap_or_default()));
             }
             let mut data = BytesMut::with_capacity(len);
             chunks.iter().for_each(|c| data.extend_from_slice(c));

@@ -45,7 +45,7 @@ impl FilterIoMetrics {
             calls: register(
                 r,
                 "filter_outbound_calls",
-                "HTTP calls filters made to clusters, by plugin, cluster and outcome (`ok` is any response; `timeout`, `too_large`, `failed`, `not_allowed`, `invalid`)",
+                "HTTP calls filters made to clusters, by plugin, cluster and outcome (`ok` is any response; `timeout`, `too_large`, `failed`, `not_allowed`, `invalid`, `no_cluster`)",
                 Family::default(),
             ),
             call_duration: register(

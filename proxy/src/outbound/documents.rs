@@ -6,7 +6,8 @@
 //! after failures, and keeps the last good copy when a fetch fails. A
 //! filter may ask for a fetch now (an unknown key id), at most once per
 //! minimum interval. The task ends when the last subscriber is gone.
-//! Content is never logged: only sizes, versions and failure reasons.
+//! Content is never logged, nor a URI's query (it may carry a key): only
+//! the URI without its query, sizes, versions and failure reasons.
 //!
 //! When to fetch next is decided by [`Schedule`], from times passed in.
 
@@ -26,6 +27,11 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
 /// Smallest minimum refresh interval.
 pub const MIN_REFRESH_FLOOR: Duration = Duration::from_secs(1);
+/// Largest maximum refresh interval.
+pub const MAX_REFRESH_CEILING: Duration = Duration::from_secs(86_400);
+/// How long the first fetch waits for its cluster to start serving (the
+/// generation that subscribed is built before it serves).
+const FIRST_FETCH_WAIT: Duration = Duration::from_secs(5);
 
 /// How a subscription wants its document kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,6 +52,12 @@ impl Options {
         }
         if max_refresh < min_refresh {
             return Err("max-refresh-ms must be at least min-refresh-ms".into());
+        }
+        if max_refresh > MAX_REFRESH_CEILING {
+            return Err(format!(
+                "max-refresh-ms must be at most {}",
+                MAX_REFRESH_CEILING.as_millis()
+            ));
         }
         if max_bytes == 0 || max_bytes > MAX_DOCUMENT_BYTES {
             return Err(format!("max-bytes must be 1 to {MAX_DOCUMENT_BYTES}"));
@@ -106,16 +118,19 @@ pub struct Copy {
     pub body: Bytes,
 }
 
-/// What `/plugins` shows of a document.
+/// What `/plugins` shows of a document, and the fetch counters.
 #[derive(Debug, Default, Clone)]
 struct Status {
-    /// The start of the last fetch, for the on-demand rate limit.
+    /// When the last fetch started (or was asked for), for the on-demand
+    /// rate limit.
     last_attempt: Option<Instant>,
     last_success: Option<SystemTime>,
     last_error: Option<String>,
     failures: u32,
-    /// Completed fetches, so a waiter knows its fetch is done.
-    completed: u64,
+    /// Fetches started.
+    started: u64,
+    /// The fetch an on-demand refresh asked for and waits on, until it ends.
+    pending: Option<u64>,
 }
 
 /// A document and its state.
@@ -126,10 +141,25 @@ pub struct Document {
     schedule: Schedule,
     copy: ArcSwapOption<Copy>,
     status: Mutex<Status>,
-    /// Asks the task to fetch now.
-    wake: Notify,
+    /// Wakes the task: a refresh asked for a fetch, or the document is gone.
+    wake: Arc<Notify>,
     /// Completed fetches, for waiters.
     done: watch::Sender<u64>,
+}
+
+impl Drop for Document {
+    fn drop(&mut self) {
+        // The task waits holding only a weak reference: let it see.
+        self.wake.notify_one();
+    }
+}
+
+/// `uri` without its query, for logs and the admin view.
+fn shown(uri: &http::Uri) -> String {
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{}", uri.path()),
+        _ => uri.path().to_string(),
+    }
 }
 
 impl Document {
@@ -140,8 +170,12 @@ impl Document {
         }
         let status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         Err(match &status.last_error {
-            Some(e) => format!("fetching {} through cluster `{}` failed: {e}", self.uri, self.cluster),
-            None => format!("{} has not been fetched yet", self.uri),
+            Some(e) => format!(
+                "fetching {} through cluster `{}` failed: {e}",
+                shown(&self.uri),
+                self.cluster
+            ),
+            None => format!("{} has not been fetched yet", shown(&self.uri)),
         })
     }
 
@@ -150,19 +184,37 @@ impl Document {
         self.copy.load().as_ref().map_or(0, |c| c.version)
     }
 
-    /// Fetch now if the rate limit allows, and wait (up to `wait`) for that
-    /// fetch to complete. Whether the version changed.
+    /// Whether this document is the one for `cluster`, `uri`, `options`.
+    pub fn is(&self, cluster: &str, uri: &http::Uri, options: Options) -> bool {
+        &*self.cluster == cluster && self.uri == *uri && self.schedule.options == options
+    }
+
+    /// Fetch now if the rate limit allows (or join a fetch another refresh
+    /// asked for), and wait (up to `wait`) for it to complete. Whether the
+    /// version changed. At most one fetch per minimum interval, however
+    /// many ask.
     pub async fn refresh(&self, wait: Duration) -> bool {
         let before = self.version();
         let mut done = self.done.subscribe();
         let target = {
-            let status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-            if !self.schedule.may_fetch(status.last_attempt, Instant::now()) {
-                return false;
+            let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            match status.pending {
+                Some(target) => target,
+                None => {
+                    let now = Instant::now();
+                    if !self.schedule.may_fetch(status.last_attempt, now) {
+                        return false;
+                    }
+                    // The next fetch to start; claimed now so that no other
+                    // refresh starts one within the interval.
+                    status.last_attempt = Some(now);
+                    let target = status.started + 1;
+                    status.pending = Some(target);
+                    self.wake.notify_one();
+                    target
+                }
             }
-            status.completed + 1
         };
-        self.wake.notify_one();
         let finished = tokio::time::timeout(wait, done.wait_for(|&n| n >= target)).await;
         finished.is_ok() && self.version() != before
     }
@@ -173,7 +225,7 @@ impl Document {
         let copy = self.copy.load_full();
         serde_json::json!({
             "cluster": &*self.cluster,
-            "uri": self.uri.to_string(),
+            "uri": shown(&self.uri),
             "available": copy.is_some(),
             "version": copy.as_ref().map_or(0, |c| c.version),
             "bytes": copy.as_ref().map_or(0, |c| c.body.len()),
@@ -229,7 +281,7 @@ impl Document {
                 version,
                 body: response.body,
             })));
-            tracing::info!(cluster = %self.cluster, uri = %self.uri, version, "remote document updated");
+            tracing::info!(cluster = %self.cluster, uri = %shown(&self.uri), version, "remote document updated");
         }
         outbound
             .metrics
@@ -268,7 +320,7 @@ impl Documents {
             schedule: Schedule { options },
             copy: ArcSwapOption::empty(),
             status: Mutex::new(Status::default()),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             done: watch::Sender::new(0),
         });
         by_key.insert(key, Arc::downgrade(&doc));
@@ -278,18 +330,34 @@ impl Documents {
 }
 
 /// The document's task: fetch, wait until due (or asked, or the clusters
-/// changed while the cluster was missing), again, while anyone subscribes.
+/// changed while there is no good copy), again, while anyone subscribes.
+/// Between fetches it holds only a weak reference: the document's drop
+/// wakes it to end.
 async fn keep_fresh(doc: Weak<Document>, outbound: Arc<Outbound>) {
     let mut clusters = outbound.watch();
+    // The generation that subscribed starts serving after it is built.
+    if let Some(document) = doc.upgrade()
+        && outbound.cluster(&document.cluster).is_none()
+    {
+        drop(document);
+        let _ = tokio::time::timeout(FIRST_FETCH_WAIT, clusters.changed()).await;
+    }
     loop {
         let Some(document) = doc.upgrade() else { return };
         let started = Instant::now();
-        document.status.lock().unwrap_or_else(|e| e.into_inner()).last_attempt = Some(started);
-        let result = document.fetch(&outbound).await;
-        let delay = {
+        {
             let mut status = document.status.lock().unwrap_or_else(|e| e.into_inner());
-            status.completed += 1;
-            match result {
+            status.last_attempt = Some(started);
+            status.started += 1;
+        }
+        let result = document.fetch(&outbound).await;
+        let (delay, completed) = {
+            let mut status = document.status.lock().unwrap_or_else(|e| e.into_inner());
+            let completed = status.started;
+            if status.pending.is_some_and(|p| p <= completed) {
+                status.pending = None;
+            }
+            let delay = match result {
                 Ok(max_age) => {
                     status.failures = 0;
                     status.last_error = None;
@@ -298,22 +366,24 @@ async fn keep_fresh(doc: Weak<Document>, outbound: Arc<Outbound>) {
                 }
                 Err(e) => {
                     status.failures += 1;
-                    tracing::warn!(cluster = %document.cluster, uri = %document.uri, error = %e, failures = status.failures, "remote document fetch failed; keeping the last good copy");
+                    tracing::warn!(cluster = %document.cluster, uri = %shown(&document.uri), error = %e, failures = status.failures, "remote document fetch failed; keeping the last good copy");
                     outbound.metrics.fetch(&document.cluster, "failed");
                     status.last_error = Some(e);
                     document.schedule.after_failure(status.failures)
                 }
-            }
+            };
+            (delay, completed)
         };
-        let completed = document.status.lock().unwrap_or_else(|e| e.into_inner()).completed;
         document.done.send_replace(completed);
         let due = tokio::time::Instant::from_std(started + delay);
         // Without a good copy, a reload that brings the cluster is worth
         // trying at once.
         let failing = document.copy.load().is_none();
+        let wake = document.wake.clone();
+        drop(document);
         tokio::select! {
-            // `refresh` asks only when its rate limit allows.
-            _ = document.wake.notified() => {}
+            // A refresh that its rate limit allowed, or the document's drop.
+            _ = wake.notified() => {}
             _ = clusters.changed(), if failing => {}
             _ = tokio::time::sleep_until(due) => {}
         }
@@ -377,5 +447,6 @@ mod tests {
         assert!(Options::new(s(10), s(5), 10).is_err());
         assert!(Options::new(s(1), s(5), MAX_DOCUMENT_BYTES + 1).is_err());
         assert!(Options::new(s(1), s(1), MAX_DOCUMENT_BYTES).is_ok());
+        assert!(Options::new(s(1), MAX_REFRESH_CEILING + s(1), 10).is_err());
     }
 }

@@ -39,7 +39,7 @@ impl OutboundError {
     /// The `outcome` label of the call.
     pub fn outcome(&self) -> &'static str {
         match self {
-            OutboundError::NoCluster(_) => "not_allowed",
+            OutboundError::NoCluster(_) => "no_cluster",
             OutboundError::Timeout(_) => "timeout",
             OutboundError::TooLarge(_) => "too_large",
             OutboundError::Failed(_) => "failed",

@@ -48,8 +48,10 @@ pub struct CallBudget {
     segment: Option<Duration>,
     /// Wall clock at the first tick.
     since: Option<Instant>,
-    /// Wall time spent waiting on the host.
+    /// Wall time spent waiting on the host (for the phase's `wait_limit`).
     waited: Duration,
+    /// The part of it since the first tick (for the backstop).
+    waited_since_tick: Duration,
 }
 
 impl CallBudget {
@@ -61,6 +63,7 @@ impl CallBudget {
             segment: None,
             since: None,
             waited: Duration::ZERO,
+            waited_since_tick: Duration::ZERO,
         }
     }
 
@@ -92,6 +95,11 @@ impl CallBudget {
     /// The call waited `waited` on the host (not CPU, not starvation).
     pub fn waited(&mut self, waited: Duration) {
         self.waited += waited;
+        // The backstop counts from the first tick: only later waits are
+        // taken off it.
+        if self.since.is_some() {
+            self.waited_since_tick += waited;
+        }
     }
 
     /// Wall time the call has waited on the host so far.
@@ -120,7 +128,7 @@ impl CallBudget {
         self.segment = None;
         let backstop = (self.deadline * BACKSTOP_FACTOR).max(Duration::from_secs(1));
         let starved = self.since.map_or(Duration::ZERO, |s| {
-            wall.saturating_duration_since(s).saturating_sub(self.waited)
+            wall.saturating_duration_since(s).saturating_sub(self.waited_since_tick)
         });
         if self.used >= self.deadline || starved >= backstop {
             Tick::Interrupt
@@ -225,6 +233,23 @@ mod tests {
         // ...but a second more without CPU progress is (backstop 1 s).
         b.poll_started(cpu);
         assert_eq!(b.on_tick(cpu, wall + Duration::from_millis(6_100)), Tick::Interrupt);
+    }
+
+    #[test]
+    fn waits_before_the_first_tick_do_not_stretch_the_backstop() {
+        let wall = Instant::now();
+        let mut b = CallBudget::new(10 * MS);
+        // 5 s waiting before any tick, then starved compute.
+        b.waited(Duration::from_secs(5));
+        let cpu = Duration::from_secs(1);
+        assert_eq!(b.on_tick(cpu, wall), Tick::Yield);
+        b.poll_started(cpu);
+        assert_eq!(b.on_tick(cpu, wall + Duration::from_millis(1_100)), Tick::Interrupt);
+        assert_eq!(
+            b.waited_so_far(),
+            Duration::from_secs(5),
+            "still counted for wait_limit"
+        );
     }
 
     #[test]

@@ -53,13 +53,15 @@ impl remote_document::Host for HostState {
             .io
             .as_deref_mut()
             .ok_or_else(|| "remote documents are not available here".to_string())?;
-        let doc = io.documents.subscribe(&io.outbound, cluster, uri, options);
-        if let Some(i) = io.subscribed.iter().position(|d| Arc::ptr_eq(d, &doc)) {
+        // Checked before anything is started: a refused subscription costs
+        // no task.
+        if let Some(i) = io.subscribed.iter().position(|d| d.is(&cluster, &uri, options)) {
             return Ok(i as u32);
         }
         if io.subscribed.len() >= MAX_SUBSCRIPTIONS {
             return Err(format!("at most {MAX_SUBSCRIPTIONS} documents per filter"));
         }
+        let doc = io.documents.subscribe(&io.outbound, cluster, uri, options);
         io.subscribed.push(doc);
         Ok(io.subscribed.len() as u32 - 1)
     }
