@@ -29,7 +29,7 @@ max_body_bytes = "64KiB"
 [[routes]]
 name = "open"
 hosts = ["open.test"]
-path_prefix = "/download"
+path_prefix = "/"
 cluster = "app"
 [[routes.filters]]
 plugin = "card-mask"
@@ -39,7 +39,7 @@ on_failure = "fail_open"
 [[routes]]
 name = "closed"
 hosts = ["closed.test"]
-path_prefix = "/download"
+path_prefix = "/"
 cluster = "app"
 [[routes.filters]]
 plugin = "card-mask"
@@ -100,14 +100,16 @@ async fn body_phase_rewrite() {
     }
 
     // A response over the 1 KiB limit: fail-open passes all 100 000 bytes
-    // on (what was read to decide included); fail-closed fails it.
+    // on, in order (what was read to decide put back in front);
+    // fail-closed fails it.
     let client = h1();
-    let url = format!("http://{}/download/100000", proxy.addr);
+    let url = format!("http://{}/pattern/100000", proxy.addr);
     let resp = client.get(&url).header("host", "open.test").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let body = resp.bytes().await.unwrap();
-    assert_eq!(body.len(), 100_000);
-    assert!(body.iter().all(|b| *b == b'x'));
+    let expected: Vec<u8> = (0..100_000).map(sluice_test_support::upstream::pattern_byte).collect();
+    assert_eq!(body.len(), expected.len());
+    assert!(body == expected, "the passed-on body is not the upstream's, in order");
     let resp = client.get(&url).header("host", "closed.test").send().await.unwrap();
     assert_eq!(resp.status(), 500);
     // A small response on the same routes goes through the body phase.

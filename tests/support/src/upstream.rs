@@ -3,6 +3,8 @@
 //!
 //! - `/slow/<ms>/…`: waits `ms` milliseconds, then echoes;
 //! - `/download/<bytes>`: streams that many bytes (64 KiB chunks);
+//! - `/pattern/<bytes>`: the same with byte `i` = `i % 251`, so order and
+//!   loss show in the content;
 //! - `/status/<code>`: an empty response with that status;
 //! - anything else: a JSON echo of method, path (with query), version,
 //!   `:authority` (HTTP/2), headers (every value, in order), body length and body SHA-256. The
@@ -90,7 +92,15 @@ async fn respond(name: String, req: Request<Incoming>) -> Result<Response<Body>,
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
             echo(name, req).await
         }
-        (Some("download"), Some(n)) => Ok(download(n.parse().unwrap_or(0))),
+        (Some("download"), Some(n)) => {
+            let chunk = Bytes::from(vec![b'x'; CHUNK]);
+            Ok(streamed(n.parse().unwrap_or(0), move |start, end| {
+                chunk.slice(..end - start)
+            }))
+        }
+        (Some("pattern"), Some(n)) => Ok(streamed(n.parse().unwrap_or(0), |start, end| {
+            (start..end).map(pattern_byte).collect::<Vec<u8>>().into()
+        })),
         (Some("status"), Some(code)) => {
             let mut resp = Response::new(Full::new(Bytes::new()).boxed());
             *resp.status_mut() = code
@@ -104,12 +114,20 @@ async fn respond(name: String, req: Request<Incoming>) -> Result<Response<Body>,
     }
 }
 
-fn download(total: usize) -> Response<Body> {
-    const CHUNK: usize = 64 * 1024;
-    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+/// Byte `i` of a `/pattern/` body.
+pub fn pattern_byte(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// Chunk size of `/download/` and `/pattern/` bodies.
+const CHUNK: usize = 64 * 1024;
+
+/// A body of `total` bytes streamed in chunks; `chunk(start, end)` makes
+/// bytes `start..end`.
+fn streamed(total: usize, chunk: impl Fn(usize, usize) -> Bytes + Send + Sync + 'static) -> Response<Body> {
     let frames = stream::iter((0..total.div_ceil(CHUNK)).map(move |i| {
-        let len = CHUNK.min(total - i * CHUNK);
-        Ok::<_, Infallible>(Frame::data(chunk.slice(..len)))
+        let start = i * CHUNK;
+        Ok::<_, Infallible>(Frame::data(chunk(start, total.min(start + CHUNK))))
     }));
     let mut resp = Response::new(StreamBody::new(frames).boxed());
     resp.headers_mut().insert("content-length", total.into());
