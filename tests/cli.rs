@@ -215,6 +215,30 @@ fn example_gateway_fits_a_320_mib_budget() {
     }
 }
 
+/// `examples/filter-platform.toml` loads with the two example filters in
+/// its plugins directory (as docs/filter-platform.md copies them there):
+/// `check` instantiates both and runs their `init` on the route's config.
+#[test]
+fn example_filter_platform_checks() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/filter-platform.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugins dir");
+    for name in ["ext-authz", "card-mask"] {
+        std::fs::copy(test_filter(name), plugins.join(format!("{name}.wasm"))).expect("copy filter");
+    }
+    let config = dir.path().join("filter-platform.toml");
+    std::fs::copy(&example, &config).expect("copy example");
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run sluice check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ext-authz") && stdout.contains("card-mask"), "{stdout}");
+}
+
 /// `examples/sidecar.toml` loads, shows its interception listeners and
 /// route directions, and its redirection rules print without privileges.
 #[test]
