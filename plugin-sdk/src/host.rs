@@ -27,13 +27,20 @@ pub mod context {
 
 /// A key-value store shared by all instances of this plugin, with atomic
 /// operations. Keys are namespaced per plugin by the host.
+///
+/// When the backend cannot answer (the Redis backend down or too slow),
+/// these functions cannot say so: the call **traps**, and the entry's
+/// `on_failure` policy decides the request. [`crate::store`] (0.1.4) has the
+/// same operations on the same keys, returning
+/// [`StoreError::Unavailable`](crate::store::StoreError::Unavailable)
+/// instead.
 pub mod shared {
     use crate::sys;
     use crate::types::HostError;
     use std::time::Duration;
 
     /// Whole milliseconds, rounded up: a TTL never ends early.
-    fn ms(ttl: Option<Duration>) -> Option<u64> {
+    pub(crate) fn ms(ttl: Option<Duration>) -> Option<u64> {
         ttl.map(|d| u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
     }
 

@@ -24,13 +24,18 @@
 //! - [`document`]: subscribe in `create` to a remote document (a JWKS, a
 //!   policy) that the host fetches and keeps fresh, and read its current
 //!   copy in phases;
+//! - [`store`]: the plugin's shared state with outages reported as errors
+//!   (where [`shared`] traps), and atomic multi-bucket rate-limit decisions
+//!   (GCRA) made where the state lives;
 //! - [`context`], [`shared`], [`log`](mod@log), [`clock`], [`random`],
 //!   [`connection`], [`interception`].
 //!
 //! The WIT contract (`wit/filter.wit`) is the reference for what each call
 //! does; this crate mirrors it with plain Rust types. It builds against the
 //! world `body-filter`, so every filter exports `body-handler`; a filter
-//! that does not call [`outbound`] or [`document`] does not import them.
+//! that does not call [`outbound`], [`document`] or [`store`] does not
+//! import them (and keeps loading in hosts older than the version that
+//! added them: 0.1.3, 0.1.3 and 0.1.4).
 //!
 //! ## Example
 //!
@@ -113,6 +118,7 @@ pub mod limits;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mock;
 pub mod outbound;
+pub mod store;
 mod sys;
 mod types;
 

@@ -16,6 +16,8 @@ pub const MAX_CONTEXT_BYTES: usize = 64 * 1024;
 pub const MAX_SHARED_KEY_BYTES: usize = 1024;
 /// Bytes in one shared-state value.
 pub const MAX_SHARED_VALUE_BYTES: usize = 64 * 1024;
+/// Buckets in one `shared-store` `acquire` (or `acquire-local`) call.
+pub const MAX_STORE_BUCKETS: usize = 16;
 /// Default quota of one plugin's shared state: live entries. Sized for the
 /// rate-limit filter keyed on client address on a busy gateway (one entry
 /// per active client); raise it per plugin in `[shared_state.plugins.NAME]`.

@@ -15,7 +15,8 @@
 //!
 //! Body phases, outbound calls and remote documents (0.1.3) are in the
 //! child modules: [`MockHost::on_request_body`], [`MockHost::outbound`],
-//! [`MockHost::document`].
+//! [`MockHost::document`]; so is `shared-store` (0.1.4):
+//! [`MockHost::store_unavailable`], [`MockHost::store_calls`].
 
 use crate::limits::{MAX_HEADER_COUNT, MAX_LOCAL_BODY_BYTES};
 use crate::sys::mock::{self as state, Phase, State, http_header_name, valid_value};
@@ -25,6 +26,7 @@ use std::time::Duration;
 mod body;
 mod document;
 mod outbound;
+mod store;
 
 /// The host a filter sees in native tests. Creating one resets the state.
 #[derive(Debug)]
@@ -290,6 +292,11 @@ impl MockHost {
     /// `[shared_state.plugins.NAME]`). A write that would take the plugin
     /// past either is `LimitExceeded` and changes nothing; expired entries
     /// do not count. What is stored already stays, even above the quota.
+    /// The buckets of [`store::acquire`](crate::store::acquire) count too,
+    /// one entry of the key plus 8 bytes each; those of
+    /// [`store::acquire_local`](crate::store::acquire_local) count against
+    /// a quota of the same size of their own (as with the host's Redis
+    /// backend).
     pub fn shared_quota(&self, max_entries: usize, max_bytes: usize) -> &Self {
         state::with(|s| {
             s.shared_max_entries = max_entries;

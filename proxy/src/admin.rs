@@ -1,7 +1,9 @@
 //! Admin listener, on its own address: liveness, readiness (unready while
 //! draining), the effective configuration with secrets redacted, the loaded
 //! plugins with their versions and last errors, every cluster's endpoints
-//! with their health and ejections, and metrics.
+//! with their health and ejections, the shared-state backend's state, and
+//! metrics. Readiness does not depend on the shared-state backend: with
+//! Redis down sluice still serves, and filters' failure policies apply.
 
 use crate::body::{self, ProxyBody};
 use crate::listener::Current;
@@ -24,6 +26,7 @@ pub struct AdminState {
     pub current: Current,
     pub metrics: Arc<Metrics>,
     pub draining: Arc<AtomicBool>,
+    pub shared_state: Arc<crate::shared_state::SharedState>,
 }
 
 /// Serve the admin endpoints until the task is dropped.
@@ -58,6 +61,11 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
         ),
         "/plugins" => text(StatusCode::OK, "application/json", plugins_json(state)),
         "/clusters" => text(StatusCode::OK, "application/json", clusters_json(state)),
+        "/shared-state" => text(
+            StatusCode::OK,
+            "application/json",
+            state.shared_state.status().to_string(),
+        ),
         "/metrics" => text(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

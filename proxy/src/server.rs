@@ -41,6 +41,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot use the redis shared-state backend: {0}")]
+    SharedState(String),
 }
 
 /// A running sluice: its bound addresses and serving tasks.
@@ -115,6 +117,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let runtime =
         WasmRuntime::new(config.bootstrap.cache_dir.clone()).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+    if let crate::config::Backend::Redis(settings) = &config.bootstrap.shared_state_backend {
+        tracing::info!(url = %settings.display_url(), prefix = %settings.key_prefix, "shared state in redis");
+        runtime
+            .shared_state()
+            .use_redis(settings.clone())
+            .map_err(StartError::SharedState)?;
+    }
     runtime.shared_state().configure(&config.shared_state);
     let config = Arc::new(config);
     let generation = Generation::build(runtime.clone(), config.clone(), 1, None).await?;
@@ -204,6 +213,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 current: current.clone(),
                 metrics: metrics.clone(),
                 draining: draining.clone(),
+                shared_state: runtime.shared_state().clone(),
             };
             tasks.push(tokio::spawn(crate::admin::serve(socket, state)));
             Some(bound)

@@ -1,33 +1,31 @@
-//! Shared state for filters: one namespace per plugin (the host picks it
-//! from the calling plugin's name; a filter cannot name another's keys),
-//! each a concurrent map with atomic read-modify-write operations, optional
-//! expiry and a quota. This is the in-process backend; a Redis backend for
-//! state shared across replicas can implement the same operations.
+//! Shared state for filters: the store behind the WIT `shared-state` and
+//! `shared-store` interfaces. One namespace per plugin (the host picks it
+//! from the calling plugin's name), quotas per plugin, and atomic
+//! rate-limit decisions ([`gcra`]).
 //!
-//! Quotas bound what a plugin can make the host hold: live entries, and
-//! bytes of keys plus values. A write that would pass either is refused
-//! (the filter sees `limit-exceeded`; nothing is evicted). The counts are
-//! kept exact under concurrency: each change to a key adjusts them while
-//! that key's shard lock is held. Expired entries do not count against a
-//! write: when one is refused, the namespace first drops its expired
-//! entries (at most once per [`RECLAIM_INTERVAL`]) and tries again.
-//!
-//! Namespaces are separate maps, so expiring one plugin's large store never
-//! takes a lock another plugin's calls need.
+//! The backend is chosen at start (`[shared_state] backend`): the process's
+//! memory ([`memory`], the default) or Redis ([`redis`], shared by every
+//! replica using the same Redis and key prefix). Calls take the longest
+//! they may wait; the memory backend never waits, the Redis one is cut to
+//! that and to its `command_timeout`, and reports a backend that cannot
+//! answer as [`SharedError::Unavailable`]. `acquire_local` always uses the
+//! memory backend: it is the fallback while Redis is away.
 
-use crate::metrics::{Metrics, SharedStateMetrics};
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry as MapEntry;
+pub mod gcra;
+mod memory;
+pub mod redis;
+
+pub use gcra::{Bucket, RateDecision};
+pub use memory::{MemoryStore, RECLAIM_INTERVAL};
+pub use redis::RedisSettings;
+
+use crate::metrics::Metrics;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-/// How often a namespace at its quota may scan for expired entries.
-pub const RECLAIM_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Longest TTL honoured (longer ones are cut to it).
-const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// Longest TTL honoured, in milliseconds (longer ones are cut to it).
+pub const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 /// What one plugin's shared state may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +44,7 @@ impl Default for Quota {
     }
 }
 
-/// `[shared_state]`: the default quota and per-plugin overrides.
+/// `[shared_state]` quotas: the default and per-plugin overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Quotas {
     pub default: Quota,
@@ -59,209 +57,40 @@ impl Quotas {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    value: Vec<u8>,
-    expires: Option<Instant>,
-}
-
-impl Entry {
-    fn live(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|e| e > now)
-    }
+/// `[shared_state] backend`: where the state lives (a restart setting).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Backend {
+    #[default]
+    Memory,
+    Redis(RedisSettings),
 }
 
 /// Why a shared-state operation was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SharedError {
     /// `increment` on a value that is not an 8-byte counter.
     NotACounter,
     /// The write would take the plugin past its quota.
     QuotaExceeded,
+    /// Arguments no operation can take (see [`gcra::validate`]).
+    InvalidArgument,
+    /// The backend did not answer; why.
+    Unavailable(String),
 }
 
-fn expiry(now: Instant, ttl_ms: Option<u64>) -> Option<Instant> {
-    ttl_ms.map(|ms| now + Duration::from_millis(ms).min(MAX_TTL))
-}
-
-/// One plugin's keys, with what they hold counted against its quota.
-#[derive(Debug)]
-struct Namespace {
-    map: DashMap<Vec<u8>, Entry>,
-    max_entries: AtomicUsize,
-    max_bytes: AtomicUsize,
-    entries: AtomicUsize,
-    bytes: AtomicUsize,
-    last_reclaim: Mutex<Option<Instant>>,
-    metrics: SharedStateMetrics,
-}
-
-/// A change to what a namespace holds, as a write would make it.
-#[derive(Debug, Clone, Copy)]
-struct Change {
-    entries: isize,
-    bytes: isize,
-}
-
-/// What an entry counts against the byte quota.
-fn size(key: &[u8], value_len: usize) -> isize {
-    isize::try_from(key.len() + value_len).unwrap_or(isize::MAX)
-}
-
-/// A counter's entry holding `value`.
-fn fresh_counter(value: i64, now: Instant, ttl_ms: Option<u64>) -> Entry {
-    Entry {
-        value: value.to_le_bytes().to_vec(),
-        expires: expiry(now, ttl_ms),
-    }
-}
-
-impl Namespace {
-    fn new(quota: Quota, metrics: SharedStateMetrics) -> Namespace {
-        Namespace {
-            map: DashMap::new(),
-            max_entries: AtomicUsize::new(quota.max_entries),
-            max_bytes: AtomicUsize::new(quota.max_bytes),
-            entries: AtomicUsize::new(0),
-            bytes: AtomicUsize::new(0),
-            last_reclaim: Mutex::new(None),
-            metrics,
-        }
-    }
-
-    /// Apply `change` if it keeps the namespace within its quota (shrinking
-    /// always does). Called with the key's shard lock held.
-    fn reserve(&self, change: Change) -> bool {
-        if !add_within(&self.bytes, change.bytes, self.max_bytes.load(Ordering::Relaxed)) {
-            return false;
-        }
-        if !add_within(&self.entries, change.entries, self.max_entries.load(Ordering::Relaxed)) {
-            add_within(&self.bytes, -change.bytes, usize::MAX);
-            return false;
-        }
-        self.publish();
-        true
-    }
-
-    fn release(&self, key: &[u8], entry: &Entry) {
-        self.reserve(Change {
-            entries: -1,
-            bytes: -size(key, entry.value.len()),
-        });
-    }
-
-    fn publish(&self) {
-        let gauge = |n: &AtomicUsize| i64::try_from(n.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-        self.metrics.entries.set(gauge(&self.entries));
-        self.metrics.bytes.set(gauge(&self.bytes));
-    }
-
-    /// Drop expired entries.
-    fn purge(&self, now: Instant) {
-        self.map.retain(|key, entry| {
-            let live = entry.live(now);
-            if !live {
-                self.release(key, entry);
-            }
-            live
-        });
-    }
-
-    /// After a refused write: purge expired entries unless that was done
-    /// within [`RECLAIM_INTERVAL`]; whether it purged. This scan runs in the
-    /// refused call, on its worker: it is bounded by the quota's
-    /// `max_entries` and happens at most once per interval per plugin, and
-    /// only for a plugin at its quota.
-    fn reclaim(&self, now: Instant) -> bool {
-        {
-            let mut last = self.last_reclaim.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|t| now.saturating_duration_since(t) < RECLAIM_INTERVAL) {
-                return false;
-            }
-            *last = Some(now);
-        }
-        self.purge(now);
-        true
-    }
-
-    /// Run `write` (which reserves what it adds, and reports a refusal as
-    /// `QuotaExceeded`); if the quota refused it, reclaim expired entries
-    /// and run it once more. A final refusal is counted.
-    fn write<T>(&self, now: Instant, mut write: impl FnMut() -> Result<T, SharedError>) -> Result<T, SharedError> {
-        match write() {
-            Err(SharedError::QuotaExceeded) if self.reclaim(now) => {}
-            other => return self.counted(other),
-        }
-        let retried = write();
-        self.counted(retried)
-    }
-
-    fn counted<T>(&self, result: Result<T, SharedError>) -> Result<T, SharedError> {
-        if let Err(SharedError::QuotaExceeded) = result {
-            self.metrics.refused.inc();
-        }
-        result
-    }
-
-    /// Reserve what storing a value of `value_len` bytes under `key`, in
-    /// place of `old`, adds. Called with the key's shard lock held.
-    fn make_room(&self, key: &[u8], old: Option<&Entry>, value_len: usize) -> Result<(), SharedError> {
-        let change = Change {
-            entries: if old.is_some() { 0 } else { 1 },
-            bytes: size(key, value_len) - old.map_or(0, |o| size(key, o.value.len())),
-        };
-        if self.reserve(change) {
-            Ok(())
-        } else {
-            Err(SharedError::QuotaExceeded)
-        }
-    }
-
-    /// Store `entry` under `key` (replacing whatever is there), within quota.
-    fn put(&self, key: &[u8], entry: Entry, now: Instant) -> Result<(), SharedError> {
-        let value_len = entry.value.len();
-        // Moved into the map by the attempt that succeeds.
-        let mut pending = Some(entry);
-        self.write(now, || {
-            let slot = self.map.entry(key.to_vec());
-            self.make_room(key, occupant(&slot), value_len)?;
-            if let Some(entry) = pending.take() {
-                slot.insert(entry);
-            }
-            Ok(())
-        })
-    }
-}
-
-/// The entry a map slot holds, if any.
-fn occupant<'a>(slot: &'a MapEntry<'_, Vec<u8>, Entry>) -> Option<&'a Entry> {
-    match slot {
-        MapEntry::Occupied(o) => Some(o.get()),
-        MapEntry::Vacant(_) => None,
-    }
-}
-
-/// `*counter + delta` if it stays ≤ `max` (a decrease always applies).
-fn add_within(counter: &AtomicUsize, delta: isize, max: usize) -> bool {
-    counter
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            let next = n.checked_add_signed(delta).unwrap_or(0);
-            (delta <= 0 || next <= max).then_some(next)
-        })
-        .is_ok()
-}
-
-/// The store: a namespace per plugin.
+/// The store: memory always (for `acquire_local`, and as the backend by
+/// default), Redis once [`SharedState::use_redis`] chose it.
 pub struct SharedState {
-    namespaces: DashMap<Arc<str>, Arc<Namespace>>,
-    quotas: RwLock<Quotas>,
+    memory: MemoryStore,
+    redis: OnceLock<Arc<redis::RedisStore>>,
     metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for SharedState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedState")
-            .field("namespaces", &self.namespaces.len())
+            .field("memory", &self.memory)
+            .field("redis", &self.redis().map(|r| r.settings().display_url()))
             .finish_non_exhaustive()
     }
 }
@@ -269,146 +98,146 @@ impl std::fmt::Debug for SharedState {
 impl SharedState {
     pub fn new(metrics: Arc<Metrics>) -> SharedState {
         SharedState {
-            namespaces: DashMap::new(),
-            quotas: RwLock::new(Quotas::default()),
+            memory: MemoryStore::new(metrics.clone()),
+            redis: OnceLock::new(),
             metrics,
+        }
+    }
+
+    /// Serve from Redis from now on (once, at start), opening its
+    /// connections in the background: a Redis that is down does not stop
+    /// sluice from starting or being ready; calls report it.
+    pub fn use_redis(&self, settings: RedisSettings) -> Result<(), String> {
+        let store = Arc::new(redis::RedisStore::new(settings, self.metrics.shared_backend.clone())?);
+        self.redis
+            .set(store.clone())
+            .map_err(|_| "the shared-state backend is already chosen".to_string())?;
+        tokio::spawn(async move { store.warm().await });
+        Ok(())
+    }
+
+    /// Whether calls may wait (the backend is remote).
+    pub fn waits(&self) -> bool {
+        self.redis.get().is_some()
+    }
+
+    fn redis(&self) -> Option<&redis::RedisStore> {
+        self.redis.get().map(|r| &**r)
+    }
+
+    /// The backend's name and state, for the admin listener.
+    pub fn status(&self) -> serde_json::Value {
+        match self.redis() {
+            Some(redis) => redis.status(),
+            None => serde_json::json!({ "backend": "memory", "state": "up" }),
         }
     }
 
     /// Apply `quotas` to every namespace, present and future. A lowered
     /// quota keeps what is stored and refuses growth.
     pub fn configure(&self, quotas: &Quotas) {
-        *self.quotas.write().unwrap_or_else(|e| e.into_inner()) = quotas.clone();
-        for ns in self.namespaces.iter() {
-            let quota = quotas.of(ns.key());
-            ns.max_entries.store(quota.max_entries, Ordering::Relaxed);
-            ns.max_bytes.store(quota.max_bytes, Ordering::Relaxed);
+        self.memory.configure(quotas);
+        if let Some(redis) = self.redis() {
+            redis.configure(quotas);
         }
     }
 
-    fn namespace(&self, plugin: &Arc<str>) -> Arc<Namespace> {
-        if let Some(ns) = self.namespaces.get(plugin) {
-            return ns.clone();
+    /// `result`, with a quota refusal in Redis counted as the memory
+    /// backend counts its own (`sluice_shared_state_refused_total`).
+    fn counted<T>(&self, plugin: &str, result: Result<T, SharedError>) -> Result<T, SharedError> {
+        if let Err(SharedError::QuotaExceeded) = &result {
+            self.metrics.shared_state(plugin).refused.inc();
         }
-        // The quota is read under the map's lock, so a `configure` running
-        // meanwhile either sees this namespace or is seen by it.
-        self.namespaces
-            .entry(plugin.clone())
-            .or_insert_with(|| {
-                let quota = self.quotas.read().unwrap_or_else(|e| e.into_inner()).of(plugin);
-                Arc::new(Namespace::new(quota, self.metrics.shared_state(plugin)))
-            })
-            .clone()
+        result
     }
 
-    pub fn get(&self, plugin: &Arc<str>, key: &[u8]) -> Option<Vec<u8>> {
-        let now = Instant::now();
-        let ns = self.namespaces.get(plugin)?.clone();
-        ns.map.get(key).filter(|e| e.live(now)).map(|e| e.value.clone())
+    /// The memory backend, for what only it does (tests, fuzzing).
+    pub fn memory(&self) -> &MemoryStore {
+        &self.memory
     }
 
-    pub fn set(&self, plugin: &Arc<str>, key: &[u8], value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), SharedError> {
-        let now = Instant::now();
-        let entry = Entry {
-            value,
-            expires: expiry(now, ttl_ms),
-        };
-        self.namespace(plugin).put(key, entry, now)
-    }
-
-    pub fn delete(&self, plugin: &Arc<str>, key: &[u8]) -> bool {
-        let now = Instant::now();
-        let Some(ns) = self.namespaces.get(plugin).map(|n| n.clone()) else {
-            return false;
-        };
-        // Released while the key's lock is held, like every other change.
-        match ns.map.entry(key.to_vec()) {
-            MapEntry::Occupied(o) => {
-                ns.release(o.key(), o.get());
-                let (_, entry) = o.remove_entry();
-                entry.live(now)
-            }
-            MapEntry::Vacant(_) => false,
+    pub async fn get(&self, plugin: &Arc<str>, key: &[u8], wait: Duration) -> Result<Option<Vec<u8>>, SharedError> {
+        match self.redis() {
+            Some(redis) => redis.get(plugin, key, wait).await,
+            None => Ok(self.memory.get(plugin, key)),
         }
     }
 
-    /// Add `delta` to the counter (absent or expired = 0); the new value.
-    pub fn increment(
+    pub async fn set(
+        &self,
+        plugin: &Arc<str>,
+        key: &[u8],
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+        wait: Duration,
+    ) -> Result<(), SharedError> {
+        match self.redis() {
+            Some(redis) => self.counted(plugin, redis.set(plugin, key, &value, ttl_ms, wait).await),
+            None => self.memory.set(plugin, key, value, ttl_ms),
+        }
+    }
+
+    pub async fn delete(&self, plugin: &Arc<str>, key: &[u8], wait: Duration) -> Result<bool, SharedError> {
+        match self.redis() {
+            Some(redis) => redis.delete(plugin, key, wait).await,
+            None => Ok(self.memory.delete(plugin, key)),
+        }
+    }
+
+    pub async fn increment(
         &self,
         plugin: &Arc<str>,
         key: &[u8],
         delta: i64,
         ttl_ms: Option<u64>,
+        wait: Duration,
     ) -> Result<i64, SharedError> {
-        let now = Instant::now();
-        let ns = self.namespace(plugin);
-        ns.write(now, || {
-            let slot = ns.map.entry(key.to_vec());
-            if let MapEntry::Occupied(mut o) = slot {
-                if o.get().live(now) {
-                    let bytes: [u8; 8] = o
-                        .get()
-                        .value
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| SharedError::NotACounter)?;
-                    let next = i64::from_le_bytes(bytes).wrapping_add(delta);
-                    o.get_mut().value = next.to_le_bytes().to_vec();
-                    return Ok(next);
-                }
-                // Expired: starts again from zero, as if absent.
-                ns.make_room(key, Some(o.get()), 8)?;
-                o.insert(fresh_counter(delta, now, ttl_ms));
-                return Ok(delta);
-            }
-            ns.make_room(key, None, 8)?;
-            slot.insert(fresh_counter(delta, now, ttl_ms));
-            Ok(delta)
-        })
+        match self.redis() {
+            Some(redis) => self.counted(plugin, redis.increment(plugin, key, delta, ttl_ms, wait).await),
+            None => self.memory.increment(plugin, key, delta, ttl_ms),
+        }
     }
 
-    /// Replace the value if it equals `expected` (`None` = absent); whether
-    /// it did.
-    pub fn compare_and_swap(
+    pub async fn compare_and_swap(
         &self,
         plugin: &Arc<str>,
         key: &[u8],
         expected: Option<&[u8]>,
         new: Vec<u8>,
         ttl_ms: Option<u64>,
+        wait: Duration,
     ) -> Result<bool, SharedError> {
-        let now = Instant::now();
-        let ns = self.namespace(plugin);
-        let value_len = new.len();
-        let expires = expiry(now, ttl_ms);
-        // Moved into the map by the attempt that succeeds.
-        let mut pending = Some(new);
-        ns.write(now, || {
-            let slot = ns.map.entry(key.to_vec());
-            let old = occupant(&slot);
-            let current = old.filter(|o| o.live(now)).map(|o| o.value.as_slice());
-            if current != expected {
-                return Ok(false);
-            }
-            ns.make_room(key, old, value_len)?;
-            if let Some(value) = pending.take() {
-                slot.insert(Entry { value, expires });
-            }
-            Ok(true)
-        })
-    }
-
-    /// Drop expired entries, one namespace at a time (the server calls this
-    /// every few seconds on a blocking thread, so keys written with a TTL
-    /// and never read again do not accumulate).
-    pub fn purge_expired(&self) {
-        let now = Instant::now();
-        let namespaces: Vec<Arc<Namespace>> = self.namespaces.iter().map(|n| n.clone()).collect();
-        for ns in namespaces {
-            ns.purge(now);
+        match self.redis() {
+            Some(redis) => self.counted(
+                plugin,
+                redis.compare_and_swap(plugin, key, expected, &new, ttl_ms, wait).await,
+            ),
+            None => self.memory.compare_and_swap(plugin, key, expected, new, ttl_ms),
         }
     }
-}
 
-#[cfg(test)]
-mod tests;
+    /// A rate decision where the state lives (see [`gcra::decide`]).
+    pub async fn acquire(
+        &self,
+        plugin: &Arc<str>,
+        buckets: &[Bucket],
+        cost: u32,
+        wait: Duration,
+    ) -> Result<RateDecision, SharedError> {
+        match self.redis() {
+            Some(redis) => self.counted(plugin, redis.acquire(plugin, buckets, cost, wait).await),
+            None => self.memory.acquire(plugin, buckets, cost, false),
+        }
+    }
+
+    /// A rate decision in this process's memory, whatever the backend.
+    pub fn acquire_local(&self, plugin: &Arc<str>, buckets: &[Bucket], cost: u32) -> Result<RateDecision, SharedError> {
+        self.memory.acquire(plugin, buckets, cost, true)
+    }
+
+    /// Drop expired entries of the memory backend (the server calls this
+    /// every few seconds on a blocking thread; Redis expires its own).
+    pub fn purge_expired(&self) {
+        self.memory.purge_expired();
+    }
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub mod admin;
 pub mod dns;
 pub mod netns;
+pub mod redis;
 pub mod service;
 pub mod tls;
 

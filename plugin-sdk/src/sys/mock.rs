@@ -5,7 +5,8 @@
 //! so a filter's tests see the errors production would. The proxy's
 //! `limits_parity` test runs the same calls against both and compares.
 //! Outbound calls and remote documents (0.1.3) live in the child modules
-//! [`outbound`] and [`document`].
+//! [`outbound`] and [`document`]; shared state in [`shared`], and
+//! `shared-store` (0.1.4) in [`store`].
 
 use super::Message;
 use crate::http::{RESERVED_HEADERS, is_header_name};
@@ -16,9 +17,15 @@ use std::collections::HashMap;
 
 mod document;
 mod outbound;
+mod shared;
+mod store;
 
 pub(crate) use document::{document_get, document_refresh, document_subscribe};
 pub(crate) use outbound::{Responder, outbound_send};
+pub(crate) use shared::{shared_compare_and_swap, shared_delete, shared_get, shared_increment, shared_set};
+pub(crate) use store::{
+    store_acquire, store_acquire_local, store_compare_and_swap, store_delete, store_get, store_increment, store_set,
+};
 
 /// Longest header name the host's HTTP library accepts (`http`'s
 /// `MAX_HEADER_NAME_LEN`): a name of `MAX_HEADER_BYTES` (65536) bytes passes
@@ -79,6 +86,8 @@ pub(crate) struct State {
     pub outbound: outbound::Outbound,
     /// Remote documents: content by URI and the subscriptions made.
     pub documents: document::Documents,
+    /// `shared-store`: rate-limit buckets, a scripted outage, calls made.
+    pub store: store::Store,
 }
 
 impl Default for State {
@@ -113,6 +122,7 @@ impl Default for State {
             rng: 0x9E37_79B9_7F4A_7C15,
             outbound: outbound::Outbound::default(),
             documents: document::Documents::default(),
+            store: store::Store::default(),
         }
     }
 }
@@ -126,7 +136,8 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
 }
 
 // ---- validation, as the host does it (`header_name`, `writable_name`,
-// `header_value`, `shared_key`, `shared_value` in `proxy/src/wasm/host.rs`) ----
+// `header_value` in `proxy/src/wasm/host.rs`; `shared_key` and
+// `shared_value` are in [`shared`]) ----
 
 /// Whether the host's HTTP library takes `name` as a header name: an RFC
 /// 9110 token of at most [`HTTP_MAX_NAME_BYTES`] bytes, any case.
@@ -169,20 +180,6 @@ fn header_value(value: &[u8]) -> Result<(), HostError> {
     }
     if !valid_value(value) {
         return Err(HostError::InvalidValue);
-    }
-    Ok(())
-}
-
-fn shared_key(key: &str) -> Result<(), HostError> {
-    if key.len() > MAX_SHARED_KEY_BYTES {
-        return Err(HostError::LimitExceeded);
-    }
-    Ok(())
-}
-
-fn shared_value(value: &[u8]) -> Result<(), HostError> {
-    if value.len() > MAX_SHARED_VALUE_BYTES {
-        return Err(HostError::LimitExceeded);
     }
     Ok(())
 }
@@ -441,116 +438,6 @@ pub(crate) fn context_remove(key: &str) {
 }
 pub(crate) fn context_keys() -> Vec<String> {
     with(|s| s.context.keys().cloned().collect())
-}
-
-fn is_live(expiry: Option<u64>, now: u64) -> bool {
-    expiry.is_none_or(|e| e > now)
-}
-/// The live value under `key`; an expired one is dropped.
-fn live(s: &mut State, key: &str) -> Option<Vec<u8>> {
-    let now = s.monotonic_nanos;
-    match s.shared.get(key) {
-        Some((_, e)) if !is_live(*e, now) => {
-            s.shared.remove(key);
-            None
-        }
-        Some((v, _)) => Some(v.clone()),
-        None => None,
-    }
-}
-fn expiry(s: &State, ttl_ms: Option<u64>) -> Option<u64> {
-    ttl_ms.map(|ms| s.monotonic_nanos.saturating_add(ms.saturating_mul(1_000_000)))
-}
-
-/// Whether storing a value of `len` bytes under `key` (replacing what is
-/// there, expired or not) keeps this plugin within its quota, counted as
-/// the host counts: entries, and bytes of keys plus values. A change that
-/// does not grow a count always fits it.
-fn fits(s: &State, key: &str, len: usize) -> bool {
-    let entries = s.shared.len();
-    let bytes: usize = s.shared.iter().map(|(k, (v, _))| k.len() + v.len()).sum();
-    let old = s.shared.get(key).map(|(v, _)| key.len() + v.len());
-    let new = key.len() + len;
-    let entries_fit = old.is_some() || entries < s.shared_max_entries;
-    let bytes_fit = new <= old.unwrap_or(0) || bytes - old.unwrap_or(0) + new <= s.shared_max_bytes;
-    entries_fit && bytes_fit
-}
-
-/// Store `value` under `key` within the quota. As on the host, a write that
-/// does not fit first drops the expired entries and is tried once more;
-/// if it still does not fit it is `limit-exceeded` and nothing changes.
-/// (The host reclaims at most once a second; the mock every time.)
-fn put(s: &mut State, key: &str, value: Vec<u8>, expires: Option<u64>) -> Result<(), HostError> {
-    if !fits(s, key, value.len()) {
-        let now = s.monotonic_nanos;
-        s.shared.retain(|_, (_, e)| is_live(*e, now));
-        if !fits(s, key, value.len()) {
-            return Err(HostError::LimitExceeded);
-        }
-    }
-    s.shared.insert(key.to_string(), (value, expires));
-    Ok(())
-}
-
-/// A key over `MAX_SHARED_KEY_BYTES` is absent, as on the host.
-pub(crate) fn shared_get(key: &str) -> Option<Vec<u8>> {
-    shared_key(key).ok()?;
-    with(|s| live(s, key))
-}
-pub(crate) fn shared_set(key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), HostError> {
-    shared_value(value)?;
-    shared_key(key)?;
-    with(|s| {
-        let e = expiry(s, ttl_ms);
-        put(s, key, value.to_vec(), e)
-    })
-}
-/// A key over `MAX_SHARED_KEY_BYTES` was never present, as on the host.
-pub(crate) fn shared_delete(key: &str) -> bool {
-    shared_key(key).is_ok() && with(|s| live(s, key).is_some() && s.shared.remove(key).is_some())
-}
-pub(crate) fn shared_increment(key: &str, delta: i64, ttl_ms: Option<u64>) -> Result<i64, HostError> {
-    shared_key(key)?;
-    with(|s| {
-        let now = s.monotonic_nanos;
-        match s.shared.get_mut(key) {
-            Some((v, e)) if is_live(*e, now) => {
-                let bytes: [u8; 8] = v.as_slice().try_into().map_err(|_| HostError::InvalidArgument)?;
-                let next = i64::from_le_bytes(bytes).wrapping_add(delta);
-                *v = next.to_le_bytes().to_vec();
-                Ok(next)
-            }
-            // Absent or expired: a new counter, within the quota.
-            _ => {
-                let e = expiry(s, ttl_ms);
-                put(s, key, delta.to_le_bytes().to_vec(), e)?;
-                Ok(delta)
-            }
-        }
-    })
-}
-pub(crate) fn shared_compare_and_swap(
-    key: &str,
-    expected: Option<&[u8]>,
-    new: &[u8],
-    ttl_ms: Option<u64>,
-) -> Result<bool, HostError> {
-    shared_value(new)?;
-    shared_key(key)?;
-    with(|s| {
-        let now = s.monotonic_nanos;
-        let current = s
-            .shared
-            .get(key)
-            .filter(|(_, e)| is_live(*e, now))
-            .map(|(v, _)| v.as_slice());
-        if current != expected {
-            return Ok(false);
-        }
-        let e = expiry(s, ttl_ms);
-        put(s, key, new.to_vec(), e)?;
-        Ok(true)
-    })
 }
 
 /// Kept as the host keeps it: within the plugin's log budget

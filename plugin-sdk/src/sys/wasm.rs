@@ -4,10 +4,11 @@
 use super::Message;
 use crate::bindings::sluice::filter::{
     clock, connection, context, interception, log, outbound_http, random, remote_document, request, response,
-    shared_state, types as wit,
+    shared_state, shared_store, types as wit,
 };
 use crate::document::{Document, DocumentOptions};
 use crate::outbound::{CallError, OutboundRequest, OutboundResponse};
+use crate::store::{Bucket, RateDecision, StoreError};
 use crate::types::{HostError, LogLevel};
 
 fn err(e: wit::HostError) -> HostError {
@@ -149,6 +150,61 @@ pub(crate) fn shared_compare_and_swap(
     ttl_ms: Option<u64>,
 ) -> Result<bool, HostError> {
     shared_state::compare_and_swap(key, expected, new, ttl_ms).map_err(err)
+}
+
+fn store_err(e: shared_store::StoreError) -> StoreError {
+    match e {
+        shared_store::StoreError::Unavailable(why) => StoreError::Unavailable(why),
+        shared_store::StoreError::LimitExceeded => StoreError::LimitExceeded,
+        shared_store::StoreError::InvalidArgument => StoreError::InvalidArgument,
+    }
+}
+pub(crate) fn store_get(key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    shared_store::get(key).map_err(store_err)
+}
+pub(crate) fn store_set(key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), StoreError> {
+    shared_store::set(key, value, ttl_ms).map_err(store_err)
+}
+pub(crate) fn store_delete(key: &str) -> Result<bool, StoreError> {
+    shared_store::delete(key).map_err(store_err)
+}
+pub(crate) fn store_increment(key: &str, delta: i64, ttl_ms: Option<u64>) -> Result<i64, StoreError> {
+    shared_store::increment(key, delta, ttl_ms).map_err(store_err)
+}
+pub(crate) fn store_compare_and_swap(
+    key: &str,
+    expected: Option<&[u8]>,
+    new: &[u8],
+    ttl_ms: Option<u64>,
+) -> Result<bool, StoreError> {
+    shared_store::compare_and_swap(key, expected, new, ttl_ms).map_err(store_err)
+}
+fn wit_buckets(buckets: &[Bucket]) -> Vec<shared_store::Bucket> {
+    buckets
+        .iter()
+        .map(|b| shared_store::Bucket {
+            key: b.key.clone(),
+            interval_ns: b.interval_ns,
+            tolerance_ns: b.tolerance_ns,
+        })
+        .collect()
+}
+fn decision(d: shared_store::RateDecision) -> RateDecision {
+    RateDecision {
+        allowed: d.allowed,
+        tats: d.tats,
+        now_ns: d.now_ns,
+    }
+}
+pub(crate) fn store_acquire(buckets: &[Bucket], cost: u32) -> Result<RateDecision, StoreError> {
+    shared_store::acquire(&wit_buckets(buckets), cost)
+        .map(decision)
+        .map_err(store_err)
+}
+pub(crate) fn store_acquire_local(buckets: &[Bucket], cost: u32) -> Result<RateDecision, StoreError> {
+    shared_store::acquire_local(&wit_buckets(buckets), cost)
+        .map(decision)
+        .map_err(store_err)
 }
 
 pub(crate) fn log(l: LogLevel, message: &str) {

@@ -6,6 +6,7 @@ use crate::key::{self, KeyPart};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use sluice_sdk::Config;
+use sluice_sdk::limits::MAX_STORE_BUCKETS;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -26,20 +27,39 @@ struct RawSettings {
     #[serde(default)]
     on_store_full: StoreFull,
     #[serde(default)]
+    on_store_unavailable: StoreUnavailable,
+    #[serde(default)]
     limits: Vec<RawLimit>,
+    local_limits: Option<Vec<RawLimit>>,
 }
 
-/// What happens to a request when the host refuses to store a new bucket
+/// What happens to a request when the host refuses to store its buckets
 /// because the plugin's shared-state quota is full.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum StoreFull {
-    /// Let the request through unlimited by that limit (the default: a full
-    /// store must not take the service down).
+    /// Let the request through unlimited (the default: a full store must
+    /// not take the service down).
     #[default]
     Allow,
-    /// Answer 429, as if the limit were exhausted.
+    /// Answer 429, as if the limits were exhausted.
     Deny,
+}
+
+/// What happens to a request when the shared store cannot answer (the
+/// Redis backend down or too slow).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StoreUnavailable {
+    /// Let the request through unlimited (the default, as Envoy's
+    /// `failure_mode_deny = false`).
+    #[default]
+    Allow,
+    /// Answer 503.
+    Deny,
+    /// Decide against this process's own buckets with `local_limits`: each
+    /// replica enforces them alone until the store is back.
+    Local,
 }
 
 fn default_key() -> Vec<String> {
@@ -127,7 +147,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
 /// One limit, ready for the request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Limit {
-    /// The name in the headers and in the shared-state key.
+    /// The name in the headers and in the bucket key.
     pub name: String,
     /// Emission interval T = per / requests, in nanoseconds (≥ 1).
     pub interval: u64,
@@ -137,7 +157,7 @@ pub(crate) struct Limit {
     pub quota: u64,
     /// `w` of the `RateLimit-Policy` item, in whole seconds (≥ 1).
     pub window_secs: u64,
-    /// The start of every shared-state key of this limit; see [`key::limit_prefix`].
+    /// The start of every bucket key of this limit; see [`key::limit_prefix`].
     pub key_prefix: String,
 }
 
@@ -158,10 +178,15 @@ pub(crate) struct Settings {
     pub key: Vec<KeyPart>,
     /// Also send `RateLimit` / `RateLimit-Policy` on allowed responses.
     pub headers_on_allowed: bool,
-    /// What a request gets when its bucket cannot be stored.
+    /// What a request gets when its buckets cannot be stored.
     pub on_store_full: StoreFull,
+    /// What a request gets when the shared store is unavailable.
+    pub on_store_unavailable: StoreUnavailable,
     /// Every limit; a request must pass all of them.
     pub limits: Vec<Limit>,
+    /// The limits each replica enforces alone while the shared store is
+    /// unavailable (`on_store_unavailable = "local"`); `limits` unless set.
+    pub local_limits: Vec<Limit>,
 }
 
 impl Settings {
@@ -174,25 +199,45 @@ impl Settings {
             .enumerate()
             .map(|(i, part)| KeyPart::parse(part).map_err(|e| format!("key[{i}]: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        if raw.limits.is_empty() {
-            return Err("limits: at least one `[[limits]]` table is required".into());
-        }
-        let mut names = HashSet::new();
-        let mut limits = Vec::with_capacity(raw.limits.len());
-        for (i, raw_limit) in raw.limits.iter().enumerate() {
-            let limit = compile_limit(i, raw_limit).map_err(|e| format!("limits[{i}].{e}"))?;
-            if !names.insert(limit.name.clone()) {
-                return Err(format!("limits[{i}].name: duplicate limit name `{}`", limit.name));
+        let limits = compile_limits("limits", &raw.limits)?;
+        let local_limits = match &raw.local_limits {
+            None => limits.clone(),
+            Some(_) if raw.on_store_unavailable != StoreUnavailable::Local => {
+                return Err(r#"local_limits: only used with on_store_unavailable = "local""#.into());
             }
-            limits.push(limit);
-        }
+            Some(raw_limits) => compile_limits("local_limits", raw_limits)?,
+        };
         Ok(Settings {
             key,
             headers_on_allowed: raw.headers_on_allowed,
             on_store_full: raw.on_store_full,
+            on_store_unavailable: raw.on_store_unavailable,
             limits,
+            local_limits,
         })
     }
+}
+
+/// Validate the list of limits under `field`: 1 to [`MAX_STORE_BUCKETS`]
+/// (one request takes a token from each in one store call), with unique
+/// names. Errors start with `field`.
+fn compile_limits(field: &str, raw: &[RawLimit]) -> Result<Vec<Limit>, String> {
+    if raw.is_empty() {
+        return Err(format!("{field}: at least one `[[{field}]]` table is required"));
+    }
+    if raw.len() > MAX_STORE_BUCKETS {
+        return Err(format!("{field}: at most {MAX_STORE_BUCKETS} limits"));
+    }
+    let mut names = HashSet::new();
+    let mut limits = Vec::with_capacity(raw.len());
+    for (i, raw_limit) in raw.iter().enumerate() {
+        let limit = compile_limit(i, raw_limit).map_err(|e| format!("{field}[{i}].{e}"))?;
+        if !names.insert(limit.name.clone()) {
+            return Err(format!("{field}[{i}].name: duplicate limit name `{}`", limit.name));
+        }
+        limits.push(limit);
+    }
+    Ok(limits)
 }
 
 /// Validate one limit; the error starts with the field name.

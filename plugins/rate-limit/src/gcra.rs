@@ -8,20 +8,12 @@
 //! afterwards one more every `T`: the same as a bucket of `burst` tokens
 //! refilled at one token per `T`.
 //!
-//! The `TAT` lives in the plugin's shared state (8 bytes, little-endian),
-//! shared by every instance of the plugin. An absent or expired entry means a
-//! full bucket, so entries get a TTL of `TAT - now` plus a margin: an idle
-//! bucket disappears once it is full again, and its expiry is harmless.
+//! The host keeps the buckets and makes that decision for all of a request's
+//! buckets at once (`sluice_sdk::store::acquire`); this module has the pure
+//! arithmetic the filter needs to describe a decision in its headers: what
+//! remains, and how long a denied request has to wait.
 
 use crate::config::NANOS_PER_SEC;
-use sluice_sdk::{HostError, shared};
-use std::time::Duration;
-
-/// Compare-and-swap attempts before giving up on a contended key.
-pub(crate) const MAX_ATTEMPTS: usize = 100;
-/// Added to `TAT - now` for the entry's TTL: covers rounding, and the time
-/// between reading the clock here and the host applying the TTL.
-const TTL_MARGIN: Duration = Duration::from_secs(1);
 
 /// T and τ of one limit, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +33,9 @@ pub(crate) enum Decision {
 }
 
 impl Params {
+    /// The step the host takes for one bucket and one token. The filter
+    /// applies it to the TATs of a denial (`stored` = `Some(tat)`) to tell
+    /// which buckets deny.
     pub fn decide(&self, stored: Option<u64>, now: u64) -> Decision {
         let tat = stored.unwrap_or(now).max(now);
         let new_tat = tat.saturating_add(self.interval);
@@ -70,85 +65,6 @@ impl Params {
 /// Whole seconds, rounded up.
 pub(crate) fn ceil_secs(nanos: u64) -> u64 {
     nanos.div_ceil(NANOS_PER_SEC)
-}
-
-/// What [`acquire`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Acquired {
-    /// The request took a token; the bucket's TAT is now `tat`.
-    Allowed { tat: u64 },
-    /// No token; the bucket's TAT is `tat` (unchanged).
-    Denied { tat: u64 },
-    /// Every attempt lost a race with another instance.
-    Contended,
-}
-
-/// The TTL for an entry holding `tat`.
-fn ttl(tat: u64, now: u64) -> Duration {
-    Duration::from_nanos(tat.saturating_sub(now)) + TTL_MARGIN
-}
-
-/// A stored TAT; anything but 8 bytes is treated as absent (and overwritten).
-fn decode(bytes: Option<&[u8]>) -> Option<u64> {
-    let bytes: [u8; 8] = bytes?.try_into().ok()?;
-    Some(u64::from_le_bytes(bytes))
-}
-
-/// Take one token from the bucket under `key`, if it has one.
-///
-/// Why this is exact under concurrency, by construction: each attempt reads
-/// the stored bytes, decides from them alone, and writes with
-/// `compare_and_swap(expected = exactly the bytes read)`. The host performs
-/// each CAS atomically, so a write lands only if the bucket still holds the
-/// value the decision was made on; otherwise another instance moved it
-/// first and we retry from a fresh read. Every successful CAS is therefore
-/// one step of the sequential algorithm applied to the current state, and the
-/// successful CASes of all instances form one sequence: no two requests can
-/// spend the same token. The state is the value and nothing else, so a value
-/// that changed and came back (A→B→A, e.g. a take and a refund) is the same
-/// state and the decision made on it is still right. A denial writes
-/// nothing: it is correct as of the read. No instance-local state is used.
-pub(crate) fn acquire(key: &str, now: u64, params: &Params) -> Result<Acquired, HostError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let stored = shared::get(key);
-        match params.decide(decode(stored.as_deref()), now) {
-            Decision::Deny { tat } => return Ok(Acquired::Denied { tat }),
-            Decision::Allow { new_tat } => {
-                let swapped =
-                    shared::compare_and_swap(key, stored.as_deref(), &new_tat.to_le_bytes(), Some(ttl(new_tat, now)))?;
-                if swapped {
-                    return Ok(Acquired::Allowed { tat: new_tat });
-                }
-            }
-        }
-    }
-    Ok(Acquired::Contended)
-}
-
-/// Give back the token a request took from the bucket under `key`: subtract
-/// T from the current TAT with the same CAS loop as [`acquire`] (tokens are
-/// interchangeable, so it does not matter whether others took tokens since).
-/// Returns the TAT left in the bucket (`now` if it is gone), or `None` if
-/// every attempt lost a race (the bucket then stays one token short until it
-/// refills: conservative, never over-admitting).
-pub(crate) fn refund(key: &str, now: u64, params: &Params) -> Result<Option<u64>, HostError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let stored = shared::get(key);
-        let Some(tat) = decode(stored.as_deref()) else {
-            // Gone (expired) or unreadable: the bucket is full, nothing to give back.
-            return Ok(Some(now));
-        };
-        let back = tat.saturating_sub(params.interval);
-        if shared::compare_and_swap(key, stored.as_deref(), &back.to_le_bytes(), Some(ttl(back, now)))? {
-            return Ok(Some(back.max(now)));
-        }
-    }
-    Ok(None)
-}
-
-/// The bucket's TAT as of now (`max(stored, now)`), read without changing it.
-pub(crate) fn peek(key: &str, now: u64) -> u64 {
-    decode(shared::get(key).as_deref()).unwrap_or(now).max(now)
 }
 
 #[cfg(test)]
@@ -200,10 +116,5 @@ mod tests {
         assert_eq!(ceil_secs(1), 1);
         assert_eq!(ceil_secs(NANOS_PER_SEC), 1);
         assert_eq!(ceil_secs(NANOS_PER_SEC + 1), 2);
-        assert_eq!(decode(Some(&[1, 0, 0, 0, 0, 0, 0, 0])), Some(1));
-        assert_eq!(decode(Some(b"abc")), None);
-        assert_eq!(decode(None), None);
-        assert_eq!(ttl(NOW + 250 * MS, NOW), Duration::from_millis(1250));
-        assert_eq!(ttl(NOW - 1, NOW), TTL_MARGIN);
     }
 }

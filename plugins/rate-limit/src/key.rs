@@ -1,5 +1,6 @@
-//! Bucket keys: what a request is keyed on, and the shared-state key of a
-//! (limit, request) pair.
+//! Bucket keys: what a request is keyed on, and the bucket key of a
+//! (limit, request) pair (in the store's bucket key space, apart from its
+//! values).
 //!
 //! A key is `rl:<limit prefix><request section>`:
 //!

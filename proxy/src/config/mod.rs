@@ -13,7 +13,7 @@ pub mod traffic;
 mod validate;
 
 pub use crate::normalize::{EscapedSlashes, PathPolicy};
-pub use crate::shared_state::{Quota, Quotas};
+pub use crate::shared_state::{Backend, Quota, Quotas, RedisSettings};
 pub use mesh::{MeshConfig, MeshPeer, MtlsMode, PeerMatch};
 pub use redact::redacted_json;
 pub use sidecar::{DestinationClaims, Direction, ORIGINAL_DESTINATION, SidecarConfig};
@@ -98,6 +98,8 @@ pub struct Bootstrap {
     pub cache_dir: Option<PathBuf>,
     /// `[sidecar]`, present when a listener intercepts.
     pub sidecar: Option<SidecarConfig>,
+    /// `[shared_state] backend` and `[shared_state.redis]`.
+    pub shared_state_backend: Backend,
 }
 
 impl Bootstrap {
@@ -115,6 +117,9 @@ impl Bootstrap {
         }
         if self.sidecar != running.sidecar {
             changed.push("sidecar");
+        }
+        if self.shared_state_backend != running.shared_state_backend {
+            changed.push("shared_state.backend");
         }
         changed
     }

@@ -298,10 +298,22 @@ pub(super) struct RawPaths {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSharedState {
+    pub backend: Option<Spanned<String>>,
+    pub redis: Option<Spanned<RawRedis>>,
     #[serde(flatten)]
     pub quota: RawQuota,
     #[serde(default)]
     pub plugins: BTreeMap<String, RawQuota>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRedis {
+    pub url: Option<Spanned<String>>,
+    pub pool_size: Option<Spanned<u64>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub command_timeout: Option<Spanned<String>>,
+    pub key_prefix: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

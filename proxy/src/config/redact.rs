@@ -4,7 +4,9 @@
 //! `sha256`, …), at any depth.
 
 use super::tls::KeyPair;
-use super::{Config, HostMatch, ListenerLimits, ListenerTls, LogDestination, PathMatch, TlsVersion, UpstreamTls};
+use super::{
+    Backend, Config, HostMatch, ListenerLimits, ListenerTls, LogDestination, PathMatch, TlsVersion, UpstreamTls,
+};
 use serde_json::{Value, json};
 
 /// Keys whose values are never shown, and suffixes that mark one.
@@ -107,6 +109,18 @@ pub fn redacted_json(config: &Config) -> Value {
         "watch": config.watch,
         "limits": limits_json(&config.limits),
         "shared_state": json!({
+            "backend": match &config.bootstrap.shared_state_backend {
+                Backend::Memory => json!("memory"),
+                Backend::Redis(r) => json!({
+                    "redis": {
+                        "url": r.display_url(),
+                        "pool_size": r.pool_size,
+                        "connect_timeout_seconds": secs(r.connect_timeout),
+                        "command_timeout_seconds": secs(r.command_timeout),
+                        "key_prefix": r.key_prefix,
+                    }
+                }),
+            },
             "max_entries": config.shared_state.default.max_entries,
             "max_bytes": config.shared_state.default.max_bytes,
             "plugins": config.shared_state.plugins.iter().map(|(name, q)| (name.clone(), json!({

@@ -120,6 +120,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     };
     let paths = path_policy(loc, raw.paths.as_ref())?;
     let shared_state = super::shared_state::quotas(loc, raw.shared_state.as_ref())?;
+    let shared_state_backend = super::shared_state::backend(loc, raw.shared_state.as_ref())?;
     let memory_budget = match raw.sandbox.as_ref().and_then(|s| s.memory_budget.as_ref()) {
         None => None,
         Some(b) => match parse_bytes(b.get_ref()) {
@@ -407,6 +408,7 @@ fn build(loc: &Locator<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             admin,
             cache_dir,
             sidecar,
+            shared_state_backend,
         },
         plugins_dir,
         listener_tls,

@@ -19,10 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod filter_io;
+mod shared_state;
 mod sidecar;
 mod tls;
 mod upstream;
 pub use filter_io::FilterIoMetrics;
+pub use shared_state::SharedStateBackendMetrics;
 pub use sidecar::{RelayCounters, SidecarMetrics};
 pub use tls::{CertExpiry, TlsMetrics};
 pub use upstream::UpstreamMetrics;
@@ -142,6 +144,8 @@ pub struct Metrics {
     pub sidecar: SidecarMetrics,
     /// Filters' outbound calls and remote documents.
     pub filter_io: FilterIoMetrics,
+    /// The shared-state backend's round trips, errors and health.
+    pub shared_backend: SharedStateBackendMetrics,
 }
 
 /// One plugin's shared-state use and refusals.
@@ -270,9 +274,12 @@ impl Default for Metrics {
         let upstream = UpstreamMetrics::register(&mut r);
         let sidecar = SidecarMetrics::register(&mut r);
         let filter_io = FilterIoMetrics::register(&mut r);
+        let shared_backend = SharedStateBackendMetrics::register(&mut r);
+        shared_backend.set_up(true);
         Metrics {
             sidecar,
             filter_io,
+            shared_backend,
             tls,
             upstream,
             shared_state_entries,

@@ -13,6 +13,19 @@ wasmtime::component::bindgen!({
         // These wait on the network: the filter is suspended, the worker is not.
         "sluice:filter/outbound-http.send": async,
         "sluice:filter/remote-document.refresh": async,
+        // Shared state may live in Redis. `shared-state` has no error for
+        // an unavailable backend, so it traps (see wasm/shared_store.rs).
+        "sluice:filter/shared-state.get": async | trappable,
+        "sluice:filter/shared-state.set": async | trappable,
+        "sluice:filter/shared-state.delete": async | trappable,
+        "sluice:filter/shared-state.increment": async | trappable,
+        "sluice:filter/shared-state.compare-and-swap": async | trappable,
+        "sluice:filter/shared-store.get": async,
+        "sluice:filter/shared-store.set": async,
+        "sluice:filter/shared-store.delete": async,
+        "sluice:filter/shared-store.increment": async,
+        "sluice:filter/shared-store.compare-and-swap": async,
+        "sluice:filter/shared-store.acquire": async,
     },
     exports: { default: async },
 });
@@ -31,6 +44,7 @@ pub mod body {
             "sluice:filter/response": super::sluice::filter::response,
             "sluice:filter/context": super::sluice::filter::context,
             "sluice:filter/shared-state": super::sluice::filter::shared_state,
+            "sluice:filter/shared-store": super::sluice::filter::shared_store,
             "sluice:filter/log": super::sluice::filter::log,
             "sluice:filter/clock": super::sluice::filter::clock,
             "sluice:filter/random": super::sluice::filter::random,

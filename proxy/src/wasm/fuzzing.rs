@@ -188,11 +188,11 @@ fn apply(s: &mut HostState, call: HostCall) -> String {
             context::Host::remove(s, k);
             "-".into()
         }
-        SharedSet(k, v, ttl) => done(shared_state::Host::set(s, k, v, ttl)),
-        SharedGet(k) => found(shared_state::Host::get(s, k)),
-        SharedIncrement(k, d, ttl) => value(shared_state::Host::increment(s, k, d, ttl)),
-        SharedCompareAndSwap(k, e, n) => value(shared_state::Host::compare_and_swap(s, k, e, n, None)),
-        SharedDelete(k) => shared_state::Host::delete(s, k).to_string(),
+        SharedSet(k, v, ttl) => done(at_once(shared_state::Host::set(s, k, v, ttl))),
+        SharedGet(k) => found(at_once(shared_state::Host::get(s, k))),
+        SharedIncrement(k, d, ttl) => value(at_once(shared_state::Host::increment(s, k, d, ttl))),
+        SharedCompareAndSwap(k, e, n) => value(at_once(shared_state::Host::compare_and_swap(s, k, e, n, None))),
+        SharedDelete(k) => at_once(shared_state::Host::delete(s, k)).to_string(),
         RandomBytes(n) => random::Host::bytes(s, n).len().to_string(),
         // Later calls go to the response phase (see `run`); a second
         // `StartResponse` does nothing.
@@ -201,6 +201,18 @@ fn apply(s: &mut HostState, call: HostCall) -> String {
         SetResponseHeader(n, v) => done(response::Host::set_header(s, n, v)),
         AppendResponseHeader(n, v) => done(response::Host::append_header(s, n, v)),
         RemoveResponseHeader(n) => done(response::Host::remove_header(s, n)),
+    }
+}
+
+/// The answer of a shared-state call on the memory backend, which never
+/// waits (nor fails: a trap here is an invariant violation).
+fn at_once<T>(call: impl std::future::Future<Output = wasmtime::Result<T>>) -> T {
+    let mut call = std::pin::pin!(call);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match call.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(Ok(answer)) => answer,
+        std::task::Poll::Ready(Err(trap)) => panic!("the memory backend trapped: {trap}"),
+        std::task::Poll::Pending => panic!("the memory backend waited"),
     }
 }
 

@@ -3,7 +3,7 @@
 //! Every argument from the guest is validated here; a bad one is refused
 //! with a `host-error`, never a panic or an invalid message.
 
-use super::bindings::sluice::filter::{clock, context, log, random, request, response, shared_state, types};
+use super::bindings::sluice::filter::{clock, context, log, random, request, response, types};
 use super::bindings::{HeaderLine, HostError, LogLevel};
 use super::budget::{CallBudget, SharedBudget};
 use super::log_budget::LogBudget;
@@ -15,7 +15,7 @@ use crate::limits;
 use crate::normalize::PathPolicy;
 use crate::outbound::Outbound;
 use crate::outbound::documents::{Document, Documents};
-use crate::shared_state::{SharedError, SharedState};
+use crate::shared_state::SharedState;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, StatusCode};
@@ -171,7 +171,7 @@ pub struct HostState {
     table: ResourceTable,
     pub(super) memory: MemoryCap,
     pub(super) plugin: Arc<str>,
-    shared: Arc<SharedState>,
+    pub(super) shared: Arc<SharedState>,
     clusters: Arc<HashSet<Arc<str>>>,
     /// The plugin's log budget, shared by all its instances.
     log_budget: Arc<LogBudget>,
@@ -542,65 +542,6 @@ impl context::Host for HostState {
 
     fn keys(&mut self) -> Vec<String> {
         self.call.context.keys().cloned().collect()
-    }
-}
-
-fn shared_key(key: &str) -> Result<&[u8], HostError> {
-    if key.len() > limits::MAX_SHARED_KEY_BYTES {
-        return Err(HostError::LimitExceeded);
-    }
-    Ok(key.as_bytes())
-}
-
-fn shared_value(value: &[u8]) -> Result<(), HostError> {
-    if value.len() > limits::MAX_SHARED_VALUE_BYTES {
-        return Err(HostError::LimitExceeded);
-    }
-    Ok(())
-}
-
-impl shared_state::Host for HostState {
-    fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.shared.get(&self.plugin, shared_key(&key).ok()?)
-    }
-
-    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), HostError> {
-        shared_value(&value)?;
-        self.shared
-            .set(&self.plugin, shared_key(&key)?, value, ttl_ms)
-            .map_err(shared_error)
-    }
-
-    fn delete(&mut self, key: String) -> bool {
-        shared_key(&key).is_ok_and(|k| self.shared.delete(&self.plugin, k))
-    }
-
-    fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<i64, HostError> {
-        self.shared
-            .increment(&self.plugin, shared_key(&key)?, delta, ttl_ms)
-            .map_err(shared_error)
-    }
-
-    fn compare_and_swap(
-        &mut self,
-        key: String,
-        expected: Option<Vec<u8>>,
-        new: Vec<u8>,
-        ttl_ms: Option<u64>,
-    ) -> Result<bool, HostError> {
-        shared_value(&new)?;
-        self.shared
-            .compare_and_swap(&self.plugin, shared_key(&key)?, expected.as_deref(), new, ttl_ms)
-            .map_err(shared_error)
-    }
-}
-
-/// What the filter sees when the store refuses: a value that is not a
-/// counter is an invalid argument to `increment`; a full quota is a limit.
-fn shared_error(e: SharedError) -> HostError {
-    match e {
-        SharedError::NotACounter => HostError::InvalidArgument,
-        SharedError::QuotaExceeded => HostError::LimitExceeded,
     }
 }
 

@@ -23,6 +23,7 @@ mod outbound_http;
 mod plugin;
 mod pool;
 mod remote_document;
+mod shared_store;
 
 pub use host::{Context, Message, RequestExchange, RequestHead, ResponseExchange, ResponseHead};
 pub use plugin::{Plugin, PluginError, PluginSet, PluginSource};

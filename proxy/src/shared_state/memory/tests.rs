@@ -1,9 +1,10 @@
 //! Shared-state semantics, quotas and exact accounting.
 
 use super::*;
+use std::collections::BTreeMap;
 
-fn store() -> SharedState {
-    SharedState::new(Arc::new(Metrics::default()))
+fn store() -> MemoryStore {
+    MemoryStore::new(Arc::new(Metrics::default()))
 }
 
 fn quota(max_entries: usize, max_bytes: usize) -> Quotas {
@@ -14,18 +15,18 @@ fn quota(max_entries: usize, max_bytes: usize) -> Quotas {
 }
 
 /// `(entries, bytes)` a plugin holds, as counted.
-fn usage(s: &SharedState, plugin: &str) -> (usize, usize) {
+fn usage(s: &MemoryStore, plugin: &str) -> (usize, usize) {
     s.namespaces.get(plugin).map_or((0, 0), |ns| {
         (ns.entries.load(Ordering::Relaxed), ns.bytes.load(Ordering::Relaxed))
     })
 }
 
 /// What a namespace actually holds, recomputed from its map.
-fn recount(s: &SharedState, plugin: &str) -> (usize, usize) {
+fn recount(s: &MemoryStore, plugin: &str) -> (usize, usize) {
     s.namespaces.get(plugin).map_or((0, 0), |ns| {
-        ns.map
-            .iter()
-            .fold((0, 0), |(n, b), e| (n + 1, b + e.key().len() + e.value().value.len()))
+        ns.map.iter().fold((0, 0), |(n, b), e| {
+            (n + 1, b + size(e.key(), e.value().value.len()) as usize)
+        })
     })
 }
 
@@ -148,7 +149,7 @@ fn accounting_is_exact_under_concurrent_writes_expiry_and_deletes() {
                     x ^= x << 17;
                     let key = format!("k{}", x % 700);
                     let ttl = (x % 3 == 0).then_some(x % 2);
-                    let _ = match x % 5 {
+                    let _ = match x % 6 {
                         0 => s.set(&p, key.as_bytes(), vec![b'v'; (x % 64) as usize], ttl),
                         1 => s.increment(&p, key.as_bytes(), 1, ttl).map(drop),
                         2 => s
@@ -158,6 +159,9 @@ fn accounting_is_exact_under_concurrent_writes_expiry_and_deletes() {
                             s.delete(&p, key.as_bytes());
                             Ok(())
                         }
+                        4 => s
+                            .acquire(&p, &[bucket(&key, 1, 1000), bucket("shared", 1, 1000)], 1, false)
+                            .map(drop),
                         _ => {
                             s.purge_expired();
                             Ok(())
@@ -175,4 +179,74 @@ fn accounting_is_exact_under_concurrent_writes_expiry_and_deletes() {
     assert!(entries <= 500 && bytes <= 20_000, "{entries} entries, {bytes} bytes");
     s.purge_expired();
     assert_eq!(usage(&s, "p"), recount(&s, "p"));
+}
+
+fn bucket(key: &str, interval_ns: u64, burst: u64) -> Bucket {
+    Bucket {
+        key: key.into(),
+        interval_ns,
+        tolerance_ns: interval_ns * burst,
+    }
+}
+
+#[test]
+fn rate_decisions_are_exact_under_threads() {
+    let s = Arc::new(store());
+    let p: Arc<str> = "p".into();
+    // 25 tokens that do not come back within the test (one per hour).
+    let limit = [bucket("fleet", 3_600_000_000_000, 25), bucket("other", 1, 1_000_000)];
+    let allowed: usize = (0..8)
+        .map(|_| {
+            let (s, p, limit) = (s.clone(), p.clone(), limit.clone());
+            std::thread::spawn(move || {
+                (0..200)
+                    .filter(|_| s.acquire(&p, &limit, 1, false).is_ok_and(|d| d.allowed))
+                    .count()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .sum();
+    assert_eq!(allowed, 25);
+    assert_eq!(usage(&s, "p"), recount(&s, "p"));
+}
+
+#[test]
+fn buckets_are_apart_from_values_and_from_local_buckets() {
+    let s = store();
+    let p: Arc<str> = "p".into();
+    let one = [bucket("k", 3_600_000_000_000, 1)];
+    assert!(s.acquire(&p, &one, 1, false).unwrap().allowed);
+    assert!(!s.acquire(&p, &one, 1, false).unwrap().allowed);
+    assert!(
+        s.acquire(&p, &one, 1, true).unwrap().allowed,
+        "the local bucket is another"
+    );
+    assert_eq!(s.get(&p, b"k"), None, "a bucket is not a value");
+    s.set(&p, b"k", b"v".to_vec(), None).unwrap();
+    assert!(!s.acquire(&p, &one, 1, false).unwrap().allowed, "nor a value a bucket");
+    // Two buckets and one value, each its key plus 8 bytes (the value 1).
+    assert_eq!(usage(&s, "p"), (3, 2 * (1 + 8) + 2));
+    assert_eq!(usage(&s, "p"), recount(&s, "p"));
+    assert!(s.acquire(&"q".into(), &one, 1, false).unwrap().allowed, "per plugin");
+}
+
+#[test]
+fn a_refused_rate_decision_takes_nothing() {
+    let s = store();
+    s.configure(&quota(2, 1 << 20));
+    let p: Arc<str> = "p".into();
+    const HOUR: u64 = 3_600_000_000_000;
+    let two = [bucket("a", HOUR, 10), bucket("b", HOUR, 10)];
+    assert!(s.acquire(&p, &two[..1], 1, false).unwrap().allowed);
+    s.set(&p, b"x", vec![1], None).unwrap();
+    // "a" is there, "b" would be a third entry.
+    assert_eq!(s.acquire(&p, &two, 1, false), Err(SharedError::QuotaExceeded));
+    assert_eq!(usage(&s, "p"), (2, 1 + 8 + 2));
+    assert_eq!(usage(&s, "p"), recount(&s, "p"));
+    // "a" kept the one token it had given: nine are left.
+    let read = s.acquire(&p, &two[..1], 0, false).unwrap();
+    let left = (10 * HOUR - (read.tats[0] - read.now_ns)) / HOUR;
+    assert_eq!(left, 9);
 }
