@@ -84,30 +84,56 @@ async fn redis_backend_keeps_the_contract() {
     assert_eq!(store.increment(&a, b"w", 1, None, WAIT).await.unwrap(), i64::MIN);
     let delta = -(1i64 << 40) - 3;
     assert_eq!(store.increment(&a, b"big", delta, None, WAIT).await.unwrap(), delta);
-    assert_eq!(store.increment(&a, b"big", 1 << 41, None, WAIT).await.unwrap(), delta + (1 << 41));
+    assert_eq!(
+        store.increment(&a, b"big", 1 << 41, None, WAIT).await.unwrap(),
+        delta + (1 << 41)
+    );
     assert_eq!(
         store.increment(&a, b"k", 1, None, WAIT).await,
         Err(SharedError::NotACounter)
     );
     // Compare-and-swap, absence included.
-    assert!(store.compare_and_swap(&a, b"c", None, b"x".to_vec(), None, WAIT).await.unwrap());
-    assert!(!store.compare_and_swap(&a, b"c", None, b"y".to_vec(), None, WAIT).await.unwrap());
-    assert!(!store.compare_and_swap(&a, b"c", Some(b"z"), b"y".to_vec(), None, WAIT).await.unwrap());
-    assert!(store.compare_and_swap(&a, b"c", Some(b"x"), b"y".to_vec(), None, WAIT).await.unwrap());
+    assert!(
+        store
+            .compare_and_swap(&a, b"c", None, b"x".to_vec(), None, WAIT)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .compare_and_swap(&a, b"c", None, b"y".to_vec(), None, WAIT)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .compare_and_swap(&a, b"c", Some(b"z"), b"y".to_vec(), None, WAIT)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .compare_and_swap(&a, b"c", Some(b"x"), b"y".to_vec(), None, WAIT)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.get(&a, b"c", WAIT).await.unwrap(), Some(b"y".to_vec()));
     assert!(store.delete(&a, b"c", WAIT).await.unwrap());
     assert!(!store.delete(&a, b"c", WAIT).await.unwrap());
-    // A TTL is a Redis expiry.
-    store.set(&a, b"t", b"v".to_vec(), Some(100), WAIT).await.unwrap();
+    // A TTL is a Redis expiry; 0 is gone at once.
+    store.set(&a, b"t", b"v".to_vec(), Some(60_000), WAIT).await.unwrap();
     let ttl = server.cli(&["PTTL", "t:{alpha}:d:t"]).unwrap();
-    assert!((1..=100).contains(&ttl.parse::<i64>().unwrap()), "PTTL {ttl}");
+    assert!((1..=60_000).contains(&ttl.parse::<i64>().unwrap()), "PTTL {ttl}");
+    store.set(&a, b"u", b"v".to_vec(), Some(100), WAIT).await.unwrap();
     eventually("the TTL'd value expires", || async {
-        store.get(&a, b"t", WAIT).await.unwrap().is_none()
+        store.get(&a, b"u", WAIT).await.unwrap().is_none()
     })
     .await;
+    store.set(&a, b"t", b"v".to_vec(), Some(0), WAIT).await.unwrap();
+    assert_eq!(store.get(&a, b"t", WAIT).await.unwrap(), None);
 
     // The quota, enforced in Redis; expired entries are reclaimed for a write.
-    store.set(&small, b"a", b"1".to_vec(), Some(200), WAIT).await.unwrap();
+    store.set(&small, b"a", b"1".to_vec(), Some(1500), WAIT).await.unwrap();
     store.set(&small, b"b", b"1".to_vec(), None, WAIT).await.unwrap();
     assert_eq!(
         store.set(&small, b"c", b"1".to_vec(), None, WAIT).await,
@@ -124,7 +150,11 @@ async fn redis_backend_keeps_the_contract() {
     })
     .await;
     assert_eq!(server.cli(&["ZCARD", "t:{small}:i"]).as_deref(), Some("2"));
-    assert_eq!(server.cli(&["GET", "t:{small}:b"]).as_deref(), Some("4"), "b=2 and c=1, key + value");
+    assert_eq!(
+        server.cli(&["GET", "t:{small}:b"]).as_deref(),
+        Some("4"),
+        "b=2 and c=1, key + value"
+    );
 
     // Rate decisions: all or nothing, a read with cost 0, exact under
     // concurrency from two stores (two replicas) on one Redis.
@@ -145,9 +175,34 @@ async fn redis_backend_keeps_the_contract() {
         let (a, burst) = (a.clone(), burst.clone());
         tokio::spawn(async move { s.acquire(&a, &burst, 1, WAIT).await.unwrap().allowed })
     });
-    let allowed = join_all(tries).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    let allowed = join_all(tries)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
     assert_eq!(allowed, 25);
     assert!(server.keys().contains(&"t:{alpha}:r:burst".to_string()));
+
+    // Redis frozen (a host that stops answering): calls time out, and
+    // after a few timeouts in a row on each connection the backend is
+    // taken for down, so calls fail at once instead of waiting.
+    server.freeze(true);
+    let short = Duration::from_millis(200);
+    let mut errors = Vec::new();
+    for _ in 0..8 {
+        match store.get(&a, b"k", short).await {
+            Err(SharedError::Unavailable(why)) => errors.push(why),
+            other => panic!("a frozen redis answered {other:?}"),
+        }
+    }
+    assert!(errors[0].contains("no answer within"), "{errors:?}");
+    assert!(errors[7].contains("is down"), "{errors:?}");
+    assert_eq!(store.status()["state"], "down");
+    server.freeze(false);
+    eventually("the store reconnects after the freeze", || async {
+        store.get(&a, b"k", WAIT).await.is_ok()
+    })
+    .await;
 
     // Redis gone: calls say so quickly; back: calls work again.
     server.stop();
@@ -167,7 +222,7 @@ async fn redis_backend_keeps_the_contract() {
 /// The config of a sluice whose shared state is in `redis`.
 fn redis_section(redis: &RedisServer, prefix: &str) -> String {
     format!(
-        "[admin]\naddress = \"127.0.0.1:0\"\n\n[shared_state]\nbackend = \"redis\"\n[shared_state.redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\ncommand_timeout = \"500ms\"\n\n",
+        "[admin]\naddress = \"127.0.0.1:0\"\n\n[shared_state]\nbackend = \"redis\"\n[shared_state.redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\ncommand_timeout = \"2s\"\n\n",
         redis.url()
     )
 }
@@ -213,11 +268,20 @@ plugin = "rate-limit"
 [routes.filters.config]
 key = ["route"]
 limits = [{{ name = "fleet", requests = {LIMIT}, per = "1h" }}]
+on_store_unavailable = "deny"
 "#,
         redis_section(&server, "fleet:"),
         cluster("app", up.addr)
     );
     let replicas = [start_binary(&body, &[]), start_binary(&body, &[])];
+    for proxy in &replicas {
+        eventually("the replica is connected to redis", || async {
+            let state: Value = serde_json::from_str(&admin_text(proxy, "/shared-state").await).unwrap();
+            state["state"] == "up"
+        })
+        .await;
+    }
+    let scripts_before = server.calls("evalsha");
     let clients: Vec<reqwest::Client> = (0..16).map(|_| h1()).chain((0..2).map(|_| h2())).collect();
     let sends = (0..REQUESTS).map(|i| {
         let url = format!("http://{}/x", replicas[i % 2].addr);
@@ -231,9 +295,15 @@ limits = [{{ name = "fleet", requests = {LIMIT}, per = "1h" }}]
             other => panic!("unexpected status {other}"),
         }
     }
-    assert_eq!(statuses, [LIMIT, REQUESTS - LIMIT], "[allowed, denied] across both replicas");
-    // One round trip per decision: each replica made exactly one `acquire`
-    // call to Redis per request it served.
+    assert_eq!(
+        statuses,
+        [LIMIT, REQUESTS - LIMIT],
+        "[allowed, denied] across both replicas"
+    );
+    // One round trip per decision: Redis ran one script per request, and
+    // each replica made one `acquire` call per request it served.
+    assert_eq!(server.calls("evalsha") - scripts_before, REQUESTS as u64);
+    assert_eq!(server.calls("eval"), 0);
     for proxy in &replicas {
         let metrics = admin_text(proxy, "/metrics").await;
         let round_trips = metric(
@@ -242,9 +312,16 @@ limits = [{{ name = "fleet", requests = {LIMIT}, per = "1h" }}]
         );
         assert_eq!(round_trips, (REQUESTS / 2) as f64, "{metrics}");
         let state: Value = serde_json::from_str(&admin_text(proxy, "/shared-state").await).unwrap();
-        assert_eq!((state["backend"].as_str(), state["state"].as_str()), (Some("redis"), Some("up")));
+        assert_eq!(
+            (state["backend"].as_str(), state["state"].as_str()),
+            (Some("redis"), Some("up"))
+        );
     }
-    assert!(server.keys().iter().any(|k| k.starts_with("fleet:{rate-limit}:r:")), "{:?}", server.keys());
+    assert!(
+        server.keys().iter().any(|k| k.starts_with("fleet:{rate-limit}:r:")),
+        "{:?}",
+        server.keys()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,7 +373,8 @@ config = {{ count_key = "hits" }}
     assert_eq!((raw("alpha"), raw("beta")), ("8".into(), "8".into()));
     let keys = server.keys();
     assert!(
-        keys.iter().all(|k| k.starts_with("iso:{alpha}:") || k.starts_with("iso:{beta}:")),
+        keys.iter()
+            .all(|k| k.starts_with("iso:{alpha}:") || k.starts_with("iso:{beta}:")),
         "{keys:?}"
     );
 }

@@ -14,7 +14,7 @@ mod sampling;
 
 use criterion::Criterion;
 use sluice::metrics::Metrics;
-use sluice::shared_state::SharedState;
+use sluice::shared_state::MemoryStore as SharedState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 

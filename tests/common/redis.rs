@@ -47,9 +47,23 @@ impl RedisServer {
 
     /// Kill the server (its data is gone: no persistence).
     pub fn stop(&mut self) {
+        self.freeze(false);
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Freeze (SIGSTOP) or thaw (SIGCONT) the server: a host that stops
+    /// answering without closing its connections.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(child) = &self.child {
+            let signal = if frozen { "-STOP" } else { "-CONT" };
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill {signal}");
         }
     }
 
@@ -67,7 +81,14 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.cli(&["PING"]).as_deref() != Some("PONG") {
             assert!(Instant::now() < deadline, "redis-server did not answer within 20 s");
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("redis-server on {} exited: {status}", self.addr);
+            }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        // Ours, not another process's on a port taken meanwhile.
+        if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            panic!("redis-server on {} exited: {status}", self.addr);
         }
     }
 
@@ -97,16 +118,20 @@ impl RedisServer {
         keys
     }
 
-    /// How many commands of `name` (lower case, e.g. `evalsha`) it ran.
+    /// How many commands of `name` (lower case, e.g. `evalsha`) it ran
+    /// successfully (`calls` less `failed_calls`: an `EVALSHA` answered
+    /// `NOSCRIPT` fails).
     pub fn calls(&self, name: &str) -> u64 {
         let stats = self.cli(&["INFO", "commandstats"]).unwrap_or_default();
+        let field = |line: &str, field: &str| -> u64 {
+            line.split([':', ','])
+                .find_map(|kv| kv.strip_prefix(field)?.strip_prefix('=')?.parse().ok())
+                .unwrap_or(0)
+        };
         stats
             .lines()
-            .find_map(|l| {
-                let rest = l.strip_prefix(&format!("cmdstat_{name}:calls="))?;
-                rest.split(',').next()?.parse().ok()
-            })
-            .unwrap_or(0)
+            .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
+            .map_or(0, |l| field(l, "calls") - field(l, "failed_calls"))
     }
 }
 

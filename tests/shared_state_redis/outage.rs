@@ -87,11 +87,7 @@ async fn redis_outage_applies_policy() {
         status_of(&proxy, "/closed").await == 503
     })
     .await;
-    let resp = h1()
-        .get(format!("http://{}/closed", proxy.addr))
-        .send()
-        .await
-        .unwrap();
+    let resp = h1().get(format!("http://{}/closed", proxy.addr)).send().await.unwrap();
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "1");
     assert_eq!(resp.text().await.unwrap(), "rate limit store unavailable\n");

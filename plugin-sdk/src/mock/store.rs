@@ -264,7 +264,17 @@ mod tests {
         }
         assert_eq!(host.get_bucket("ok"), None);
         assert_eq!(host.store_calls(), 2);
-        let most = vec![Bucket::new(at, MS, SEC); MAX_STORE_BUCKETS];
+        let twice = [ok.clone(), ok.clone()];
+        assert_eq!(
+            store::acquire(&twice, 1),
+            Err(StoreError::InvalidArgument),
+            "a key twice"
+        );
+        let longest = [Bucket::new(at, MS, SEC)];
+        assert_eq!(store::acquire(&longest, 1).map(|d| d.tats.len()), Ok(1));
+        let most: Vec<Bucket> = (0..MAX_STORE_BUCKETS)
+            .map(|i| Bucket::new(i.to_string(), MS, SEC))
+            .collect();
         assert_eq!(store::acquire(&most, 1).map(|d| d.tats.len()), Ok(MAX_STORE_BUCKETS));
     }
 

@@ -43,7 +43,7 @@ impl SharedStateBackendMetrics {
             errors: register(
                 r,
                 "shared_state_errors",
-                "Shared-state operations the backend did not answer, by operation and reason (`unavailable`: down and waiting to reconnect, `connection`: the connection failed, `timeout`: no answer within command_timeout or the filter's wait_limit, `command`: Redis refused the command)",
+                "Shared-state operations the backend did not answer, by operation and reason (`unavailable`: no open connection, `connection`: the connection broke under the command, `timeout`: no answer within command_timeout or the filter's wait_limit, `command`: Redis answered with an error)",
                 Family::default(),
             ),
             duration: register(

@@ -37,12 +37,14 @@ pub struct RateDecision {
 }
 
 /// Refuse what no decision can be made on: no buckets or too many, a zero
-/// interval, a key past the size limit.
+/// interval, a key past the size limit, a key named twice.
 pub fn validate(buckets: &[Bucket]) -> Result<(), SharedError> {
     let fine = (1..=MAX_BUCKETS).contains(&buckets.len())
-        && buckets
-            .iter()
-            .all(|b| b.interval_ns > 0 && b.key.len() <= crate::limits::MAX_SHARED_KEY_BYTES);
+        && buckets.iter().enumerate().all(|(i, b)| {
+            b.interval_ns > 0
+                && b.key.len() <= crate::limits::MAX_SHARED_KEY_BYTES
+                && buckets[..i].iter().all(|earlier| earlier.key != b.key)
+        });
     if fine {
         Ok(())
     } else {
@@ -69,9 +71,11 @@ pub fn decide(buckets: &[Bucket], stored: &[Option<u64>], now: u64, cost: u32) -
     }
 }
 
-/// How long a bucket at `tat` is kept: until it is full again, plus the margin.
+/// How long a bucket at `tat` is kept: until it is full again, plus the
+/// margin (at most the longest TTL honoured).
 pub fn time_to_full(tat: u64, now: u64) -> Duration {
-    Duration::from_nanos(tat.saturating_sub(now)) + EXPIRY_MARGIN
+    let max = Duration::from_millis(super::MAX_TTL_MS);
+    (Duration::from_nanos(tat.saturating_sub(now)) + EXPIRY_MARGIN).min(max)
 }
 
 /// The wall clock, Unix nanoseconds.
@@ -156,8 +160,14 @@ mod tests {
             tolerance_ns: 1,
         };
         assert_eq!(validate(&[zero]), Err(SharedError::InvalidArgument));
-        let many = vec![bucket("a", 1, 1); MAX_BUCKETS + 1];
+        let many: Vec<Bucket> = (0..=MAX_BUCKETS).map(|i| bucket(&i.to_string(), 1, 1)).collect();
         assert_eq!(validate(&many), Err(SharedError::InvalidArgument));
+        assert!(validate(&many[..MAX_BUCKETS]).is_ok());
+        assert_eq!(
+            validate(&[bucket("a", 1, 1), bucket("a", 2, 2)]),
+            Err(SharedError::InvalidArgument),
+            "a key twice"
+        );
         let long = bucket(&"k".repeat(crate::limits::MAX_SHARED_KEY_BYTES + 1), 1, 1);
         assert_eq!(validate(&[long]), Err(SharedError::InvalidArgument));
     }

@@ -53,15 +53,20 @@ impl RedisSettings {
 
     /// The URL without its password, for logs and the admin listener.
     pub fn display_url(&self) -> String {
-        let Some((scheme, rest)) = self.url.split_once("://") else {
-            return self.url.clone();
+        // A unix socket's URL carries the password in its query.
+        let url = match self.url.split_once('?') {
+            Some((path, _)) => format!("{path}?REDACTED"),
+            None => self.url.clone(),
+        };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url;
         };
         match rest.rsplit_once('@') {
             Some((userinfo, host)) => match userinfo.split_once(':') {
                 Some((user, _)) => format!("{scheme}://{user}:REDACTED@{host}"),
                 None => format!("{scheme}://REDACTED@{host}"),
             },
-            None => self.url.clone(),
+            None => url.clone(),
         }
     }
 }
@@ -153,8 +158,18 @@ fn join(seconds: i64, nanos: i64) -> u64 {
 
 /// Whether an error means the connection is gone (reopen it) rather than
 /// one command failing.
+/// So is a server that became a replica (after a failover): its writes
+/// fail until a new connection finds the primary.
 fn broken(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error()
+    use redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+        )
 }
 
 fn unexpected(what: &str, reply: &Value) -> SharedError {
@@ -255,7 +270,7 @@ impl RedisStore {
         self.metrics.observe(operation, started.elapsed());
         match outcome {
             Ok(Ok(value)) => {
-                self.pool.worked();
+                self.pool.worked(&lent);
                 self.metrics.set_up(true);
                 Ok(value)
             }
@@ -264,14 +279,14 @@ impl RedisStore {
                 let reason = if broken { "connection" } else { "command" };
                 self.metrics.error(operation, reason);
                 let error = format!("redis {operation}: {e}");
-                self.pool.failed(&lent, &error, broken);
+                self.pool.failed(&lent, &error, broken, false);
                 self.metrics.set_up(false);
                 Err(SharedError::Unavailable(error))
             }
             Err(_) => {
                 self.metrics.error(operation, "timeout");
                 let error = format!("redis {operation}: no answer within {} ms", limit.as_millis());
-                self.pool.failed(&lent, &error, false);
+                self.pool.failed(&lent, &error, false, true);
                 self.metrics.set_up(false);
                 Err(SharedError::Unavailable(error))
             }
@@ -452,10 +467,12 @@ mod tests {
         assert_eq!(s.display_url(), "redis://user:REDACTED@cache:6379/2");
         s.url = "redis://127.0.0.1:6379".into();
         assert_eq!(s.display_url(), "redis://127.0.0.1:6379");
+        s.url = "unix:///run/redis.sock?db=1&pass=secret".into();
+        assert_eq!(s.display_url(), "unix:///run/redis.sock?REDACTED");
     }
 
     #[test]
-    fn keys_stay_in_their_plugin() {
+    fn members_and_ttl_arguments() {
         assert_eq!(member(b"d:", b"k"), b"d:k");
         assert_eq!(ttl_arg(None), "");
         assert_eq!(ttl_arg(Some(1500)), "1500");

@@ -141,15 +141,15 @@ pub(crate) fn store_compare_and_swap(
     })
 }
 
-/// 1 to `MAX_STORE_BUCKETS` buckets, each with a key of at most
+/// 1 to `MAX_STORE_BUCKETS` buckets, each with its own key of at most
 /// `MAX_SHARED_KEY_BYTES` and an interval of at least 1 ns.
 fn buckets_arg(buckets: &[Bucket]) -> Result<(), StoreError> {
     if buckets.is_empty() || buckets.len() > MAX_STORE_BUCKETS {
         return Err(StoreError::InvalidArgument);
     }
-    for b in buckets {
+    for (i, b) in buckets.iter().enumerate() {
         key_arg(&b.key)?;
-        if b.interval_ns == 0 {
+        if b.interval_ns == 0 || buckets[..i].iter().any(|earlier| earlier.key == b.key) {
             return Err(StoreError::InvalidArgument);
         }
     }

@@ -58,10 +58,25 @@ local function fits(members, news, now)
   return false
 end
 
--- Store value under member, counted at size, expiring after ttl ms (nil: never).
+-- Forget member and its value.
+local function forget(m)
+  redis.call('DEL', base .. m)
+  local old = redis.call('HGET', sizes, m)
+  if old then
+    redis.call('DECRBY', total, tonumber(old))
+    redis.call('HDEL', sizes, m)
+    redis.call('ZREM', index, m)
+  end
+end
+
+-- Store value under member, counted at size, expiring after ttl ms (nil:
+-- never; 0: at once, so it is as good as gone).
 local function store(m, value, size, ttl, now)
+  if ttl and ttl <= 0 then
+    forget(m)
+    return
+  end
   if ttl then
-    ttl = math.max(ttl, 1)
     redis.call('SET', base .. m, value, 'PX', ttl)
     redis.call('ZADD', index, now + ttl, m)
   else

@@ -4,13 +4,15 @@
 //! fast `unavailable`, not a connect timeout. [`Health`] is pure state over
 //! instants passed in, unit-tested without sleeping.
 //!
-//! Nothing runs while idle: a connection is reopened by the first call that
-//! needs it once its backoff has passed (and once, eagerly, at start).
+//! Nothing runs while idle: a connection is reopened, in a background task
+//! with the full connect timeout, by the first call that needs it once the
+//! backoff has passed (and eagerly at start). Three timeouts in a row on a
+//! connection drop it as dead.
 
 use super::super::SharedError;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,14 +75,20 @@ impl Health {
         }
     }
 
-    /// A connect or a command worked.
-    pub fn up(&mut self, now: Instant) {
+    /// A connect worked: up, and the backoff starts over.
+    pub fn connected(&mut self, now: Instant) {
+        self.answered(now);
+        self.failed_connects = 0;
+        self.retry_at = None;
+    }
+
+    /// A command was answered: up (a backoff for connecting holds, as
+    /// connects may still fail, e.g. at Redis's `maxclients`).
+    pub fn answered(&mut self, now: Instant) {
         if self.state != State::Up {
             self.state = State::Up;
             self.since = now;
         }
-        self.failed_connects = 0;
-        self.retry_at = None;
     }
 
     /// A connect attempt failed: the next waits `BACKOFF_MIN × 2^(n-1)`,
@@ -93,8 +101,8 @@ impl Health {
         self.down(now, error);
     }
 
-    /// A command failed (a broken connection is reopened at once; a slow
-    /// one is kept).
+    /// A command failed: down (reconnecting a broken connection is not
+    /// delayed).
     pub fn down(&mut self, now: Instant, error: String) {
         if self.state != State::Down {
             self.state = State::Down;
@@ -111,139 +119,208 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
 }
 
+/// Timeouts in a row, with no answer between them, after which a slot's
+/// connection is taken for dead (a host gone without a reset leaves the
+/// socket open for many minutes) and the backend for down.
+pub const DEAD_AFTER_TIMEOUTS: u32 = 3;
+
+/// A connection and the number that tells it from its successors.
+type Numbered = (u64, MultiplexedConnection);
+
 /// One connection slot.
 #[derive(Default)]
 struct Slot {
-    conn: Mutex<Option<MultiplexedConnection>>,
-    /// Held while (re)opening this slot's connection.
-    connecting: tokio::sync::Mutex<()>,
+    conn: Mutex<Option<Numbered>>,
+    /// Held by the task (re)opening this slot's connection.
+    connecting: Arc<tokio::sync::Mutex<()>>,
+    /// Timeouts in a row on the current connection.
+    timeouts: AtomicU32,
 }
 
-/// A connection lent for one command, and which slot it came from.
+impl Slot {
+    fn current(&self) -> Option<Numbered> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A connection lent for one command, and where it came from.
 pub struct Lent {
     pub conn: MultiplexedConnection,
     slot: usize,
+    number: u64,
 }
 
-pub struct Pool {
+/// What reopening needs, shared with the task that does it.
+struct Shared {
     client: Client,
-    settings: PoolSettings,
+    connect_timeout: Duration,
     slots: Box<[Slot]>,
-    next: AtomicUsize,
-    health: Arc<Mutex<Health>>,
+    health: Mutex<Health>,
+    numbers: AtomicU64,
 }
 
-impl Pool {
-    pub fn new(client: Client, settings: PoolSettings) -> Pool {
-        let slots = (0..settings.size.max(1)).map(|_| Slot::default()).collect();
-        Pool {
-            client,
-            settings,
-            slots,
-            next: AtomicUsize::new(0),
-            health: Arc::new(Mutex::new(Health::new(Instant::now()))),
-        }
-    }
-
-    pub fn health(&self) -> Health {
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
+impl Shared {
     fn with_health<T>(&self, f: impl FnOnce(&mut Health) -> T) -> T {
         f(&mut self.health.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// How many slots hold a connection.
-    pub fn open(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| s.conn.lock().unwrap_or_else(|e| e.into_inner()).is_some())
-            .count()
-    }
-
-    pub fn size(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// The next slot's connection, opening it if needed within `timeout`;
-    /// on failure also the metrics' reason: `unavailable` (down, waiting to
-    /// reconnect) or `connection` (this attempt to connect failed).
-    pub async fn get(&self, timeout: Duration) -> Result<Lent, (SharedError, &'static str)> {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let slot = &self.slots[index];
-        if let Some(conn) = slot.conn.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            return Ok(Lent { conn, slot: index });
-        }
-        if let Err(wait) = self.with_health(|h| h.may_connect(Instant::now())) {
-            let last = self.health().last_error.unwrap_or_default();
-            let why = format!("redis is down (reconnecting in {} ms): {last}", wait.as_millis());
-            return Err((SharedError::Unavailable(why), "unavailable"));
-        }
-        // One connect per slot at a time; others wait for its outcome
-        // (within their own time).
-        let started = Instant::now();
-        let Ok(_connecting) = tokio::time::timeout(timeout, slot.connecting.lock()).await else {
-            let why = "redis: still connecting".to_string();
-            return Err((SharedError::Unavailable(why), "unavailable"));
-        };
-        // Another call may have opened it meanwhile, or just failed to.
-        if let Some(conn) = slot.conn.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            return Ok(Lent { conn, slot: index });
-        }
-        if self.with_health(|h| h.may_connect(Instant::now())).is_err() {
-            let last = self.health().last_error.unwrap_or_default();
-            return Err((SharedError::Unavailable(format!("redis is down: {last}")), "unavailable"));
-        }
-        let timeout = timeout.saturating_sub(started.elapsed());
-        let conn = self
-            .connect(timeout.min(self.settings.connect_timeout))
-            .await
-            .map_err(|e| (e, "connection"))?;
-        *slot.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
-        Ok(Lent { conn, slot: index })
-    }
-
-    async fn connect(&self, timeout: Duration) -> Result<MultiplexedConnection, SharedError> {
+    /// Open slot `index`'s connection, with the full connect timeout.
+    async fn connect(&self, index: usize) {
+        let timeout = self.connect_timeout;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(None);
         let attempt = self.client.get_multiplexed_async_connection_with_config(&config);
         let error = match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(conn)) => {
-                self.with_health(|h| h.up(Instant::now()));
-                return Ok(conn);
+                let number = self.numbers.fetch_add(1, Ordering::Relaxed);
+                let slot = &self.slots[index];
+                slot.timeouts.store(0, Ordering::Relaxed);
+                *slot.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some((number, conn));
+                self.with_health(|h| h.connected(Instant::now()));
+                return;
             }
             Ok(Err(e)) => format!("cannot connect: {e}"),
             Err(_) => format!("cannot connect within {} ms", timeout.as_millis()),
         };
         tracing::warn!(%error, "shared state: redis connection failed");
-        self.with_health(|h| h.connect_failed(Instant::now(), error.clone()));
-        Err(SharedError::Unavailable(format!("redis: {error}")))
+        self.with_health(|h| h.connect_failed(Instant::now(), error));
+    }
+}
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(client: Client, settings: PoolSettings) -> Pool {
+        let slots = (0..settings.size.max(1)).map(|_| Slot::default()).collect();
+        Pool {
+            shared: Arc::new(Shared {
+                client,
+                connect_timeout: settings.connect_timeout,
+                slots,
+                health: Mutex::new(Health::new(Instant::now())),
+                numbers: AtomicU64::new(0),
+            }),
+            next: AtomicUsize::new(0),
+        }
     }
 
-    /// A command on `lent` worked.
-    pub fn worked(&self) {
-        if self.with_health(|h| h.state != State::Up) {
-            self.with_health(|h| h.up(Instant::now()));
+    pub fn health(&self) -> Health {
+        self.shared.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many slots hold a connection.
+    pub fn open(&self) -> usize {
+        self.shared.slots.iter().filter(|s| s.current().is_some()).count()
+    }
+
+    pub fn size(&self) -> usize {
+        self.shared.slots.len()
+    }
+
+    fn unavailable(&self, what: &str) -> (SharedError, &'static str) {
+        let last = self.health().last_error.unwrap_or_default();
+        (SharedError::Unavailable(format!("redis {what}: {last}")), "unavailable")
+    }
+
+    /// A connection: the next slot's, or another open one's if that slot
+    /// is empty (its reopening is started meanwhile). While the backend is
+    /// down calls fail at once; while it is starting or was up, a call
+    /// waits up to `timeout` for the connect it started.
+    pub async fn get(&self, timeout: Duration) -> Result<Lent, (SharedError, &'static str)> {
+        let slots = &self.shared.slots;
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % slots.len();
+        if let Some((number, conn)) = slots[index].current() {
+            return Ok(Lent {
+                conn,
+                slot: index,
+                number,
+            });
+        }
+        self.reopen(index);
+        let open = (1..slots.len())
+            .map(|i| (index + i) % slots.len())
+            .find_map(|i| slots[i].current().map(|c| (i, c)));
+        if let Some((slot, (number, conn))) = open {
+            return Ok(Lent { conn, slot, number });
+        }
+        if let Err(wait) = self.shared.with_health(|h| h.may_connect(Instant::now())) {
+            return Err(self.unavailable(&format!("is down (reconnecting in {} ms)", wait.as_millis())));
+        }
+        if self.health().state == State::Down {
+            return Err(self.unavailable("is down (reconnecting)"));
+        }
+        // Wait for the connect to end, then look again.
+        let _ = tokio::time::timeout(timeout, slots[index].connecting.lock()).await;
+        match slots[index].current() {
+            Some((number, conn)) => Ok(Lent {
+                conn,
+                slot: index,
+                number,
+            }),
+            None => Err(self.unavailable("is not connected")),
+        }
+    }
+
+    /// Start reopening slot `index` in the background, unless that is
+    /// under way or the backoff says not yet.
+    fn reopen(&self, index: usize) {
+        if self.shared.with_health(|h| h.may_connect(Instant::now())).is_err() {
+            return;
+        }
+        let Ok(guard) = self.shared.slots[index].connecting.clone().try_lock_owned() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            if shared.slots[index].current().is_none() {
+                shared.connect(index).await;
+            }
+        });
+    }
+
+    /// A command on `lent` was answered.
+    pub fn worked(&self, lent: &Lent) {
+        self.shared.slots[lent.slot].timeouts.store(0, Ordering::Relaxed);
+        if self.health().state != State::Up {
+            self.shared.with_health(|h| h.answered(Instant::now()));
         }
     }
 
     /// A command on `lent` failed with `error`; `broken` drops its
-    /// connection so the next call on the slot reopens it.
-    pub fn failed(&self, lent: &Lent, error: &str, broken: bool) {
-        if broken {
-            *self.slots[lent.slot].conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    /// connection (the next call reopens it). So do
+    /// [`DEAD_AFTER_TIMEOUTS`] timeouts in a row, which also start the
+    /// backoff: the host may be gone.
+    pub fn failed(&self, lent: &Lent, error: &str, broken: bool, timed_out: bool) {
+        let slot = &self.shared.slots[lent.slot];
+        let dead = timed_out && slot.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= DEAD_AFTER_TIMEOUTS;
+        if broken || dead {
+            let mut conn = slot.conn.lock().unwrap_or_else(|e| e.into_inner());
+            // Not a newer connection opened since this one was lent.
+            if conn.as_ref().is_some_and(|(number, _)| *number == lent.number) {
+                *conn = None;
+            }
         }
-        self.with_health(|h| h.down(Instant::now(), error.to_string()));
+        let now = Instant::now();
+        if dead {
+            self.shared.with_health(|h| h.connect_failed(now, error.to_string()));
+        } else {
+            self.shared.with_health(|h| h.down(now, error.to_string()));
+        }
     }
 
     /// Open every slot's connection (at start, so the first requests do
     /// not pay for it and the admin listener shows the state at once).
     pub async fn warm(&self) {
-        for _ in 0..self.slots.len() {
-            if self.get(self.settings.connect_timeout).await.is_err() {
-                return;
-            }
+        for index in 0..self.shared.slots.len() {
+            self.reopen(index);
+        }
+        for slot in self.shared.slots.iter() {
+            let _ = slot.connecting.lock().await;
         }
     }
 }
@@ -272,7 +349,7 @@ mod tests {
         let ms: Vec<u128> = waits.iter().map(|w| w.map_or(0, |w| w.as_millis())).collect();
         assert_eq!(ms, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
         now += Duration::from_secs(10);
-        h.up(now);
+        h.connected(now);
         assert_eq!(h.state, State::Up);
         assert_eq!(h.since, now);
         assert!(h.may_connect(now).is_ok());
@@ -284,7 +361,7 @@ mod tests {
     fn a_failed_command_marks_down_without_delaying_a_reconnect() {
         let t0 = Instant::now();
         let mut h = Health::new(t0);
-        h.up(t0);
+        h.connected(t0);
         let later = t0 + Duration::from_secs(3);
         h.down(later, "connection reset".into());
         assert_eq!((h.state, h.since), (State::Down, later));
@@ -292,5 +369,12 @@ mod tests {
         assert!(h.may_connect(later).is_ok());
         h.down(later + Duration::from_secs(1), "again".into());
         assert_eq!(h.since, later, "down since the first failure");
+        h.connect_failed(later, "max clients".into());
+        h.answered(later);
+        assert_eq!(h.state, State::Up);
+        assert!(
+            h.may_connect(later).is_err(),
+            "an answer elsewhere keeps the connect backoff"
+        );
     }
 }
