@@ -46,6 +46,7 @@ import argparse
 import datetime
 import http.client
 import json
+import os
 import re
 import shutil
 import socket
@@ -185,6 +186,20 @@ def schedstat_ns(pid: int) -> int:
     return total
 
 
+def machine_busy() -> float:
+    """CPU seconds spent by everything, all cores (/proc/stat: user, nice,
+    system, irq, softirq, steal)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / c.TICK
+
+
+def ours_cpu(pids: list[int]) -> float:
+    """CPU seconds of these processes, this script and its waited-for
+    children (h2load)."""
+    t = os.times()
+    return c.cpu_seconds(pids) + t.user + t.system + t.children_user + t.children_system
+
+
 # --- sluice metrics ----------------------------------------------------------
 
 
@@ -216,9 +231,10 @@ def metrics() -> dict:
 # --- runs ------------------------------------------------------------------
 
 
-def run(t: c.Target, cfg: str, proto: str, rate: int, count: int, token: str, redis: subprocess.Popen, redis_port: int) -> dict:
+def run(t: c.Target, cfg: str, proto: str, rate: int, count: int, token: str, redis: subprocess.Popen, redis_port: int, background: list[int]) -> dict:
     """compare.fixed_rate_run, with Redis's CPU and commands and sluice's
-    metrics taken around the measured requests only."""
+    metrics taken around the measured requests only, and the CPU that
+    processes other than the benchmark's took meanwhile (a build beside it)."""
     clients = int(c.SHAPE[proto][c.SHAPE[proto].index("-c") + 1])
     rps = max(1, rate // clients)
     port = t.port(proto)
@@ -226,9 +242,12 @@ def run(t: c.Target, cfg: str, proto: str, rate: int, count: int, token: str, re
     log = t.work / "latency.tsv"
     pids = t.pids()
     m0, cs0 = metrics(), commandstats(redis_port)
+    all_pids = pids + background
+    busy0, ours0, wall0 = machine_busy(), ours_cpu(all_pids), time.monotonic()
     cpu0, rns0, rt0 = c.cpu_seconds(pids), schedstat_ns(redis.pid), c.cpu_seconds([redis.pid])
     out = c.h2load(proto, port, token, ["-n", str(count), "--rps", str(rps)], log)
     cpu1, rns1, rt1 = c.cpu_seconds(pids), schedstat_ns(redis.pid), c.cpu_seconds([redis.pid])
+    busy1, ours1, wall1 = machine_busy(), ours_cpu(all_pids), time.monotonic()
     cs1, m1 = commandstats(redis_port), metrics()
     lat = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line)
     log.unlink()
@@ -244,6 +263,9 @@ def run(t: c.Target, cfg: str, proto: str, rate: int, count: int, token: str, re
         "p99_us": c.percentile(lat, 0.99),
         "p999_us": c.percentile(lat, 0.999),
         "achieved_rate": c.achieved_rate(out),
+        # Busy CPU of the whole machine not spent by sluice, nginx, Redis, h2load or this
+        # script, as a share of both cores over the run (≈ 0 on a quiet machine; ±2 % is ticks).
+        "other_cpu_share": ((busy1 - busy0) - (ours1 - ours0)) / ((wall1 - wall0) * os.cpu_count()),
         "peak_rss_kib": c.peak_rss_kib(pids),
         "redis_commands": cmds,
         "redis_calls_per_req": sum(v["calls"] for v in cmds.values()) / count,
@@ -332,6 +354,8 @@ def measure(args, work: Path, redis_port: int) -> dict:
     try:
         c.wait_port(c.UP_H1, upstream, "upstream nginx")
         c.wait_port(redis_port, redis, "redis-server")
+        time.sleep(0.2)  # nginx forks its worker after listening
+        background = [*c.process_tree(upstream.pid), redis.pid]
         for proto in args.protocols:
             for rnd in range(1, args.rounds + 1):
                 for rate in args.rates:
@@ -339,7 +363,7 @@ def measure(args, work: Path, redis_port: int) -> dict:
                     for cfg in CONFIGS:
                         with c.Target(f"sluice-{cfg}", work) as t:
                             c.wait_port(ADMIN, t.proc, "sluice admin")
-                            r = run(t, cfg, proto, rate, count, token, redis, redis_port)
+                            r = run(t, cfg, proto, rate, count, token, redis, redis_port, background)
                         r.update(round=rnd, protocol=proto, rate=rate, config=cfg)
                         runs.append(r)
                         slow = f"  (h2load reached only {r['achieved_rate']:.0f}/s)" if r["achieved_rate"] < 0.95 * rate else ""
@@ -349,9 +373,10 @@ def measure(args, work: Path, redis_port: int) -> dict:
                                 f"  redis {r['redis_cpu_us_per_req']:5.2f} µs/req, {r['redis_calls_per_req']:.3f} cmds/req"
                                 f" ({r['evalsha_per_req']:.3f} evalsha), round trip {r['acquire_mean_us']:.0f} µs"
                             )
+                        busy = f"  OTHER PROCESSES {r['other_cpu_share']:.0%} of the CPU" if r["other_cpu_share"] > 0.05 else ""
                         print(
                             f"round {rnd} {proto} {rate}/s {cfg:<6} {r['cpu_us_per_req']:6.2f} µs/req"
-                            f"  p50 {r['p50_us']} µs  p99 {r['p99_us']} µs{extra}{slow}",
+                            f"  p50 {r['p50_us']} µs  p99 {r['p99_us']} µs{extra}{slow}{busy}",
                             flush=True,
                         )
         checks = []
@@ -447,7 +472,13 @@ def markdown(data: dict) -> str:
                 f"{mr(r['rtt'], '{:.0f}')} µs.",
                 "",
             ]
+    other = [r["other_cpu_share"] for r in data["runs"]]
+    busy = [f"{r['protocol']} {r['rate']}/s round {r['round']} {r['config']} {r['other_cpu_share']:.0%}" for r in data["runs"] if r["other_cpu_share"] > 0.05]
     lines += [
+        f"Other processes' share of the machine's CPU during the measured runs (busy CPU from /proc/stat less the "
+        f"benchmark's own processes; about ±2 % is tick rounding): median {statistics.median(other):.1%}, "
+        f"max {max(other):.1%}" + (f"; above 5 %: {', '.join(busy)}." if busy else "; no run above 5 %."),
+        "",
         f"**Limit check**: one limit of {a['check_limit']} per 1 h, {a['check_requests']} requests over 16 concurrent "
         "HTTP/1.1 connections, then one more:",
         "",
