@@ -83,8 +83,11 @@ local function store(m, value, size, ttl, now)
     redis.call('SET', base .. m, value)
     redis.call('ZADD', index, '+inf', m)
   end
-  local old = tonumber(redis.call('HGET', sizes, m) or '0')
-  redis.call('HSET', sizes, m, size)
-  redis.call('INCRBY', total, size - old)
+  local old = tonumber(redis.call('HGET', sizes, m) or '-1')
+  -- A bucket or counter rewritten at its size changes no accounting.
+  if old ~= size then
+    redis.call('HSET', sizes, m, size)
+    redis.call('INCRBY', total, size - math.max(old, 0))
+  end
 end
 
