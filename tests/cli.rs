@@ -7,9 +7,14 @@ use common::*;
 use std::process::Command;
 
 fn check(work: &Workdir) -> (bool, String, String) {
+    check_path(&work.config_path())
+}
+
+/// `sluice check --config <config>`: whether it passed, stdout, stderr.
+fn check_path(config: &std::path::Path) -> (bool, String, String) {
     let out = Command::new(binary())
         .args(["check", "--config"])
-        .arg(work.config_path())
+        .arg(config)
         .output()
         .expect("run sluice check");
     (
@@ -150,13 +155,8 @@ async fn curl_through_a_two_filter_chain() {
 #[test]
 fn example_gateway_config_checks() {
     let (_dir, config) = example_copy("");
-    let out = Command::new(binary())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run sluice check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, stdout, stderr) = check_path(&config);
+    assert!(ok, "{stderr}");
     assert!(
         stdout.contains("auth → rate-limit → header-rewrite → traffic-split"),
         "{stdout}"
@@ -197,13 +197,8 @@ fn example_copy(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 fn example_gateway_fits_a_320_mib_budget() {
     for (budget, fits) in [("320MiB", true), ("256MiB", false)] {
         let (_dir, config) = example_copy(&format!("\n[sandbox]\nmemory_budget = \"{budget}\""));
-        let out = Command::new(binary())
-            .args(["check", "--config"])
-            .arg(&config)
-            .output()
-            .expect("run sluice check");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.success(), fits, "{budget}: {stderr}");
+        let (ok, _, stderr) = check_path(&config);
+        assert_eq!(ok, fits, "{budget}: {stderr}");
         if !fits {
             assert!(
                 stderr.contains("320 MiB bytes of Wasm memory")
@@ -229,14 +224,23 @@ fn example_filter_platform_checks() {
     }
     let config = dir.path().join("filter-platform.toml");
     std::fs::copy(&example, &config).expect("copy example");
-    let out = Command::new(binary())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run sluice check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, stdout, stderr) = check_path(&config);
+    assert!(ok, "{stderr}");
     assert!(stdout.contains("ext-authz") && stdout.contains("card-mask"), "{stdout}");
+}
+
+/// `examples/shared-state.toml` (docs/shared-state.md, "Try it") loads:
+/// the Redis backend settings and the rate-limit filter's outage keys
+/// validate (`check` does not connect to Redis).
+#[test]
+fn example_shared_state_checks() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/shared-state.toml");
+    let (ok, stdout, stderr) = check_path(&example);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("route api") && stdout.contains("[rate-limit]"),
+        "{stdout}"
+    );
 }
 
 /// `examples/sidecar.toml` loads, shows its interception listeners and
@@ -244,13 +248,8 @@ fn example_filter_platform_checks() {
 #[test]
 fn example_sidecar_checks_and_prints_its_rules() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sidecar.toml");
-    let out = Command::new(binary())
-        .args(["check", "--config"])
-        .arg(&example)
-        .output()
-        .expect("run sluice check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, stdout, stderr) = check_path(&example);
+    assert!(ok, "{stderr}");
     assert!(
         stdout.contains("(intercepts inbound)") && stdout.contains("(intercepts outbound)"),
         "{stdout}"
