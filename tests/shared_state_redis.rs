@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::admin::metric_value;
 use common::redis::{self, RedisServer};
 use common::*;
 use futures_util::future::join_all;
@@ -231,22 +232,11 @@ fn cluster(name: &str, addr: std::net::SocketAddr) -> String {
     format!("[[clusters]]\nname = \"{name}\"\nendpoints = [\"{addr}\"]\n\n")
 }
 
+/// The body of `GET <path>` on `proxy`'s admin listener.
 async fn admin_text(proxy: &BinaryProxy, path: &str) -> String {
-    let admin = proxy.admin.expect("admin listener");
-    h1().get(format!("http://{admin}{path}"))
-        .send()
+    common::admin::admin_get(proxy.admin.expect("admin listener"), path)
         .await
-        .expect("admin")
-        .text()
-        .await
-        .expect("admin body")
-}
-
-/// The value of a metric series (0 when absent).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+        .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,11 +296,11 @@ on_store_unavailable = "deny"
     assert_eq!(server.calls("eval"), 0);
     for proxy in &replicas {
         let metrics = admin_text(proxy, "/metrics").await;
-        let round_trips = metric(
+        let round_trips = metric_value(
             &metrics,
             r#"sluice_shared_state_operation_duration_seconds_count{operation="acquire"}"#,
         );
-        assert_eq!(round_trips, (REQUESTS / 2) as f64, "{metrics}");
+        assert_eq!(round_trips, Some((REQUESTS / 2) as f64), "{metrics}");
         let state: Value = serde_json::from_str(&admin_text(proxy, "/shared-state").await).unwrap();
         assert_eq!(
             (state["backend"].as_str(), state["state"].as_str()),

@@ -106,7 +106,7 @@ async fn redis_outage_applies_policy() {
     assert_eq!(state["state"], "down", "{state}");
     assert!(state["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{state}");
     let metrics = admin_text(&proxy, "/metrics").await;
-    assert_eq!(metric(&metrics, "sluice_shared_state_backend_up"), 0.0);
+    assert_eq!(metric_value(&metrics, "sluice_shared_state_backend_up"), Some(0.0));
     let errors: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("sluice_shared_state_errors_total{"))
@@ -125,7 +125,7 @@ async fn redis_outage_applies_policy() {
     let state: Value = serde_json::from_str(&admin_text(&proxy, "/shared-state").await).unwrap();
     assert_eq!(state["state"], "up", "{state}");
     assert_eq!(
-        metric(&admin_text(&proxy, "/metrics").await, "sluice_shared_state_backend_up"),
-        1.0
+        metric_value(&admin_text(&proxy, "/metrics").await, "sluice_shared_state_backend_up"),
+        Some(1.0)
     );
 }
