@@ -87,6 +87,11 @@ impl FilterChain {
         Ok(Response::from_parts(exchange.head, body))
     }
 
+    /// Whether the route has no filters.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
     /// Whether a filter asked for the request body.
     pub fn wants_request_body(&self) -> bool {
         self.slots.iter().any(|s| s.wants(Phase::RequestBody))
