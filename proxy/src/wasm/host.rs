@@ -203,7 +203,10 @@ impl HostState {
             clusters,
             log_budget,
             call: CallData::idle(),
-            budget: Arc::new(Mutex::new(CallBudget::new(super::INIT_DEADLINE))),
+            budget: Arc::new(Mutex::new(CallBudget::new(
+                super::INIT_DEADLINE,
+                std::time::Instant::now(),
+            ))),
             io: None,
         }
     }

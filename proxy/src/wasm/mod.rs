@@ -43,7 +43,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the epoch advances; deadlines are whole ticks.
+/// How often the epoch advances while a long call runs (see `epoch`).
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// CPU budget for creating an instance and running its `init` (parsing the
 /// configuration, checking keys), which is heavier than a request phase.
