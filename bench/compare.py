@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""sluice against direct, nginx and HAProxy, measured in one run.
+"""sluice against direct, nginx, HAProxy and Pingora, measured in one run.
 
 Called by bench/compare.sh, which installs the tools and builds the release
-binary. Every target serves the same request (GET with a JWT) from the same
-upstream (an nginx returning a fixed body, on core 0 with the load
-generator); the proxy under test runs alone on core 1 with one worker.
+binaries (sluice, and the Pingora proxy in bench/pingora). Every target
+serves the same request (GET with a JWT) from the same upstream (an nginx
+returning a fixed body, on core 0 with the load generator); the proxy under
+test runs alone on core 1 with one worker.
 
 For each round, protocol (HTTP/1.1, HTTP/2 cleartext, and the same two over
 TLS) and rate, every target is started fresh, warmed up, then sent a fixed
@@ -17,7 +18,12 @@ different order each round, so drift in the machine spreads over all.
 With TLS ("handshake" protocol) each round also opens a new connection per
 request at a fixed rate, over TLS (a full handshake each) and over cleartext,
 and records the proxy's CPU per connection. The TLS pieces (certificate,
-listener configs, checks, report section) are in bench/tls.py.
+listener configs, checks, report section) are in bench/tls.py. Pingora is
+cleartext only: it sits out the TLS protocols.
+
+Then (--idle-connections, default 4000) every proxy's memory per idle
+client connection, HTTP/1.1 and h2c: bench/idle.py. The report (tables,
+chart) is written by bench/report.py.
 
 Output: bench/results/latest.{json,md,png}, and the table in README.md
 between the bench markers.
@@ -36,18 +42,21 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import idle
+import report
 import tls
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SLUICE = ROOT / "target" / "release" / "sluice"
+# bench/pingora, built by compare.sh into its own target directory.
+PINGORA = Path(os.environ.get("PINGORA_BIN") or ROOT / "target" / "pingora" / "release" / "sluice-bench-pingora")
 SECRET = "bench-secret-bench-secret-0123456789"
 BODY = "x" * 511 + "\n"  # the upstream's fixed 512-byte response body
 TICK = os.sysconf("SC_CLK_TCK")
@@ -55,7 +64,8 @@ UP_H1, UP_H2, UP_TLS = 19100, 19101, 19102  # upstream: HTTP/1.1, h2c (prior kno
 PX_H1, PX_H2, PX_TLS = 18100, 18101, 18102  # proxy under test; TLS: ALPN h2 or http/1.1
 LOAD_CORE, PROXY_CORE = "0", "1"
 PATH = "/bench/item?id=42"
-TARGETS = ["direct", "sluice", "sluice-4-filters", "nginx", "haproxy"]
+TARGETS = ["direct", "sluice", "sluice-4-filters", "nginx", "haproxy", "pingora"]
+CLEARTEXT_ONLY = {"pingora"}  # no TLS listener: sits out h1tls, h2tls and handshake
 # h2load shape: HTTP/1.1 gets 16 connections (one request at a time each),
 # HTTP/2 4 connections with up to 16 streams each.
 # Over TLS the same shapes; h2load offers ALPN h2 (and http/1.1 with --h1).
@@ -262,6 +272,7 @@ class Target:
 
     def __init__(self, name: str, work: Path, with_tls: bool = False):
         self.name, self.work, self.proc = name, work, None
+        with_tls = with_tls and name not in CLEARTEXT_ONLY
         self.ports = [PX_H1, PX_H2, *([PX_TLS] if with_tls else [])]
 
     def port(self, proto: str) -> int:
@@ -280,6 +291,9 @@ class Target:
             cmd = ["nginx", "-p", str(w), "-c", str(w / "nginx.conf")]
         elif self.name == "haproxy":
             cmd = ["haproxy", "-db", "-f", str(w / "haproxy.cfg")]
+        elif self.name == "pingora":  # both ports take HTTP/1.1 and h2c (it detects the preface)
+            listen = ["--h1", f"127.0.0.1:{PX_H1}", "--h2c", f"127.0.0.1:{PX_H2}"]
+            cmd = [str(PINGORA), *listen, "--upstream", f"127.0.0.1:{UP_H1}", "--threads", "1"]
         else:
             return self
         ensure_free(*self.ports)
@@ -417,10 +431,16 @@ def connection_run(target: Target, mode: str, token: str, rate: int, count: int)
 # --- the run ---------------------------------------------------------------
 
 
+def serves(name: str, proto: str) -> bool:
+    """Whether a target runs a protocol (Pingora has no TLS listener)."""
+    return not (name in CLEARTEXT_ONLY and (proto in tls.KEEPALIVE or proto == tls.HANDSHAKE))
+
+
 def measure(args, work: Path, token: str, cert: dict | None) -> dict:
     with_tls = cert is not None
     keepalive = [p for p in args.protocols if p in SHAPE]
     proxies = args.targets[1:]
+    tls_proxies = [n for n in proxies if serves(n, tls.HANDSHAKE)]
     ensure_free(UP_H1, UP_H2, PX_H1, PX_H2, *([UP_TLS, PX_TLS] if with_tls else []))
     upstream = start(["nginx", "-p", str(work), "-c", str(work / "upstream.conf")], LOAD_CORE, work, "upstream")
     try:
@@ -429,16 +449,16 @@ def measure(args, work: Path, token: str, cert: dict | None) -> dict:
         data: dict = {}
         if with_tls:
             data["tls"] = {"certificate": "ECDSA P-256, CN/SAN localhost + 127.0.0.1, signed by a throwaway P-256 CA"}
-            data["tls"]["probe"] = check_tls(proxies, work, token, cert)
+            data["tls"]["probe"] = check_tls(tls_proxies, work, token, cert)
         caps: dict = {p: {} for p in keepalive}
         for proto in keepalive:
-            for name in args.targets:
+            for name in (n for n in args.targets if serves(n, proto)):
                 with Target(name, work, with_tls) as t:
                     caps[proto][name] = capacity(t, proto, token, args.capacity_seconds)
                 print(f"capacity {proto} {name}: {caps[proto][name]:.0f} req/s", flush=True)
         # Fixed rates: a low one, and half of the smallest proxy capacity, so
         # every proxy runs at or below half of what it can do on one core.
-        half = {p: args.half_rate or int(min(caps[p][n] for n in proxies) / 2) for p in keepalive}
+        half = {p: args.half_rate or int(min(caps[p][n] for n in proxies if n in caps[p]) / 2) for p in keepalive}
         # A protocol over TLS and in cleartext share the lower of their half
         # rates, so their ratios to nginx compare at one rate.
         paired = [(p, c) for p, c in tls.CLEARTEXT.items() if p in half and c in half]
@@ -453,7 +473,7 @@ def measure(args, work: Path, token: str, cert: dict | None) -> dict:
             for proto in keepalive:
                 for label, rate in rates[proto].items():
                     count = max(5000, rate * args.run_seconds)
-                    for name in order:
+                    for name in (n for n in order if serves(n, proto)):
                         with Target(name, work, with_tls) as t:
                             r = fixed_rate_run(t, proto, token, rate, count)
                         r.update(round=rnd, protocol=proto, rate_label=label, rate=rate, target=name)
@@ -466,6 +486,8 @@ def measure(args, work: Path, token: str, cert: dict | None) -> dict:
         data.update(capacity=caps, rates=rates, runs=runs)
         if tls.HANDSHAKE in args.protocols:
             data["handshake"] = {"rate": args.handshake_rate, "runs": conn_runs}
+        if args.idle_connections:
+            data["idle_connections"] = idle_connections(args, work, token, proxies)
         return data
     finally:
         stop(upstream)
@@ -492,7 +514,7 @@ def connection_round(args, work: Path, token: str, rnd: int, order: list[str]) -
     count = max(1000, rate * args.run_seconds)
     runs = []
     for mode in ["tls", "tcp"]:
-        for name in (n for n in order if n != "direct"):
+        for name in (n for n in order if n != "direct" and serves(n, tls.HANDSHAKE)):
             with Target(name, work, with_tls=True) as t:
                 r = connection_run(t, mode, token, rate, count)
             r.update(round=rnd, mode=mode, rate=rate, target=name)
@@ -506,140 +528,33 @@ def connection_round(args, work: Path, token: str, rnd: int, order: list[str]) -
     return runs
 
 
+def idle_connections(args, work: Path, token: str, proxies: list[str]) -> list[dict]:
+    """bench/idle.py's phase, with cleartext configs whose connection limits
+    are raised above --idle-connections, in their own directory."""
+    idle_work = work / "idle"
+    idle_work.mkdir()
+    write_configs(idle_work)
+    idle.raise_limits(idle_work, args.idle_connections)
+    rounds = max(2, args.rounds)
+
+    def make(name: str) -> Target:
+        return Target(name, idle_work)
+
+    return idle.run(proxies, rounds, args.idle_connections, token, PATH, make, cpu_seconds, LOAD_CORE)
+
+
 def machine() -> str:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
     return f"{model.group(1) if model else platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}"
 
 
-def med_range(xs: list[float], fmt: str = "{:.1f}") -> str:
-    if not xs:
-        return "–"
-    return f"{fmt.format(statistics.median(xs))} [{fmt.format(min(xs))}–{fmt.format(max(xs))}]"
-
-
-def summarise(data: dict) -> dict:
-    """Per protocol, rate and target: lists over rounds, latency as overhead over direct."""
-    direct = {(r["round"], r["protocol"], r["rate_label"]): r for r in data["runs"] if r["target"] == "direct"}
-    s: dict = {}
-    for r in data["runs"]:
-        d = direct[(r["round"], r["protocol"], r["rate_label"])]
-        e = s.setdefault((r["protocol"], r["rate_label"], r["target"]), {k: [] for k in ["cpu", "rss", "p50", "p99", "p999"]})
-        if r["cpu_us_per_req"] is not None:
-            e["cpu"].append(r["cpu_us_per_req"])
-            e["rss"].append(r["peak_rss_kib"] / 1024)
-        for q in ["p50", "p99", "p999"]:
-            v = r[f"{q}_us"]
-            e[q].append(v if r["target"] == "direct" else v - d[f"{q}_us"])
-    return s
-
-
-def ratio(s: dict, key: tuple, other: tuple) -> float | None:
-    a, b = s.get(key, {}).get("cpu"), s.get(other, {}).get("cpu")
-    return statistics.median(a) / statistics.median(b) if a and b else None
-
-
-def markdown(data: dict, args) -> str:
-    s = summarise(data)
-    names = {"h1": "HTTP/1.1", "h2": "HTTP/2 (h2c)", **tls.NAMES}
-    lines = [
-        f"Measured {data['date']} on {data['machine']}; {args.rounds} rounds, "
-        f"{args.run_seconds} s of requests per run; median [min–max] over rounds. "
-        "CPU is the proxy's utime+stime per request on its one core; latency is the "
-        "h2load request time minus the direct run's in the same round (µs). "
-        "Command: `bench/compare.sh`.",
-        "",
-    ]
-
-    def tables(proto: str) -> list[str]:
-        lines = []
-        for label in ["half", "low"]:
-            rate = data["rates"][proto][label]
-            what = {"half": "half of the slowest proxy's capacity", "low": "low rate"}[label]
-            if label == "half" and proto in data.get("half_paired", []):
-                what += ", the lower of cleartext and TLS"
-            if label == "half" and args.half_rate:
-                what = "fixed by --half-rate"
-            lines += [
-                f"**{names[proto]}, {rate} req/s ({what})**",
-                "",
-                "| target | CPU µs/request | ×nginx | ×HAProxy | peak RSS MiB | p50 | p99 | p99.9 |",
-                "|---|---|---|---|---|---|---|---|",
-            ]
-            for t in args.targets:
-                e = s.get((proto, label, t))
-                if not e:
-                    continue
-                rn = ratio(s, (proto, label, t), (proto, label, "nginx"))
-                rh = ratio(s, (proto, label, t), (proto, label, "haproxy"))
-                lat = [med_range(e[q], "{:.0f}") for q in ["p50", "p99", "p999"]]
-                if t == "direct":
-                    lat = [f"({x} absolute)" for x in lat]
-                else:
-                    lat = [f"+{x}" if not x.startswith("-") else x for x in lat]
-                lines.append(
-                    f"| {t} | {med_range(e['cpu'])} | {f'{rn:.2f}' if rn else '–'} | {f'{rh:.2f}' if rh else '–'} "
-                    f"| {med_range(e['rss'], '{:.1f}')} | " + " | ".join(lat) + " |"
-                )
-            lines.append("")
-        return lines
-
-    for proto in args.protocols:
-        if proto in ("h1", "h2"):
-            lines += tables(proto)
-    lines += tls.markdown(data, args, s, ratio, med_range, tables)
-    caps = ", ".join(
-        f"{names[p]}: " + ", ".join(f"{t} {data['capacity'][p][t]:.0f}" for t in args.targets) for p in data["capacity"]
-    )
-    if caps:
-        lines.append(f"Closed-loop capacity (req/s, one short run, load generator on the other core): {caps}.")
-    return "\n".join(lines) + "\n"
-
-
-def chart(data: dict, args, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    s = summarise(data)
-    protocols = [p for p in args.protocols if p in SHAPE]
-    if not protocols:
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    width = 0.8 / len(protocols)
-    for i, proto in enumerate(protocols):
-        for ax, key, ts in [(axes[0], "cpu", args.targets[1:]), (axes[1], "p99", args.targets[1:])]:
-            meds, lo, hi = [], [], []
-            for t in ts:
-                xs = s[(proto, "half", t)][key]
-                m = statistics.median(xs)
-                meds.append(m)
-                lo.append(m - min(xs))
-                hi.append(max(xs) - m)
-            xs_pos = [j + i * width for j in range(len(ts))]
-            label = f"{proto} @ {data['rates'][proto]['half']} req/s"
-            ax.bar(xs_pos, meds, width, yerr=[lo, hi], capsize=3, label=label)
-            ax.set_xticks([j + width * (len(protocols) - 1) / 2 for j in range(len(ts))], ts)
-    axes[0].set_title("proxy CPU per request (µs, lower is better)")
-    axes[1].set_title("p99 latency overhead over direct (µs)")
-    for ax in axes:
-        ax.legend()
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"sluice vs nginx vs HAProxy, one core each — {data['date']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def update_readme(table: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    begin, end = "<!-- bench:compare:begin -->", "<!-- bench:compare:end -->"
-    if begin not in text or end not in text:
-        print("README.md has no bench markers; table not copied", file=sys.stderr)
-        return
-    head, rest = text.split(begin, 1)
-    readme.write_text(head + begin + "\n" + table + rest[rest.index(end) :])
+def pingora_version() -> str:
+    """The pingora-proxy release bench/pingora is locked to, and the binary's hash."""
+    lock = (ROOT / "bench" / "pingora" / "Cargo.lock").read_text()
+    m = re.search(r'name = "pingora-proxy"\nversion = "([^"]+)"', lock)
+    digest = hashlib.sha256(PINGORA.read_bytes()).hexdigest()[:12]
+    return f"pingora-proxy {m.group(1) if m else '?'} (binary sha256 {digest})"
 
 
 def main() -> None:
@@ -655,6 +570,10 @@ def main() -> None:
     )
     p.add_argument("--handshake-rate", type=int, default=500, help="new connections per second (a multiple of 100)")
     p.add_argument("--targets", nargs="+", default=TARGETS, choices=TARGETS, help="direct always runs")
+    p.add_argument(
+        "--idle-connections", type=int, default=4000, metavar="N",
+        help="memory per idle client connection: N connections to each proxy, HTTP/1.1 and h2c (0: skip)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="where latest.{md,json,png} go")
     p.add_argument("--no-readme", action="store_true", help="do not copy the table into README.md")
     args = p.parse_args()
@@ -666,6 +585,14 @@ def main() -> None:
     for tool in ["nginx", "haproxy", "h2load", "taskset", *(["openssl"] if with_tls else [])]:
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: run bench/compare.sh, which installs it")
+    if "pingora" in args.targets and not PINGORA.exists():
+        sys.exit(f"{PINGORA} is missing: run bench/compare.sh, which builds it (or set PINGORA_BIN)")
+    if args.idle_connections:
+        try:
+            import h2  # noqa: F401  (bench/idle.py's h2c client)
+        except ImportError:
+            sys.exit("the Python h2 package is missing: run bench/compare.sh, which installs it")
+        idle.raise_fd_limit(args.idle_connections + 256)
     work = Path(tempfile.mkdtemp(prefix="sluice-compare-"))
     try:
         cert = write_configs(work, with_tls)
@@ -680,15 +607,17 @@ def main() -> None:
         "sluice": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
         "h2load": subprocess.run(["h2load", "--version"], capture_output=True, text=True).stdout.strip(),
     }
+    if "pingora" in args.targets:
+        data["versions"]["pingora"] = pingora_version()
     if with_tls:  # nginx's and HAProxy's TLS library, and h2load's
         data["versions"]["openssl"] = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(data, indent=1))
-    table = markdown(data, args)
+    table = report.markdown(data, args)
     (args.out / "latest.md").write_text(table)
-    chart(data, args, args.out / "latest.png")
+    report.chart(data, args, args.out / "latest.png")
     if not args.no_readme:
-        update_readme(table)
+        report.update_readme(table)
     print(table)
 
 

@@ -194,7 +194,8 @@ def markdown(data: dict, args, s: dict, ratio, med_range, table) -> list[str]:
         "",
         "The same certificate for every proxy (ECDSA P-256 leaf for localhost, signed by a throwaway CA, "
         "made with openssl at the start of the run); the upstream stays cleartext, the direct rows are "
-        "TLS to the upstream nginx. Kept-alive runs use the same connections, rates and method as cleartext.",
+        "TLS to the upstream nginx. Kept-alive runs use the same connections, rates and method as cleartext."
+        + (" pingora: cleartext only (bench/pingora has no TLS listener), so it has no rows here." if "pingora" in args.targets else ""),
         "",
     ]
     for proto in keepalive:
