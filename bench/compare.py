@@ -228,7 +228,9 @@ def ensure_free(*ports: int) -> None:
 def start(cmd: list[str], core: str, work: Path, name: str) -> subprocess.Popen:
     path = work / f"{name}.log"
     with open(path, "ab") as log:
-        env = dict(os.environ, RUST_LOG="warn")
+        # sluice logs why a request failed at debug in its request path:
+        # only failures, so nothing per request in a clean run.
+        env = dict(os.environ, RUST_LOG="warn,sluice::proxy=debug")
         proc = subprocess.Popen(["taskset", "-c", core, *cmd], stdout=log, stderr=log, env=env, cwd=work)
     proc.log_path = path
     return proc
@@ -431,6 +433,17 @@ def connection_run(target: Target, mode: str, token: str, rate: int, count: int)
 # --- the run ---------------------------------------------------------------
 
 
+def with_log(target: Target, run, *args) -> dict:
+    """run(target, *args); when it stops the benchmark (a failed request),
+    the message ends with the last lines the proxy logged."""
+    try:
+        return run(target, *args)
+    except SystemExit as stopped:
+        log = getattr(target.proc, "log_path", None)
+        tail = "".join(Path(log).read_text(errors="replace").splitlines(True)[-30:]) if log else ""
+        raise SystemExit(f"{stopped}\n--- {target.name}'s log, last lines:\n{tail}") from None
+
+
 def serves(name: str, proto: str) -> bool:
     """Whether a target runs a protocol (Pingora has no TLS listener)."""
     return not (name in CLEARTEXT_ONLY and (proto in tls.KEEPALIVE or proto == tls.HANDSHAKE))
@@ -475,7 +488,7 @@ def measure(args, work: Path, token: str, cert: dict | None) -> dict:
                     count = max(5000, rate * args.run_seconds)
                     for name in (n for n in order if serves(n, proto)):
                         with Target(name, work, with_tls) as t:
-                            r = fixed_rate_run(t, proto, token, rate, count)
+                            r = with_log(t, fixed_rate_run, proto, token, rate, count)
                         r.update(round=rnd, protocol=proto, rate_label=label, rate=rate, target=name)
                         runs.append(r)
                         cpu = f"{r['cpu_us_per_req']:.1f} µs/req" if r["cpu_us_per_req"] else "-"
@@ -516,7 +529,7 @@ def connection_round(args, work: Path, token: str, rnd: int, order: list[str]) -
     for mode in ["tls", "tcp"]:
         for name in (n for n in order if n != "direct" and serves(n, tls.HANDSHAKE)):
             with Target(name, work, with_tls=True) as t:
-                r = connection_run(t, mode, token, rate, count)
+                r = with_log(t, connection_run, mode, token, rate, count)
             r.update(round=rnd, mode=mode, rate=rate, target=name)
             runs.append(r)
             print(
