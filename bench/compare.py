@@ -261,11 +261,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def peak_rss_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        m = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
-        total += int(m.group(1)) if m else 0
-    return total
+    return idle.status_kib(pids, "VmHWM")
 
 
 class Target:

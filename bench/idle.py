@@ -69,10 +69,11 @@ def raise_limits(work: Path, n: int) -> None:
         edit(name, r"^\[\[listeners\]\]", f"[limits]\nmax_connections = {limit}\n\n[[listeners]]")
 
 
-def rss_kib(pids: list[int]) -> int:
+def status_kib(pids: list[int], field: str = "VmRSS") -> int:
+    """A memory field of /proc/PID/status (VmRSS, VmHWM), summed over pids."""
     total = 0
     for pid in pids:
-        m = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+        m = re.search(rf"{field}:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
         total += int(m.group(1)) if m else 0
     return total
 
@@ -160,7 +161,7 @@ def measure_one(target, proto: str, token: str, path: str, n: int, cpu_seconds) 
         OPEN[proto](port, token, path).close()
     time.sleep(SETTLE)
     pids = target.pids()
-    before = rss_kib(pids)
+    before = status_kib(pids)
     socks: list[socket.socket] = []
     try:
         start = time.monotonic()
@@ -173,7 +174,7 @@ def measure_one(target, proto: str, token: str, path: str, n: int, cpu_seconds) 
         cpu = cpu_seconds(pids)
         time.sleep(IDLE)
         idle_cpu = cpu_seconds(pids) - cpu
-        after = rss_kib(target.pids())
+        after = status_kib(target.pids())
     finally:
         for s in socks:
             s.close()
