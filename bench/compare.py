@@ -202,12 +202,16 @@ config = {{ clusters = [{{ cluster = "up", weight = 90 }}, {{ cluster = "up2", w
 # --- processes -------------------------------------------------------------
 
 
+def log_tail(proc: subprocess.Popen, lines: int = 20) -> str:
+    """The last lines a process started by `start` wrote."""
+    return "".join(Path(proc.log_path).read_text(errors="replace").splitlines(True)[-lines:])
+
+
 def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = "".join(Path(proc.log_path).read_text(errors="replace").splitlines(True)[-20:])
-            sys.exit(f"{what} exited with status {proc.returncode} while starting:\n{tail}")
+            sys.exit(f"{what} exited with status {proc.returncode} while starting:\n{log_tail(proc)}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
@@ -435,8 +439,7 @@ def with_log(target: Target, run, *args) -> dict:
     try:
         return run(target, *args)
     except SystemExit as stopped:
-        log = getattr(target.proc, "log_path", None)
-        tail = "".join(Path(log).read_text(errors="replace").splitlines(True)[-30:]) if log else ""
+        tail = log_tail(target.proc, 30) if target.proc else ""
         raise SystemExit(f"{stopped}\n--- {target.name}'s log, last lines:\n{tail}") from None
 
 

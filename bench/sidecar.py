@@ -252,10 +252,6 @@ def stop(proc: subprocess.Popen) -> None:
         PROCS.remove(proc)
 
 
-def log_tail(proc: subprocess.Popen) -> str:
-    return "".join(Path(proc.log_path).read_text(errors="replace").splitlines(True)[-20:])
-
-
 def http_get(ns: str, url: str, work: Path, patience: float = 0) -> str:
     """GET `url` from inside pod `ns`; stops the run on failure."""
     r = in_pod(ns, ["python3", str(work / "pod_get.py"), url, str(patience)], timeout=patience + 30)
@@ -268,11 +264,11 @@ def wait_http(proc: subprocess.Popen, ns: str, url: str, work: Path, what: str) 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"{what} exited with status {proc.returncode} while starting:\n{log_tail(proc)}")
+            sys.exit(f"{what} exited with status {proc.returncode} while starting:\n{c.log_tail(proc)}")
         if in_pod(ns, ["python3", str(work / "pod_get.py"), url, "0"]).returncode == 0:
             return
         time.sleep(0.1)
-    sys.exit(f"{what} did not answer {url} within 30 s:\n{log_tail(proc)}")
+    sys.exit(f"{what} did not answer {url} within 30 s:\n{c.log_tail(proc)}")
 
 
 def check_exec(proc: subprocess.Popen, name: str) -> None:

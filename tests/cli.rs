@@ -24,6 +24,20 @@ fn check_path(config: &std::path::Path) -> (bool, String, String) {
     )
 }
 
+/// `examples/<name>` in the repository.
+fn example(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+/// `sluice check` of `examples/<name>`, which must pass: its stdout.
+fn check_example(name: &str) -> String {
+    let (ok, stdout, stderr) = check_path(&example(name));
+    assert!(ok, "{stderr}");
+    stdout
+}
+
 const CLUSTER: &str = "[[clusters]]\nname = \"app\"\nendpoints = [\"127.0.0.1:9\"]\n\n";
 
 #[test]
@@ -169,15 +183,11 @@ fn example_gateway_config_checks() {
 /// top-level settings, and the development certificates its TLS listener
 /// names written by `sluice certs dev` (as the README's `--dev-certs` does).
 fn example_copy(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let text = std::fs::read_to_string(examples.join("gateway.toml")).expect("example config");
+    let text = std::fs::read_to_string(example("gateway.toml")).expect("example config");
     let dir = tempfile::tempdir().expect("tempdir");
     let text = text.replace(
         "plugins_dir = \"plugins\"",
-        &format!(
-            "plugins_dir = {:?}\n{extra}",
-            examples.join("plugins").display().to_string()
-        ),
+        &format!("plugins_dir = {:?}\n{extra}", example("plugins").display().to_string()),
     );
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, text).expect("write config");
@@ -215,7 +225,7 @@ fn example_gateway_fits_a_320_mib_budget() {
 /// `check` instantiates both and runs their `init` on the route's config.
 #[test]
 fn example_filter_platform_checks() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/filter-platform.toml");
+    let example = example("filter-platform.toml");
     let dir = tempfile::tempdir().expect("tempdir");
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).expect("plugins dir");
@@ -234,9 +244,7 @@ fn example_filter_platform_checks() {
 /// validate (`check` does not connect to Redis).
 #[test]
 fn example_shared_state_checks() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/shared-state.toml");
-    let (ok, stdout, stderr) = check_path(&example);
-    assert!(ok, "{stderr}");
+    let stdout = check_example("shared-state.toml");
     assert!(
         stdout.contains("route api") && stdout.contains("[rate-limit]"),
         "{stdout}"
@@ -247,9 +255,8 @@ fn example_shared_state_checks() {
 /// route directions, and its redirection rules print without privileges.
 #[test]
 fn example_sidecar_checks_and_prints_its_rules() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sidecar.toml");
-    let (ok, stdout, stderr) = check_path(&example);
-    assert!(ok, "{stderr}");
+    let example = example("sidecar.toml");
+    let stdout = check_example("sidecar.toml");
     assert!(
         stdout.contains("(intercepts inbound)") && stdout.contains("(intercepts outbound)"),
         "{stdout}"
