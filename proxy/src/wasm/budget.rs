@@ -6,20 +6,24 @@
 //! a call that was merely descheduled or suspended is not mistaken for a
 //! runaway filter.
 //!
-//! Reading a thread's CPU clock costs a syscall, so a call is metered only
-//! once it outlives its first tick: calls shorter than a tick (all
-//! well-behaved ones) pay nothing. What ran before the first tick counts as
-//! the wall time since the call started less its waits on the host (until
-//! then the call runs without yielding, so only the OS descheduling its
-//! thread makes that more than its CPU time). From then on each poll of the
-//! call's future opens a segment (the polling thread's CPU clock at its
-//! start) which a tick or the end of the poll closes. A wall-clock backstop still
+//! Reading a thread's CPU clock costs a syscall (about 0.5 µs here), so a
+//! call is metered only once it outlives its first tick: calls shorter than
+//! that (all well-behaved ones) pay nothing. What ran before the first tick
+//! counts as one tick. The ticker looks for long calls every 10 ms
+//! (`epoch::WATCH`), so that first tick can come up to 20 ms into a call: a
+//! runaway call may use up to about that much CPU beyond its deadline,
+//! which is the price of not reading a clock per call. Counting wall time
+//! there instead would charge a call for time the OS had it descheduled,
+//! and fail well-behaved calls on a busy machine. From then on each poll of the call's
+//! future opens a segment (the polling thread's CPU clock at its start)
+//! which a tick or the end of the poll closes. A wall-clock backstop still
 //! ends a call that is starved for far longer than its deadline; time spent
 //! waiting on the host (an outbound call, a document refresh) is not
 //! counted there, it has its own limit (`wait_limit`).
 //!
 //! The clocks are passed in, so the arithmetic is tested without sleeping.
 
+use super::EPOCH_TICK;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -43,8 +47,6 @@ pub struct CallBudget {
     deadline: Duration,
     /// Set at the first tick: from then on polls are metered.
     metering: bool,
-    /// Wall clock when the call started.
-    started: Instant,
     /// CPU time used by the closed segments (the first tick counts one
     /// tick for what ran before it).
     used: Duration,
@@ -59,11 +61,10 @@ pub struct CallBudget {
 }
 
 impl CallBudget {
-    pub fn new(deadline: Duration, now: Instant) -> Self {
+    pub fn new(deadline: Duration) -> Self {
         CallBudget {
             deadline,
             metering: false,
-            started: now,
             used: Duration::ZERO,
             segment: None,
             since: None,
@@ -72,10 +73,10 @@ impl CallBudget {
         }
     }
 
-    /// Start a call with `deadline` at `now`: the host arms the epoch
-    /// deadline one tick ahead.
-    pub fn start(&mut self, deadline: Duration, now: Instant) {
-        *self = CallBudget::new(deadline, now);
+    /// Start a call with `deadline`: the host arms the epoch deadline one
+    /// tick ahead.
+    pub fn start(&mut self, deadline: Duration) {
+        *self = CallBudget::new(deadline);
     }
 
     /// Whether polls of this call are metered (it outlived a tick).
@@ -124,8 +125,8 @@ impl CallBudget {
     pub fn on_tick(&mut self, cpu: Duration, wall: Instant) -> Tick {
         if !self.metering {
             self.metering = true;
-            // The call ran unmetered until now, except while it waited.
-            self.used = wall.saturating_duration_since(self.started).saturating_sub(self.waited);
+            // Unmetered until now: counted as one tick (see the module doc).
+            self.used = EPOCH_TICK;
             self.since = Some(wall);
         } else {
             self.poll_ended(cpu);
@@ -197,7 +198,7 @@ mod tests {
 
     #[test]
     fn short_calls_are_never_metered() {
-        let mut b = CallBudget::new(10 * MS, Instant::now());
+        let mut b = CallBudget::new(10 * MS);
         b.poll_started(Duration::from_secs(5));
         b.poll_ended(Duration::from_secs(6));
         assert!(!b.metering());
@@ -207,9 +208,8 @@ mod tests {
     #[test]
     fn cpu_is_summed_across_polls_and_threads() {
         let wall = Instant::now();
-        let mut b = CallBudget::new(10 * MS, wall - MS);
-        // First tick, 1 ms after the start: metering starts, that 1 ms is
-        // counted, yield.
+        let mut b = CallBudget::new(10 * MS);
+        // First tick: metering starts, one tick counted, yield.
         assert_eq!(b.on_tick(Duration::from_secs(100), wall), Tick::Yield);
         // Resumed on another thread (another CPU clock): 3 ms there.
         b.poll_started(Duration::from_secs(7));
@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn starvation_backstop_ignores_host_waits() {
         let wall = Instant::now();
-        let mut b = CallBudget::new(10 * MS, wall);
+        let mut b = CallBudget::new(10 * MS);
         let cpu = Duration::from_secs(1);
         assert_eq!(b.on_tick(cpu, wall), Tick::Yield);
         // 5 s of waiting on an outbound call is not starvation...
@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn waits_before_the_first_tick_do_not_stretch_the_backstop() {
         let wall = Instant::now();
-        let mut b = CallBudget::new(10 * MS, wall - Duration::from_secs(5));
+        let mut b = CallBudget::new(10 * MS);
         // 5 s waiting before any tick, then starved compute.
         b.waited(Duration::from_secs(5));
         let cpu = Duration::from_secs(1);
@@ -259,28 +259,11 @@ mod tests {
     }
 
     #[test]
-    fn time_before_the_first_tick_counts_less_host_waits() {
-        let wall = Instant::now();
-        let mut b = CallBudget::new(10 * MS, wall);
-        // The first tick came 12 ms after the start (the ticker only looks
-        // for long calls every few ms), 3 ms of which waiting on the host:
-        // 9 ms used, one short of the deadline.
-        b.waited(3 * MS);
-        assert_eq!(b.on_tick(Duration::from_secs(1), wall + 12 * MS), Tick::Yield);
-        assert_eq!(b.used(Duration::ZERO), 9 * MS);
-        b.poll_started(Duration::from_secs(2));
-        assert_eq!(b.on_tick(Duration::from_secs(2) + MS, wall + 13 * MS), Tick::Interrupt);
-        // Without the waits the first tick alone reaches it.
-        let mut b = CallBudget::new(10 * MS, wall);
-        assert_eq!(b.on_tick(Duration::from_secs(1), wall + 12 * MS), Tick::Interrupt);
-    }
-
-    #[test]
     fn start_resets_everything() {
-        let mut b = CallBudget::new(MS, Instant::now());
+        let mut b = CallBudget::new(MS);
         b.on_tick(Duration::ZERO, Instant::now());
         b.waited(MS);
-        b.start(5 * MS, Instant::now());
+        b.start(5 * MS);
         assert!(!b.metering());
         assert_eq!(b.used(Duration::from_secs(1)), Duration::ZERO);
     }

@@ -11,8 +11,8 @@
 //! it waits without waking: a sidecar or gateway with no traffic, or with
 //! routes that run no filter, spends no CPU on it. A call that starts
 //! while it waits wakes it. A runaway call gets its first tick within two
-//! [`WATCH`] periods of starting; the budget counts the time before it
-//! (see `budget`).
+//! [`WATCH`] periods of starting; the budget counts the time before it as
+//! one tick (see `budget`).
 
 use super::EPOCH_TICK;
 use std::sync::Arc;

@@ -203,10 +203,7 @@ impl HostState {
             clusters,
             log_budget,
             call: CallData::idle(),
-            budget: Arc::new(Mutex::new(CallBudget::new(
-                super::INIT_DEADLINE,
-                std::time::Instant::now(),
-            ))),
+            budget: Arc::new(Mutex::new(CallBudget::new(super::INIT_DEADLINE))),
             io: None,
         }
     }

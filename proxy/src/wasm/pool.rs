@@ -226,7 +226,7 @@ impl FilterSlot {
         // The epoch ticks while instantiation and `init` run.
         let _active = runtime.ticker.enter();
         let failed = |e: wasmtime::Error| InitError::Call(CallError::Instantiate(format!("{e:#}")));
-        budget::lock(&budget).start(INIT_DEADLINE, Instant::now());
+        budget::lock(&budget).start(INIT_DEADLINE);
         store.set_epoch_deadline(1);
         let instance = metered(&budget, self.plugin.pre.instantiate_async(&mut store))
             .await
@@ -236,7 +236,7 @@ impl FilterSlot {
             Some(indices) => Some(indices.load(&mut store, &instance).map_err(failed)?),
             None => None,
         };
-        budget::lock(&budget).start(INIT_DEADLINE, Instant::now());
+        budget::lock(&budget).start(INIT_DEADLINE);
         store.set_epoch_deadline(1);
         let phases = metered(
             &budget,
@@ -341,7 +341,7 @@ impl FilterSlot {
         } = &mut instance;
         store.data_mut().enter(message, phase);
         let active = self.runtime.ticker.enter();
-        budget::lock(budget).start(self.sandbox.deadline, Instant::now());
+        budget::lock(budget).start(self.sandbox.deadline);
         store.set_epoch_deadline(1);
         let handler = filter.sluice_filter_handler();
         let data: &[u8] = body.map_or(&[], |b| b);
