@@ -189,3 +189,56 @@ async fn upstream_status_and_round_robin() {
     let r = client.get(proxy.url("/status/418")).send().await.unwrap();
     assert_eq!(r.status(), 418);
 }
+
+/// One HTTP/1.1 connection left idle is parked (it holds only its socket;
+/// the gauge counts it) and serves the client's next requests as the same
+/// keep-alive connection.
+#[tokio::test]
+async fn idle_http1_connection_is_parked_and_served_on() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    let up = Upstream::start("app").await;
+    let body = format!(
+        "{}[[routes]]\nname = \"all\"\ncluster = \"app\"\n",
+        cluster("app", up.addr, "http1")
+    );
+    let proxy = start(&body, &[]).await;
+    let parked = &proxy.running.metrics.parked_connections;
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    let connection = tokio::spawn(connection);
+    let until_parked = |want: i64| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while parked.get() != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "parked connections stayed at {}, not {want}",
+                parked.get()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    for n in 0..3 {
+        let request = http::Request::get(format!("/again/{n}"))
+            .header("host", "a")
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let resp = sender
+            .send_request(request)
+            .await
+            .expect("response on the same connection");
+        assert_eq!(resp.status(), 200);
+        let echo: Value =
+            serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes()).expect("json");
+        assert_eq!(echo["path"], format!("/again/{n}"));
+        until_parked(1).await;
+    }
+    drop(sender);
+    connection
+        .await
+        .expect("client task")
+        .expect("the connection ended cleanly");
+    until_parked(0).await;
+}

@@ -2,13 +2,14 @@
 //! `[limits] idle_timeout` is closed (HTTP/1.1) or sent GOAWAY (HTTP/2).
 //! Requests count as in flight until their response body ends, so a long
 //! download or a slow upload is never idle. One timer per connection, which
-//! wakes about once per timeout period.
+//! wakes about once per timeout period. It also tells the HTTP/1.1 server
+//! when a connection may be parked ([`Activity::parkable`]).
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -20,6 +21,10 @@ pub struct Activity {
     active: AtomicUsize,
     /// Milliseconds after `start` when the last request ended.
     idle_since_ms: AtomicU64,
+    /// Requests begun on the connection.
+    begun: AtomicU64,
+    /// Whether the last request begun came with a body.
+    last_had_body: AtomicBool,
 }
 
 impl Activity {
@@ -28,13 +33,32 @@ impl Activity {
             start: Instant::now(),
             active: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
+            last_had_body: AtomicBool::new(false),
         })
     }
 
-    /// A request started; it ends when the guard drops.
-    pub fn begin(self: &Arc<Self>) -> Active {
+    /// A request started (`has_body`: its body was not known to be empty
+    /// when it arrived); it ends when the guard drops.
+    pub fn begin(self: &Arc<Self>, has_body: bool) -> Active {
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.last_had_body.store(has_body, Ordering::Relaxed);
+        self.begun.fetch_add(1, Ordering::Relaxed);
         Active(self.clone())
+    }
+
+    /// Requests begun so far.
+    pub fn begun(&self) -> u64 {
+        self.begun.load(Ordering::Relaxed)
+    }
+
+    /// Whether an HTTP/1.1 connection that has begun a request since
+    /// `begun` is between requests in a way its server can be taken down
+    /// and rebuilt: nothing in flight, and the last request had no body (so
+    /// none is left to read; after one with a body, the connection waits
+    /// for the next request without one).
+    pub fn parkable(&self, begun: u64) -> bool {
+        self.begun() > begun && self.active.load(Ordering::Acquire) == 0 && !self.last_had_body.load(Ordering::Relaxed)
     }
 
     /// How long the connection has had nothing in flight, or `None`.
@@ -110,7 +134,7 @@ mod tests {
     async fn idle_only_counts_time_with_nothing_in_flight() {
         let activity = Activity::new();
         let timeout = Duration::from_secs(10);
-        let request = activity.begin();
+        let request = activity.begin(false);
         // A request in flight for longer than the timeout keeps it open.
         let idle = activity.idle(timeout);
         tokio::pin!(idle);
@@ -119,5 +143,20 @@ mod tests {
         let ended = Instant::now();
         idle.await;
         assert_eq!(ended.elapsed(), timeout, "idle from the end of the last request");
+    }
+
+    #[test]
+    fn parkable_after_a_request_without_a_body_has_ended() {
+        let activity = Activity::new();
+        assert!(!activity.parkable(0), "no request yet");
+        let get = activity.begin(false);
+        assert!(!activity.parkable(0), "in flight");
+        drop(get);
+        assert!(activity.parkable(0));
+        assert!(!activity.parkable(1), "no request since the last park");
+        drop(activity.begin(true));
+        assert!(!activity.parkable(1), "a body may be left to read");
+        drop(activity.begin(false));
+        assert!(activity.parkable(1));
     }
 }

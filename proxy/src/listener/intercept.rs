@@ -19,7 +19,6 @@ use crate::metrics::Metrics;
 use crate::sidecar::{self, relay};
 use crate::tls::mesh::MeshTls;
 use bytes::Bytes;
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -194,7 +193,7 @@ impl Interceptor {
             .sidecar
             .intercepted(&facts.listener, direction, protocol.label());
         if protocol.is_http() {
-            http.serve(TokioIo::new(Rewind::new(first, stream)), facts).await;
+            http.serve(Rewind::new(first, stream), facts).await;
             return;
         }
         let Some(destination) = facts.interception.map(|i| i.original_destination) else {

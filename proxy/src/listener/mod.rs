@@ -13,6 +13,7 @@
 //! destination and detects its protocol; what is not HTTP is relayed.
 
 mod detect;
+mod http1;
 mod idle;
 pub mod intercept;
 mod sniff;
@@ -25,15 +26,16 @@ use crate::generation::Generation;
 use crate::proxy;
 use crate::telemetry::Telemetry;
 use arc_swap::ArcSwap;
+use hyper::body::Body;
+use hyper::server::conn::{http1 as h1, http2 as h2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use prometheus_client::metrics::gauge::Gauge;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -84,17 +86,19 @@ pub async fn serve(
         let facts = ConnectionFacts::cleartext(name.clone(), client, local);
         let http = Http {
             current: current.clone(),
-            builder: settings.builder.clone(),
+            builders: settings.builders.clone(),
             stop: stop.clone(),
             max_requests: limits.max_requests_per_connection,
             idle_timeout: limits.idle_timeout,
+            header_read_timeout: limits.header_read_timeout,
+            parked: metrics.parked_connections.clone(),
         };
         let intercept = intercept.clone();
         // The task holds the cleartext path inline; the TLS and interception
         // paths, whose futures are several times larger (a rustls session
         // inline), are boxed, so an idle cleartext connection's task is
         // 3.1 KB instead of 12.7 (bench/README.md, idle connections).
-        connections.spawn(async move {
+        let task = async move {
             if let Some(intercept) = intercept {
                 Box::pin(intercept.serve(stream, facts, http)).await;
                 drop(slot);
@@ -110,12 +114,13 @@ pub async fn serve(
                         tracing::debug!(%client, listener = %facts.listener, "TLS ClientHello on a cleartext listener; sent an alert");
                         alert(stream).await;
                     }
-                    Some(false) => http.serve(TokioIo::new(stream), facts).await,
+                    Some(false) => http.serve(stream, facts).await,
                     None => {}
                 },
             }
             drop(slot);
-        });
+        };
+        connections.spawn(task);
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
@@ -136,7 +141,7 @@ async fn serve_tls(
                 tls: Some(tls_facts),
                 ..facts
             };
-            http.serve(TokioIo::new(stream), facts).await;
+            http.serve(stream, facts).await;
         }
         Some(Err(failure)) => {
             metrics.tls.handshake_failed(&facts.listener, failure.reason);
@@ -174,25 +179,31 @@ async fn alert(mut stream: TcpStream) {
 /// What serving HTTP on one connection needs.
 struct Http {
     current: Current,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     stop: watch::Receiver<bool>,
     max_requests: u32,
     idle_timeout: std::time::Duration,
+    header_read_timeout: std::time::Duration,
+    /// The parked HTTP/1.1 connections gauge.
+    parked: Gauge,
 }
 
 impl Http {
     /// Serve requests on `io` until the client closes, the request limit is
-    /// reached or the listener drains.
-    async fn serve<I>(self, io: I, facts: ConnectionFacts)
+    /// reached or the listener drains. The first bytes tell HTTP/2 (its
+    /// connection preface: h2c prior knowledge, or ALPN h2) from HTTP/1.1.
+    async fn serve<S>(self, mut io: S, facts: ConnectionFacts)
     where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Http {
             current,
-            builder,
+            builders,
             mut stop,
             max_requests,
             idle_timeout,
+            header_read_timeout,
+            parked,
         } = self;
         let activity = idle::Activity::new();
         let in_service = activity.clone();
@@ -202,7 +213,7 @@ impl Http {
         let count = AtomicU32::new(0);
         let limit_reached = Arc::new(Notify::new());
         let reached = limit_reached.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let generation = current.load_full();
             if max_requests > 0 && count.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests {
                 // The last one: finish it, then close (HTTP/1.1
@@ -210,33 +221,62 @@ impl Http {
                 reached.notify_one();
             }
             let facts = facts.clone();
-            let active = in_service.begin();
+            let active = in_service.begin(!req.body().is_end_stream());
             async move {
                 let response = proxy::handle(generation, req, facts).await;
                 Ok::<_, Infallible>(response.map(|body| idle::ActiveBody::new(body, active)))
             }
         });
-        let connection = builder.serve_connection_with_upgrades(io, service);
-        tokio::pin!(connection);
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            _ = async {
-                tokio::select! {
-                    _ = stop.wait_for(|stop| *stop) => {}
-                    _ = limit_reached.notified() => {}
-                    _ = activity.idle(idle_timeout) => {
-                        tracing::debug!(%client, "closing an idle connection");
-                    }
+        let closing = async {
+            tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => {}
+                _ = limit_reached.notified() => {}
+                _ = activity.idle(idle_timeout) => {
+                    tracing::debug!(%client, "closing an idle connection");
                 }
-            } => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
             }
+        };
+        tokio::pin!(closing);
+        let first = tokio::select! {
+            first = tokio::time::timeout(header_read_timeout, opening(&mut io)) => first.ok().flatten(),
+            _ = closing.as_mut() => None,
+        };
+        let Some(first) = first else {
+            return;
+        };
+        let io = http1::Parkable::new(io, first);
+        let result = if io.starts_with(H2_PREFACE) {
+            let connection = builders.h2.serve_connection(TokioIo::new(io), service);
+            // Boxed like HTTP/1.1's: the task stays small.
+            let mut connection = Box::pin(connection);
+            tokio::select! {
+                result = connection.as_mut() => result,
+                _ = closing => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
+        } else {
+            http1::serve(&builders.h1, io, service, &activity, closing, &parked).await
         };
         if let Err(e) = result {
             tracing::debug!(%client, error = %e, "connection ended with an error");
         }
     }
+}
+
+/// HTTP/2's connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The client's first bytes: read on while they could still be the start
+/// of the HTTP/2 preface. `None` if it closed first.
+async fn opening<S: AsyncRead + Unpin>(io: &mut S) -> Option<bytes::Bytes> {
+    let mut first = http1::next_bytes(io).await?;
+    while first.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&first) {
+        let more = http1::next_bytes(io).await?;
+        first = [first, more].concat().into();
+    }
+    Some(first)
 }
 
 /// One connection counted against `max_connections` and in the open
@@ -260,17 +300,23 @@ impl Drop for OpenConnection {
     }
 }
 
+/// The HTTP/1.1 and HTTP/2 server settings for some limits.
+struct Builders {
+    h1: h1::Builder,
+    h2: h2::Builder<TokioExecutor>,
+}
+
 /// The server settings built from the limits in force, rebuilt when a
 /// reload changes them.
 struct ServerSettings {
     limits: ListenerLimits,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
 }
 
 impl ServerSettings {
     fn new(limits: ListenerLimits) -> Self {
         ServerSettings {
-            builder: Arc::new(builder(&limits)),
+            builders: Arc::new(builders(&limits)),
             limits,
         }
     }
@@ -284,21 +330,18 @@ impl ServerSettings {
 }
 
 /// The HTTP/1.1 + HTTP/2 server settings for `limits`.
-fn builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+fn builders(limits: &ListenerLimits) -> Builders {
+    let mut h1 = h1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = h2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams)
         // WebSocket over HTTP/2 (RFC 8441), for routes that allow it.
         .enable_connect_protocol();
-    builder
+    Builders { h1, h2 }
 }

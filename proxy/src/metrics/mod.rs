@@ -125,6 +125,9 @@ pub struct Metrics {
     pub accepted_connections: Counter,
     /// `sluice_downstream_connections_rejected_total`: over `max_connections`.
     pub rejected_connections: Counter,
+    /// `sluice_downstream_connections_parked`: HTTP/1.1 client connections
+    /// idle between requests, holding no buffers.
+    pub parked_connections: Gauge,
     filter_calls: Family<FilterCallLabels, Counter>,
     filter_duration: HistogramFamily<FilterPhaseLabels>,
     filter_instances_created: Family<PluginLabels, Counter>,
@@ -213,6 +216,12 @@ impl Default for Metrics {
             "Client connections closed at once because the listener was at max_connections",
             Counter::default(),
         );
+        let parked_connections = register(
+            &mut r,
+            "downstream_connections_parked",
+            "HTTP/1.1 client connections idle between requests, holding no HTTP server buffers",
+            Gauge::default(),
+        );
         let filter_calls = register(
             &mut r,
             "filter_calls",
@@ -295,6 +304,7 @@ impl Default for Metrics {
             open_connections,
             accepted_connections,
             rejected_connections,
+            parked_connections,
             filter_calls,
             filter_duration,
             filter_instances_created,
