@@ -38,9 +38,9 @@ struct Shared {
     /// The half new calls count in; flipped at each of the ticker's
     /// wake-ups, so a call in the other half has run since before it.
     phase: AtomicUsize,
-    /// When the last call ended, in milliseconds after `start`.
-    last_end_ms: AtomicU64,
-    start: Instant,
+    /// Calls ended so far: the ticker notes when it last changed (a count,
+    /// so ending a call reads no clock).
+    ended: AtomicU64,
     /// Set by the ticker while it waits for a call.
     parked: AtomicBool,
     stop: AtomicBool,
@@ -52,8 +52,7 @@ impl Shared {
         Arc::new(Shared {
             running: [AtomicUsize::new(0), AtomicUsize::new(0)],
             phase: AtomicUsize::new(0),
-            last_end_ms: AtomicU64::new(0),
-            start: Instant::now(),
+            ended: AtomicU64::new(0),
             parked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             wake,
@@ -80,11 +79,6 @@ impl Shared {
         let older = self.running[current ^ 1].load(Ordering::SeqCst) > 0;
         self.phase.store(current ^ 1, Ordering::SeqCst);
         older || (was_long && self.active() > 0)
-    }
-
-    fn idle_for(&self) -> Duration {
-        let now = self.start.elapsed();
-        now.saturating_sub(Duration::from_millis(self.last_end_ms.load(Ordering::Relaxed)))
     }
 }
 
@@ -130,8 +124,7 @@ pub struct Active {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        let now = self.shared.start.elapsed().as_millis() as u64;
-        self.shared.last_end_ms.store(now, Ordering::Relaxed);
+        self.shared.ended.fetch_add(1, Ordering::Relaxed);
         self.shared.running[self.half].fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -141,8 +134,14 @@ impl Drop for Active {
 /// idle; until stopped.
 fn run(shared: &Shared, woken: &Receiver<()>, mut tick: impl FnMut()) {
     let mut long = false;
+    // The ended count as last seen, and when it was last seen to change.
+    let (mut ended, mut quiet_since) = (0, Instant::now());
     while !shared.stop.load(Ordering::SeqCst) {
-        let busy = shared.active() > 0 || shared.idle_for() < LINGER;
+        let now_ended = shared.ended.load(Ordering::Relaxed);
+        if now_ended != ended {
+            (ended, quiet_since) = (now_ended, Instant::now());
+        }
+        let busy = shared.active() > 0 || quiet_since.elapsed() < LINGER;
         if busy {
             let period = if long { EPOCH_TICK } else { WATCH };
             if let Err(RecvTimeoutError::Disconnected) = woken.recv_timeout(period) {

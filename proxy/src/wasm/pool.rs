@@ -168,7 +168,7 @@ impl FilterSlot {
             body.contains(BodyPhases::RESPONSE_BODY),
         ];
         slot.documents = instance.store.data().documents().to_vec();
-        slot.release(instance);
+        slot.release(instance, Instant::now());
         Ok(slot)
     }
 
@@ -264,14 +264,15 @@ impl FilterSlot {
         ))
     }
 
-    /// Return an instance to the pool. (Trimming what idled too long is the
-    /// maintenance task's, off the request path.)
-    fn release(&self, instance: Instance) {
+    /// Return an instance to the pool, idle since about `now` (the start
+    /// of its last call will do: the idle timeout is 30 s). (Trimming what
+    /// idled too long is the maintenance task's, off the request path.)
+    fn release(&self, instance: Instance, now: Instant) {
         let grown = instance.grown();
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(instance, Instant::now(), grown);
+            .push(instance, now, grown);
         self.metrics.idle.inc();
     }
 
@@ -293,7 +294,7 @@ impl FilterSlot {
         body: Option<&Bytes>,
     ) -> Result<PhaseOutcome, CallError> {
         let started = Instant::now();
-        let result = self.call_uncounted(phase, message, body).await;
+        let result = self.call_uncounted(phase, message, body, started).await;
         let outcome = match &result {
             Ok(PhaseOutcome::Continue | PhaseOutcome::Replace(_)) => CallOutcome::Continue,
             Ok(PhaseOutcome::Respond(_)) => CallOutcome::LocalResponse,
@@ -311,6 +312,7 @@ impl FilterSlot {
         phase: Phase,
         message: &mut M,
         body: Option<&Bytes>,
+        started: Instant,
     ) -> Result<PhaseOutcome, CallError> {
         let wait = self.sandbox.pool_wait;
         let _permit = match self.permits.try_acquire() {
@@ -367,7 +369,7 @@ impl FilterSlot {
         store.data_mut().leave(message);
         match result {
             Ok(outcome) => {
-                self.release(instance);
+                self.release(instance, started);
                 Ok(outcome)
             }
             Err(e) => Err(classify(e)),
