@@ -141,8 +141,8 @@ fn is_token(b: u8) -> bool {
 
 /// A stream that first yields bytes already read from it.
 pub struct Rewind<S> {
-    prefix: Bytes,
-    inner: S,
+    pub(super) prefix: Bytes,
+    pub(super) inner: S,
 }
 
 impl<S> Rewind<S> {

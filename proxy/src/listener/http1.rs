@@ -3,17 +3,20 @@
 //! request) and a write buffer (8 KiB) for as long as it lives, idle or not.
 //! Here a run of requests gets its own hyper connection, and between runs
 //! the client connection is *parked*: once a request without a body has
-//! been answered, nothing has been in flight for [`PARK_AFTER`] and every
-//! byte of the response has been handed to the socket, the socket is taken
-//! back from hyper (with whatever the client sent after the request) and
-//! held alone until the client sends again; then a new hyper connection
-//! serves on. (Building one costs a few µs of CPU, so a busy connection,
-//! whose requests come closer together than that, keeps its own.) The client
-//! sees one keep-alive connection: pipelined bytes, header limits and
-//! timeouts, upgrades and `Connection: close` are hyper's, as before.
+//! been answered (after one with a body, the next one without), nothing has
+//! been in flight for [`PARK_AFTER`] and every byte of the response has
+//! been handed to the socket, the socket is taken back from hyper (with
+//! whatever the client sent after the request) and held alone until the
+//! client sends again; then a new hyper connection serves on. Building one
+//! costs a few µs of CPU, so a busy connection, whose requests come closer
+//! together than `PARK_AFTER`, keeps its own. The client sees one
+//! keep-alive connection: pipelined bytes, header limits and timeouts,
+//! upgrades and `Connection: close` are hyper's, as before. The gauge
+//! `sluice_downstream_connections_parked` counts parked connections.
 
+use super::detect::Rewind;
 use super::idle::Activity;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::HttpService;
@@ -39,38 +42,37 @@ pub const PARK_AFTER: Duration = Duration::from_millis(100);
 const WAKE_READ: usize = 4096;
 
 /// A client connection as its HTTP server sees it: bytes already read from
-/// it come first, and whether its last write or flush was left pending (so
-/// bytes may still wait in a buffer above the socket) is kept where the
-/// connection's task can see it.
+/// it come first ([`Rewind`]), and whether its last write or flush was left
+/// pending (so bytes may still wait in a buffer above the socket) is kept
+/// where the connection's task can see it.
 pub struct Parkable<S> {
-    inner: S,
-    prefix: Bytes,
+    inner: Rewind<S>,
     blocked: Arc<AtomicBool>,
 }
 
 impl<S> Parkable<S> {
     pub fn new(inner: S, prefix: Bytes) -> Parkable<S> {
         Parkable {
-            inner,
-            prefix,
+            inner: Rewind::new(prefix, inner),
             blocked: Arc::default(),
         }
     }
 
     /// Whether the unread bytes begin with `bytes`.
     pub fn starts_with(&self, bytes: &[u8]) -> bool {
-        self.prefix.starts_with(bytes)
+        self.inner.prefix.starts_with(bytes)
     }
 
     /// Put `bytes` (a view into hyper's read buffer) before whatever is
     /// still unread. They are copied: even an empty view would keep hyper's
     /// whole buffer alive.
     fn unread(&mut self, bytes: Bytes) {
+        let prefix = &mut self.inner.prefix;
         if !bytes.is_empty() {
-            let mut joined = BytesMut::with_capacity(bytes.len() + self.prefix.len());
+            let mut joined = BytesMut::with_capacity(bytes.len() + prefix.len());
             joined.extend_from_slice(&bytes);
-            joined.extend_from_slice(&self.prefix);
-            self.prefix = joined.freeze();
+            joined.extend_from_slice(prefix);
+            *prefix = joined.freeze();
         }
     }
 
@@ -82,12 +84,6 @@ impl<S> Parkable<S> {
 
 impl<S: AsyncRead + Unpin> AsyncRead for Parkable<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -204,7 +200,7 @@ where
         service = parts.service;
         io = parts.io.into_inner();
         io.unread(parts.read_buf);
-        if !io.prefix.is_empty() {
+        if !io.inner.prefix.is_empty() {
             continue; // the client sent on already
         }
         parked.inc();
@@ -217,7 +213,7 @@ where
         .await;
         parked.dec();
         match next {
-            Some(Some(bytes)) => io.prefix = bytes,
+            Some(Some(bytes)) => io.inner.prefix = bytes,
             Some(None) => return Ok(()),
             None => {
                 let _ = io.inner.shutdown().await;
@@ -372,13 +368,13 @@ mod tests {
         let mut io = Parkable::new((), Bytes::from_static(b"later"));
         let big = Bytes::from(vec![b'a'; 8192]);
         io.unread(big.slice(8190..));
-        assert_eq!(&io.prefix[..], b"aalater");
+        assert_eq!(&io.inner.prefix[..], b"aalater");
         assert!(
-            !big.as_ptr_range().contains(&io.prefix.as_ptr()),
+            !big.as_ptr_range().contains(&io.inner.prefix.as_ptr()),
             "still a view into the big buffer"
         );
         io.unread(big.slice(0..0));
-        assert_eq!(&io.prefix[..], b"aalater");
+        assert_eq!(&io.inner.prefix[..], b"aalater");
         drop(big);
     }
 }
