@@ -203,23 +203,49 @@ where
         if !io.inner.prefix.is_empty() {
             continue; // the client sent on already
         }
-        parked.inc();
+        let _parked = Parked::count(parked);
         let next = poll_fn(|cx| {
             if closing.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
+                return Poll::Ready(Wake::Closing);
             }
-            poll_next_bytes(Pin::new(&mut io.inner), cx).map(Some)
+            poll_next_bytes(Pin::new(&mut io.inner), cx).map(|read| read.map_or(Wake::Closed, Wake::Sent))
         })
         .await;
-        parked.dec();
         match next {
-            Some(Some(bytes)) => io.inner.prefix = bytes,
-            Some(None) => return Ok(()),
-            None => {
+            Wake::Sent(bytes) => io.inner.prefix = bytes,
+            Wake::Closed => return Ok(()),
+            Wake::Closing => {
                 let _ = io.inner.shutdown().await;
                 return Ok(());
             }
         }
+    }
+}
+
+/// How a parked connection's wait ended.
+enum Wake {
+    /// The client sent these bytes.
+    Sent(Bytes),
+    /// The client closed (or the read failed).
+    Closed,
+    /// `closing` resolved.
+    Closing,
+}
+
+/// One parked connection in the gauge, for as long as it lives (however
+/// the connection's task ends).
+struct Parked<'a>(&'a Gauge);
+
+impl<'a> Parked<'a> {
+    fn count(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Parked(gauge)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
