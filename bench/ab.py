@@ -66,6 +66,8 @@ def main() -> None:
     binaries = [b.split("=", 1) for b in args.binaries]
     if any(len(b) != 2 or not Path(b[1]).is_file() for b in binaries):
         sys.exit("each binary is name=path to an existing file")
+    # The proxies start in a scratch directory: absolute paths.
+    binaries = [(name, str(Path(path).resolve())) for name, path in binaries]
     targets, protocols = args.targets.split(","), args.protocols.split(",")
     work = Path(tempfile.mkdtemp())
     compare.write_configs(work)
