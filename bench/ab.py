@@ -14,7 +14,7 @@ then the medians over rounds; --nginx adds an nginx run per protocol and
 round as a yardstick. User CPU is what a change to sluice's code moves
 (the kernel's share, TCP on loopback and epoll, stays), so it is printed
 apart. Copy the "before" binary aside before building the "after" one.
-Machine speed drifts within minutes here: only compare binaries measured
+Machine speed drifts by up to 3× between hours here: only compare binaries measured
 in the same invocation.
 """
 
@@ -27,25 +27,15 @@ from pathlib import Path
 import compare
 
 
-def cpu_split(pids: list[int]) -> tuple[float, float]:
-    """User and system CPU seconds of the processes."""
-    user = system = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        user += int(fields[11])
-        system += int(fields[12])
-    return user / compare.TICK, system / compare.TICK
-
-
 def fixed_rate(target: compare.Target, proto: str, token: str, rate: int, count: int) -> dict:
     clients = int(compare.SHAPE[proto][compare.SHAPE[proto].index("-c") + 1])
     rps = ["--rps", str(max(1, rate // clients))]
     port = target.port(proto)
     compare.h2load(proto, port, token, ["-n", str(max(rate, count // 10)), *rps])
     pids = target.pids()
-    user0, sys0 = cpu_split(pids)
+    user0, sys0 = compare.cpu_split(pids)
     compare.h2load(proto, port, token, ["-n", str(count), *rps])
-    user1, sys1 = cpu_split(pids)
+    user1, sys1 = compare.cpu_split(pids)
     return {
         "user": (user1 - user0) / count * 1e6,
         "system": (sys1 - sys0) / count * 1e6,
