@@ -19,7 +19,7 @@ use crate::shared_state::SharedState;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, StatusCode};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
@@ -28,8 +28,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// One origin for `monotonic-nanos`, so values from different instances compare.
 static MONOTONIC_ORIGIN: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
-/// Per-request values every filter of the chain sees.
-pub type Context = HashMap<String, String>;
+pub use super::context::Context;
 
 /// The request as the chain sees it, before it goes upstream.
 #[derive(Debug)]
@@ -521,7 +520,7 @@ impl response::Host for HostState {
 
 impl context::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
-        self.call.context.get(&key).cloned()
+        self.call.context.get(&key).map(str::to_owned)
     }
 
     fn set(&mut self, key: String, value: String) -> Result<(), HostError> {
@@ -541,7 +540,7 @@ impl context::Host for HostState {
     }
 
     fn keys(&mut self) -> Vec<String> {
-        self.call.context.keys().cloned().collect()
+        self.call.context.keys().map(str::to_owned).collect()
     }
 }
 

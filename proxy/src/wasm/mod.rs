@@ -11,6 +11,7 @@ mod budget;
 mod cache;
 pub mod capacity;
 mod connection;
+mod context;
 mod epoch;
 #[doc(hidden)]
 pub mod fuzzing;
