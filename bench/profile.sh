@@ -17,7 +17,11 @@ PROTO=${2:-h1}
 RATE=${3:-6000}
 SECONDS_=${4:-10}
 command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)"; exit 1; }
-cargo build --release -p sluice 2>&1 | tail -1
+if [ -z "${SLUICE_BIN:-}" ]; then
+    cargo build --release -p sluice 2>&1 | tail -1
+    SLUICE_BIN=target/release/sluice
+fi
+SLUICE_BIN=$(realpath "$SLUICE_BIN")
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$WORK"' EXIT
 python3 - "$WORK" <<'PY'
@@ -30,7 +34,7 @@ PY
 taskset -c 0 nginx -p "$WORK" -c "$WORK/upstream.conf" > "$WORK/upstream.log" 2>&1 &
 case $TARGET in
     sluice|sluice-4-filters)
-        SLUICE_WASM_PERF_MAP=1 RUST_LOG=warn taskset -c 1 target/release/sluice run --threads 1 --config "$WORK/$TARGET.toml" > "$WORK/proxy.log" 2>&1 &
+        SLUICE_WASM_PERF_MAP=1 RUST_LOG=warn taskset -c 1 "$SLUICE_BIN" run --threads 1 --config "$WORK/$TARGET.toml" > "$WORK/proxy.log" 2>&1 &
         PROXY=$!; sleep 1.5 ;;
     nginx)
         taskset -c 1 nginx -p "$WORK" -c "$WORK/nginx.conf" > "$WORK/proxy.log" 2>&1 &
@@ -51,10 +55,10 @@ perf record -q -F 4000 -e cpu-clock --call-graph ${CALL_GRAPH:-fp} -p "$PROXY" -
 wait $LOAD
 grep -E "^requests:|^status codes:" "$WORK/h2load.out"
 perf report -i "$PERF_DATA" --no-children --sort dso,sym --stdio -g none 2>/dev/null > "$WORK/report.txt"
-python3 - "$WORK/report.txt" "$TARGET" "$PROTO" "$RATE" <<'PY'
+python3 - "$WORK/report.txt" "$TARGET" "$PROTO" "$RATE" "$(basename "$SLUICE_BIN")" <<'PY'
 import re, sys
 from collections import Counter
-path, target, proto, rate = sys.argv[1:]
+path, target, proto, rate, sluice_dso = sys.argv[1:]
 rows = []
 for line in open(path):
     m = re.match(r"\s+([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)", line)
@@ -77,7 +81,7 @@ def component(dso, sym):
                          ("sluice", "sluice (router, forwarding, telemetry)"), ("<sluice", "sluice (router, forwarding, telemetry)")]:
         if sym.startswith(prefix):
             return name
-    if dso == "sluice":
+    if dso == sluice_dso:
         return "other Rust code in the binary (std, bytes, hashing, futures)"
     return f"{dso} (the proxy's own code)"
 
