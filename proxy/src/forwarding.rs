@@ -7,8 +7,9 @@ use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::{IpAddr, SocketAddr};
 
-/// Headers that describe one connection, never the message.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers that describe one connection, never the message, and
+/// `Transfer-Encoding` (hyper frames the body itself).
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -16,6 +17,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHORIZATION,
     header::TE,
     header::TRAILER,
+    header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
 
@@ -44,10 +46,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them: one pass over the names (no
     // hashing) spares the dozen lookups below. A header the `Connection`
     // header names only counts when `Connection` is there, so it is caught.
-    if !headers
-        .keys()
-        .any(|name| HOP_BY_HOP.contains(name) || name == header::TRANSFER_ENCODING)
-    {
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -68,7 +67,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove(header::TRANSFER_ENCODING);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
