@@ -21,6 +21,16 @@
 //!   `marshalling/lines/<n>` is the host side of a filter's `headers()` call
 //!   (the map turned into the list; lowering it into guest memory is not
 //!   included), for 11 and 50 headers.
+//! - `crossing/<host call>/<n>`: the `probe` test filter's request phase
+//!   making `n` calls of one host function: `context-get` (`context.get`
+//!   of a key that is not there: a string in, `none` out, no allocation in
+//!   the guest) and `set-header` (`request.set-header` of a new header).
+//!   `n = 0` is the fixed cost of a call that does nothing; the slope is
+//!   what each host call inside a phase adds.
+//!
+//! `SLUICE_BENCH_PLUGINS=<dir>` loads the four from `<dir>/<name>.wasm`
+//! (`auth.wasm`, `rate_limit.wasm`, …, as cargo names them) instead of the
+//! built-ins: an A/B of two builds of the filters on one bench binary.
 //!
 //! Compiling the plugins and creating the slots happen outside the timing;
 //! each benchmark takes 50 samples over 3 s after 1 s of warm-up.
@@ -155,8 +165,17 @@ impl Env {
         let filters = configs
             .into_iter()
             .map(|(name, config)| {
-                let bytes = sluice::builtin::get(name).expect("built-in plugin");
-                let plugin = Plugin::load(&wasm, name, PluginSource::Builtin, bytes, 1).expect("load");
+                let plugin = match std::env::var_os("SLUICE_BENCH_PLUGINS") {
+                    Some(dir) => {
+                        let path = std::path::Path::new(&dir).join(format!("{}.wasm", name.replace('-', "_")));
+                        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                        Plugin::load(&wasm, name, PluginSource::File(path), &bytes, 1).expect("load")
+                    }
+                    None => {
+                        let bytes = sluice::builtin::get(name).expect("built-in plugin");
+                        Plugin::load(&wasm, name, PluginSource::Builtin, bytes, 1).expect("load")
+                    }
+                };
                 (name, Arc::new(plugin), config)
             })
             .collect();
@@ -287,6 +306,29 @@ fn instance(c: &mut Criterion, env: &Env) {
     group.finish();
 }
 
+/// `crossing/*`: the fixed cost of a filter call, and what each host call
+/// inside it adds.
+fn crossing(c: &mut Criterion, env: &Env, request: &RequestTemplate) {
+    let path = sluice_test_support::test_filter("probe-filter");
+    let bytes = std::fs::read(&path).expect("read the probe filter");
+    let plugin = Arc::new(Plugin::load(&env.wasm, "probe", PluginSource::File(path), &bytes, 1).expect("load"));
+    let mut group = c.benchmark_group("crossing");
+    for (call, setting) in [("context-get", "context_to_header"), ("set-header", "request_headers")] {
+        for n in [0, 4, 16] {
+            let map: serde_json::Map<String, serde_json::Value> = (0..n)
+                .map(|i| (format!("x-probe-{i:02}"), "x-probe-value".into()))
+                .collect();
+            let config = serde_json::json!({ setting: map }).to_string();
+            let slot = env.tokio.block_on(env.new_slot(&plugin, &config));
+            env.call_once(&slot, request.exchange());
+            group.bench_function(BenchmarkId::new(call, n), |b| {
+                bench_call(b, &env.tokio, &slot, || request.exchange())
+            });
+        }
+    }
+    group.finish();
+}
+
 /// `marshalling/*`: how a call's cost grows with the request's headers.
 fn marshalling(c: &mut Criterion, env: &Env) {
     let slot = env.slot("header-rewrite");
@@ -322,6 +364,7 @@ fn main() {
     let slots = builtin(&mut c, &env, &request);
     chain(&mut c, &env, &request, slots);
     instance(&mut c, &env);
+    crossing(&mut c, &env, &request);
     marshalling(&mut c, &env);
     c.final_summary();
 }
