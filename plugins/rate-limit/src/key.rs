@@ -88,11 +88,25 @@ pub(crate) fn request_section(parts: &[KeyPart], req: &Request) -> String {
             raw.push(b'|');
         }
         let value = part.value(req);
-        raw.extend_from_slice(value.len().to_string().as_bytes());
+        push_decimal(&mut raw, value.len());
         raw.push(b':');
         raw.extend_from_slice(&value);
     }
     encode_section(raw)
+}
+
+/// Append `n` in decimal (what `to_string` writes, without the formatting
+/// machinery and its allocation, on every request).
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let start = out.len();
+    loop {
+        out.push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out[start..].reverse();
 }
 
 /// Keep a short printable section as is; hash anything else. A literal section
@@ -125,6 +139,15 @@ pub(crate) fn fnv1a_128(bytes: &[u8]) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_lengths_match_to_string() {
+        for n in [0, 7, 10, 99, 128, 1000, 65535, usize::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
 
     #[test]
     fn key_parts_parse() {

@@ -233,11 +233,10 @@ fn buckets(limits: &[Limit], section: &str) -> Vec<Bucket> {
     limits
         .iter()
         .map(|limit| {
-            Bucket::new(
-                format!("{}{section}", limit.key_prefix),
-                limit.interval,
-                limit.tolerance,
-            )
+            let mut key = String::with_capacity(limit.key_prefix.len() + section.len());
+            key.push_str(&limit.key_prefix);
+            key.push_str(section);
+            Bucket::new(key, limit.interval, limit.tolerance)
         })
         .collect()
 }
