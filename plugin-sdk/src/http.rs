@@ -46,7 +46,9 @@ pub fn client_ip_of(address: &str) -> String {
         // An IPv4 address parses only from its one canonical form (no
         // leading zeros), so the text before the port is already it: no
         // formatting needed, which in Wasm is most of this function's cost.
-        if let (SocketAddr::V4(_), Some((ip, _))) = (socket, address.rsplit_once(':')) {
+        if socket.is_ipv4()
+            && let Some((ip, _)) = address.rsplit_once(':')
+        {
             return ip.to_string();
         }
         return socket.ip().to_canonical().to_string();

@@ -45,6 +45,7 @@ use sluice::wasm::{
     ResponseExchange, WasmRuntime,
 };
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Runtime;
@@ -127,6 +128,12 @@ impl RequestTemplate {
     }
 }
 
+/// Compile the component at `path` as plugin `name`.
+fn load_file(wasm: &WasmRuntime, name: &str, path: PathBuf) -> Plugin {
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Plugin::load(wasm, name, PluginSource::File(path), &bytes, 1).expect("load")
+}
+
 /// What every benchmark shares: the Tokio runtime async calls run on, the
 /// engine, the route's clusters and the four built-ins, compiled once.
 struct Env {
@@ -166,11 +173,11 @@ impl Env {
             .into_iter()
             .map(|(name, config)| {
                 let plugin = match std::env::var_os("SLUICE_BENCH_PLUGINS") {
-                    Some(dir) => {
-                        let path = std::path::Path::new(&dir).join(format!("{}.wasm", name.replace('-', "_")));
-                        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                        Plugin::load(&wasm, name, PluginSource::File(path), &bytes, 1).expect("load")
-                    }
+                    Some(dir) => load_file(
+                        &wasm,
+                        name,
+                        Path::new(&dir).join(format!("{}.wasm", name.replace('-', "_"))),
+                    ),
                     None => {
                         let bytes = sluice::builtin::get(name).expect("built-in plugin");
                         Plugin::load(&wasm, name, PluginSource::Builtin, bytes, 1).expect("load")
@@ -309,9 +316,11 @@ fn instance(c: &mut Criterion, env: &Env) {
 /// `crossing/*`: the fixed cost of a filter call, and what each host call
 /// inside it adds.
 fn crossing(c: &mut Criterion, env: &Env, request: &RequestTemplate) {
-    let path = sluice_test_support::test_filter("probe-filter");
-    let bytes = std::fs::read(&path).expect("read the probe filter");
-    let plugin = Arc::new(Plugin::load(&env.wasm, "probe", PluginSource::File(path), &bytes, 1).expect("load"));
+    let plugin = Arc::new(load_file(
+        &env.wasm,
+        "probe",
+        sluice_test_support::test_filter("probe-filter"),
+    ));
     let mut group = c.benchmark_group("crossing");
     for (call, setting) in [("context-get", "context_to_header"), ("set-header", "request_headers")] {
         for n in [0, 4, 16] {

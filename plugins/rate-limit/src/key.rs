@@ -97,16 +97,8 @@ pub(crate) fn request_section(parts: &[KeyPart], req: &Request) -> String {
 
 /// Append `n` in decimal (what `to_string` writes, without the formatting
 /// machinery and its allocation, on every request).
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let start = out.len();
-    loop {
-        out.push(b'0' + (n % 10) as u8);
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out[start..].reverse();
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Keep a short printable section as is; hash anything else. A literal section
