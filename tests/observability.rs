@@ -1,6 +1,7 @@
 //! Metrics after known traffic, the JSON access log field by field, W3C
 //! trace context to the upstream, `/config` with secrets redacted, `/ready`,
-//! and `sigterm_drains_in_flight` on the real binary.
+//! and `sigterm_drains_in_flight` (with
+//! `connections_opened_before_the_drain_are_answered`) on the real binary.
 
 mod common;
 
@@ -346,4 +347,144 @@ cluster = "app"
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status}");
+}
+
+/// Connections accepted before SIGTERM whose first request comes only once
+/// the drain has begun are answered, not closed unanswered: the HTTP/1.1
+/// request gets its 200 with `Connection: close`, the HTTP/2 stream its 200
+/// and then the connection ends. (Closing them would fail requests no
+/// server saw, which a client cannot safely retry.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_opened_before_the_drain_are_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("app").await;
+    let body = format!(
+        "{}[admin]\naddress = \"127.0.0.1:0\"\n\n[shutdown]\ngrace_period = \"20s\"\n\n\
+         [[routes]]\nname = \"api\"\ncluster = \"app\"\n",
+        cluster("app", up.addr)
+    );
+    let mut proxy = start_binary(&body, &[]);
+    let admin = proxy.admin.expect("admin address");
+    let mut h1_conn = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let h2_conn = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sample(&admin_get(admin, "/metrics").await.1, "sluice_downstream_connections") < 2.0 {
+        assert!(Instant::now() < deadline, "sluice did not accept both connections");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let pid = proxy.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    loop {
+        match h1().get(format!("http://{admin}/ready")).send().await {
+            Ok(ready) if ready.status() == 503 => break,
+            Ok(_) => {}
+            Err(e) => panic!("sluice stopped before serving the connections it had accepted: {e}"),
+        }
+        assert!(Instant::now() < deadline, "sluice did not start draining");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Time for the connections' tasks to see the drain.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    h1_conn
+        .write_all(b"GET /late/h1 HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), h1_conn.read_to_end(&mut answer)).await;
+    read.expect("sluice neither answered nor closed").expect("read");
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "HTTP/1.1 answer:\n{answer}");
+    assert!(
+        answer.contains("\r\nconnection: close\r\n"),
+        "HTTP/1.1 answer:\n{answer}"
+    );
+
+    // HTTP/2 by hand, so that the request is in the same write as the
+    // preface and the server reads it before its drain's GOAWAY dance.
+    let mut h2_conn = h2_conn;
+    let mut opening = H2_PREFACE.to_vec();
+    opening.extend(h2_frame(SETTINGS, 0, 0, &[]));
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+    block.extend([0x04, 8]); // :path, literal
+    block.extend(b"/late/h2");
+    block.extend([0x01, 3]); // :authority, literal
+    block.extend(b"app");
+    opening.extend(h2_frame(HEADERS, END_STREAM | END_HEADERS, 1, &block));
+    h2_conn.write_all(&opening).await.unwrap();
+    let (mut status_block, mut goaway) = (None, None);
+    let conversation = async {
+        // The server's frames until it closes, answering its SETTINGS and PINGs.
+        while let Some((kind, flags, stream, payload)) = read_h2_frame(&mut h2_conn).await {
+            match kind {
+                SETTINGS if flags & ACK == 0 => {
+                    let _ = h2_conn.write_all(&h2_frame(SETTINGS, ACK, 0, &[])).await;
+                }
+                PING if flags & ACK == 0 => {
+                    let _ = h2_conn.write_all(&h2_frame(PING, ACK, 0, &payload)).await;
+                }
+                HEADERS if stream == 1 => status_block = payload.first().copied(),
+                GOAWAY => {
+                    let last = u32::from_be_bytes(payload[..4].try_into().unwrap()) & 0x7fff_ffff;
+                    let code = u32::from_be_bytes(payload[4..8].try_into().unwrap());
+                    goaway = Some((last, code));
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), conversation)
+        .await
+        .expect("the h2 connection stayed open");
+    // 0x88 is `:status: 200` from HPACK's static table.
+    assert_eq!(status_block, Some(0x88), "no 200 on stream 1");
+    assert_eq!(goaway, Some((1, 0)), "the last GOAWAY (last stream id, error code)");
+
+    let status = loop {
+        if let Some(status) = proxy.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "sluice did not exit after draining"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+}
+
+/// HTTP/2 (RFC 9113 §3.4, §6) as much as a hand-written client needs.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 0x1;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const ACK: u8 = 0x1;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+/// The next frame's type, flags, stream and payload; `None` once the peer
+/// has closed (or reset) the connection.
+async fn read_h2_frame(io: &mut tokio::net::TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 9];
+    io.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let stream = u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff;
+    let mut payload = vec![0; len];
+    io.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], stream, payload))
 }

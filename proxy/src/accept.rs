@@ -75,6 +75,33 @@ pub async fn next_connection<A: Accept>(listener: &A) -> (A::Conn, SocketAddr) {
     }
 }
 
+/// Close `listener`, first taking the connections the kernel has already
+/// completed and queued on it. Closing a socket resets those, failing any
+/// request their clients already sent, so a draining listener serves them.
+/// Stops at the first error other than one connection's own.
+pub fn take_queued(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
+    // The socket itself, not the reactor's readiness, which may not have
+    // seen the newest connections yet.
+    let Ok(listener) = listener.into_std() else {
+        return Vec::new();
+    };
+    let mut queued = Vec::new();
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let stream = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream));
+                match stream {
+                    Ok(stream) => queued.push((stream, peer)),
+                    Err(e) => tracing::debug!(error = %e, %peer, "a queued connection could not be served"),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || is_resource_exhaustion(&e) => return queued,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => tracing::debug!(error = %e, "accept failed for one connection; going on"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +226,38 @@ mod tests {
         let client = client.await.unwrap().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
         assert_eq!(stream.local_addr().unwrap(), addr);
+    }
+
+    #[tokio::test]
+    async fn takes_every_queued_connection_then_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Completed by the kernel, never accepted.
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let queued = take_queued(listener);
+        let mut peers: Vec<_> = queued.iter().map(|(_, peer)| *peer).collect();
+        let mut expected: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+        peers.sort();
+        expected.sort();
+        assert_eq!(peers, expected);
+        // The taken connections work under tokio.
+        let (mut stream, _) = queued.into_iter().next().unwrap();
+        let client = clients
+            .iter_mut()
+            .find(|c| Some(c.local_addr().unwrap()) == stream.peer_addr().ok());
+        tokio::io::AsyncWriteExt::write_all(client.unwrap(), b"x")
+            .await
+            .unwrap();
+        let mut byte = [0u8; 1];
+        tokio::io::AsyncReadExt::read_exact(&mut stream, &mut byte)
+            .await
+            .unwrap();
+        assert_eq!(&byte, b"x");
+        // And the listening socket is closed.
+        let refused = TcpStream::connect(addr).await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
     }
 }

@@ -158,6 +158,13 @@ impl Drop for BinaryProxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the process said (CI keeps only the
+        // test's output).
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            let tail = &log[log.len().saturating_sub(60)..];
+            eprintln!("--- sluice's log, last {} lines ---\n{}", tail.len(), tail.join("\n"));
+        }
     }
 }
 

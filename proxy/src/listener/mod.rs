@@ -6,9 +6,11 @@
 //! client limits (`[limits]`) are the generation's at accept time:
 //! connections per listener, requests per connection, header size, count
 //! and read time, HTTP/2 streams and resets. On shutdown it stops accepting,
-//! closes the socket (new connections are refused), asks every connection
-//! to finish gracefully (HTTP/2 GOAWAY, HTTP/1.1 close after the in-flight
-//! response) and returns once they have. HTTP/1.1 connections idle between
+//! serves the connections already queued on the socket and closes it (new
+//! connections are refused), asks every connection to finish gracefully
+//! (HTTP/2 GOAWAY, HTTP/1.1 close after the in-flight response; a
+//! connection that has not sent its first request yet still gets it
+//! answered) and returns once they have. HTTP/1.1 connections idle between
 //! requests are parked, holding only their socket ([`http1`]). An
 //! interception listener (sidecar mode, [`intercept`]) first reads each
 //! connection's original destination and detects its protocol; what is not
@@ -57,11 +59,18 @@ pub async fn serve(
     intercept: Option<Arc<intercept::Interceptor>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut settings = ServerSettings::new(current.load().config.limits);
-    let open = Arc::new(AtomicUsize::new(0));
-    let local_fallback = listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut admission = Admission {
+        settings: ServerSettings::new(current.load().config.limits),
+        open: Arc::new(AtomicUsize::new(0)),
+        local_fallback: listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        name,
+        current,
+        telemetry,
+        intercept,
+        stop: stop.clone(),
+    };
     let mut connections = JoinSet::new();
     loop {
         let (stream, client) = tokio::select! {
@@ -69,33 +78,61 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             _ = stop.wait_for(|stop| *stop) => break,
         };
-        let metrics = telemetry.metrics.clone();
-        let generation = current.load();
-        settings.follow(&generation.config.limits);
-        let limits = settings.limits;
-        let Some(slot) = OpenConnection::claim(&open, limits.max_connections, &metrics.open_connections) else {
+        admission.admit(&mut connections, stream, client);
+    }
+    for (stream, client) in accept::take_queued(listener) {
+        admission.admit(&mut connections, stream, client);
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// What a listener needs to start serving a connection it accepted.
+struct Admission {
+    settings: ServerSettings,
+    /// Connections open on this listener, against `max_connections`.
+    open: Arc<AtomicUsize>,
+    /// The listener's address, for a connection whose own cannot be read.
+    local_fallback: SocketAddr,
+    name: Arc<str>,
+    current: Current,
+    telemetry: Arc<Telemetry>,
+    intercept: Option<Arc<intercept::Interceptor>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Admission {
+    /// Serve `stream` in a task of `connections`, under the generation
+    /// current now, or close it at once if the listener is at its
+    /// connection limit. A connection accepted during a drain is served
+    /// too: its handshake and first request complete (each under its own
+    /// timeout), and it closes after that.
+    fn admit(&mut self, connections: &mut JoinSet<()>, stream: TcpStream, client: SocketAddr) {
+        let metrics = self.telemetry.metrics.clone();
+        let generation = self.current.load();
+        self.settings.follow(&generation.config.limits);
+        let limits = self.settings.limits;
+        let Some(slot) = OpenConnection::claim(&self.open, limits.max_connections, &metrics.open_connections) else {
             // Over the connection limit: close at once.
             metrics.rejected_connections.inc();
             tracing::debug!(%client, "connection limit reached; closing");
-            drop(stream);
-            continue;
+            return;
         };
         let _ = stream.set_nodelay(true);
         metrics.accepted_connections.inc();
-        let tls = generation.listener_tls.get(&*name).cloned();
+        let tls = generation.listener_tls.get(&*self.name).cloned();
         drop(generation);
-        let local = stream.local_addr().unwrap_or(local_fallback);
-        let facts = ConnectionFacts::cleartext(name.clone(), client, local);
+        let local = stream.local_addr().unwrap_or(self.local_fallback);
+        let facts = ConnectionFacts::cleartext(self.name.clone(), client, local);
         let http = Http {
-            current: current.clone(),
-            builders: settings.builders.clone(),
-            stop: stop.clone(),
+            current: self.current.clone(),
+            builders: self.settings.builders.clone(),
+            stop: self.stop.clone(),
             max_requests: limits.max_requests_per_connection,
             idle_timeout: limits.idle_timeout,
             header_read_timeout: limits.header_read_timeout,
             parked: metrics.parked_connections.clone(),
         };
-        let intercept = intercept.clone();
+        let intercept = self.intercept.clone();
         // The task holds the cleartext path inline; the TLS and interception
         // paths, whose futures are several times larger (a rustls session
         // inline), are boxed, as is each hyper connection, so an idle
@@ -107,25 +144,18 @@ pub async fn serve(
                 drop(slot);
                 return;
             }
-            // Before the first request a draining listener just closes the
-            // connection: the handshake and the first-byte look give way.
             match tls {
                 Some(tls) => Box::pin(serve_tls(stream, &tls, facts, http, &metrics)).await,
-                None => match unless_draining(&http.stop, refuse_tls(&stream, limits.header_read_timeout)).await {
-                    Some(true) => {
-                        metrics.tls.handshake_failed(&facts.listener, "tls_on_cleartext");
-                        tracing::debug!(%client, listener = %facts.listener, "TLS ClientHello on a cleartext listener; sent an alert");
-                        alert(stream).await;
-                    }
-                    Some(false) => http.serve(stream, facts).await,
-                    None => {}
-                },
+                None if refuse_tls(&stream, limits.header_read_timeout).await => {
+                    metrics.tls.handshake_failed(&facts.listener, "tls_on_cleartext");
+                    tracing::debug!(%client, listener = %facts.listener, "TLS ClientHello on a cleartext listener; sent an alert");
+                    alert(stream).await;
+                }
+                None => http.serve(stream, facts).await,
             }
             drop(slot);
         });
     }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
 }
 
 /// Complete the TLS handshake on `stream`, then serve HTTP on it.
@@ -136,8 +166,8 @@ async fn serve_tls(
     http: Http,
     metrics: &crate::metrics::Metrics,
 ) {
-    match unless_draining(&http.stop, tls::accept(stream, tls)).await {
-        Some(Ok((stream, tls_facts))) => {
+    match tls::accept(stream, tls).await {
+        Ok((stream, tls_facts)) => {
             metrics.tls.handshake(&facts.listener, &tls_facts);
             let facts = ConnectionFacts {
                 tls: Some(tls_facts),
@@ -145,20 +175,10 @@ async fn serve_tls(
             };
             http.serve(stream, facts).await;
         }
-        Some(Err(failure)) => {
+        Err(failure) => {
             metrics.tls.handshake_failed(&facts.listener, failure.reason);
             tracing::debug!(client = %facts.client, listener = %facts.listener, reason = failure.reason, detail = %failure.detail, "TLS handshake failed");
         }
-        None => {}
-    }
-}
-
-/// `work`, unless the listener starts draining first (`None`).
-async fn unless_draining<T>(stop: &watch::Receiver<bool>, work: impl std::future::Future<Output = T>) -> Option<T> {
-    let mut stop = stop.clone();
-    tokio::select! {
-        out = work => Some(out),
-        _ = stop.wait_for(|stop| *stop) => None,
     }
 }
 
@@ -229,23 +249,34 @@ impl Http {
                 Ok::<_, Infallible>(response.map(|body| idle::ActiveBody::new(body, active)))
             }
         });
-        let closing = async {
+        let quiet = async {
             tokio::select! {
-                _ = stop.wait_for(|stop| *stop) => {}
                 _ = limit_reached.notified() => {}
                 _ = activity.idle(idle_timeout) => {
                     tracing::debug!(%client, "closing an idle connection");
                 }
             }
         };
-        tokio::pin!(closing);
+        tokio::pin!(quiet);
+        // A drain does not cut this wait short: the client of a connection
+        // accepted before the drain may have sent its request already, and
+        // closing unanswered would fail a request no server saw. It is served
+        // below in closing mode (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY
+        // after what the client sent first).
         let first = tokio::select! {
             first = tokio::time::timeout(header_read_timeout, opening(&mut io)) => first.ok().flatten(),
-            _ = closing.as_mut() => None,
+            _ = quiet.as_mut() => None,
         };
         let Some(first) = first else {
             return;
         };
+        let closing = async {
+            tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => {}
+                _ = quiet => {}
+            }
+        };
+        tokio::pin!(closing);
         let io = http1::Parkable::new(io, first);
         let result = if io.starts_with(H2_PREFACE) {
             let connection = builders.h2.serve_connection(TokioIo::new(io), service);
