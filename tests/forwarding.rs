@@ -242,3 +242,25 @@ async fn idle_http1_connection_is_parked_and_served_on() {
         .expect("the connection ended cleanly");
     until_parked(0).await;
 }
+
+/// Requests one after another reuse one upstream HTTP/1.1 connection,
+/// whatever the client speaks and whether the response has a length or is
+/// chunked: the connection is back in the pool by the time the client
+/// sends its next request.
+#[tokio::test]
+async fn upstream_connection_is_reused_across_requests() {
+    let up = Upstream::start("app").await;
+    let body = format!(
+        "{}[[routes]]\nname = \"all\"\ncluster = \"app\"\n",
+        cluster("app", up.addr, "http1")
+    );
+    let proxy = start(&body, &[]).await;
+    for client in [h1(), h2()] {
+        for path in ["/a", "/download/3", "/b"] {
+            let resp = client.get(proxy.url(path)).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            assert!(!resp.bytes().await.unwrap().is_empty(), "{path}");
+        }
+    }
+    assert_eq!(up.connections(), 1);
+}

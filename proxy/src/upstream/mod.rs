@@ -3,10 +3,11 @@
 //! (static addresses, DNS names) feeds the endpoint set, [`health`] and
 //! [`outlier`] take endpoints out of it, the [`balancer`] picks one, the
 //! [`connector`] opens connections (TCP, TLS) under the [`breaker`]'s
-//! limits, and [`retry`] drives the attempts of one request within its
-//! [`budget`].
+//! limits, [`retry`] drives the attempts of one request within its
+//! [`budget`], and [`body`] streams the response on.
 
 pub mod balancer;
+mod body;
 pub mod breaker;
 pub mod budget;
 mod claims;
@@ -28,25 +29,21 @@ use crate::metrics::{ClusterMetrics, Metrics, UpstreamMetrics};
 use crate::tls::client::ClientTls;
 use crate::tls::mesh::{MeshHandle, MeshTls};
 use balancer::{Balancer, Pick};
-use breaker::{Breakers, Slot};
+pub use body::{Held, StreamDurationReached, UpstreamBody};
+use breaker::Breakers;
 use budget::RetryBudget;
-use bytes::Bytes;
 use clock::{Clock, SystemClock};
 use connector::Connector;
 use discovery::Discovery;
 use endpoint::{Endpoint, InFlight};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, Version};
-use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use outlier::{Outcome, OutlierDetector};
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 type HttpClient = Client<Connector, RequestBody>;
@@ -548,89 +545,4 @@ fn build_client(protocol: UpstreamProtocol, idle_timeout: Duration, connector: C
             .http2_adaptive_window(true);
     }
     builder.build(connector)
-}
-
-/// An upstream response body. It holds the request's place in the
-/// cluster's `max_requests` and its endpoint's in-flight count until it
-/// ends, so both count the whole exchange, not just the headers.
-/// With a route's `max_stream_duration` it fails at that deadline, so the
-/// client sees the stream cut (connection closed, or RST_STREAM), never a
-/// response that looks complete.
-#[derive(Debug)]
-pub struct UpstreamBody {
-    inner: Incoming,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    held: Option<(Slot, InFlight)>,
-    /// Data read ahead (a body phase that gave up buffering), sent first,
-    /// in reverse order (the next chunk last).
-    unread: Vec<Bytes>,
-}
-
-/// The body outlived the route's `max_stream_duration`.
-#[derive(Debug, thiserror::Error)]
-#[error("max_stream_duration reached")]
-pub struct StreamDurationReached;
-
-/// A request's place under `max_requests` and on its endpoint's in-flight
-/// count, kept by an upgraded connection for as long as it lasts.
-#[derive(Debug)]
-pub struct Held(#[allow(dead_code)] Option<(Slot, InFlight)>);
-
-impl UpstreamBody {
-    pub(crate) fn new(inner: Incoming, held: Option<(Slot, InFlight)>) -> UpstreamBody {
-        UpstreamBody {
-            inner,
-            deadline: None,
-            held,
-            unread: Vec::new(),
-        }
-    }
-
-    /// Put data read from this body back in front of what is left.
-    pub fn unread(&mut self, data: Vec<Bytes>) {
-        self.unread.extend(data.into_iter().rev());
-    }
-
-    /// Take the request's places out of the body (an upgrade keeps them).
-    pub fn take_held(&mut self) -> Held {
-        Held(self.held.take())
-    }
-
-    /// End the body with an error at `at` if it has not ended by then.
-    pub fn end_by(&mut self, at: tokio::time::Instant) {
-        self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
-    }
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        if let Some(deadline) = &mut this.deadline
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Some(Err(Box::new(StreamDurationReached))));
-        }
-        if let Some(data) = this.unread.pop() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
-        }
-        Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.unread.is_empty() && self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let ahead: u64 = self.unread.iter().map(|d| d.len() as u64).sum();
-        let inner = self.inner.size_hint();
-        let mut hint = SizeHint::new();
-        hint.set_lower(inner.lower() + ahead);
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper + ahead);
-        }
-        hint
-    }
 }

@@ -21,6 +21,8 @@ use hyper_util::server::conn::auto;
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -31,6 +33,8 @@ type Body = BoxBody<Bytes, Infallible>;
 pub struct Upstream {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
+    /// Connections accepted so far.
+    accepted: Arc<AtomicUsize>,
 }
 
 impl Drop for Upstream {
@@ -63,12 +67,20 @@ impl Upstream {
         Upstream::serve(name, listener).expect("upstream listener address")
     }
 
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
     fn serve(name: &str, listener: TcpListener) -> std::io::Result<Upstream> {
         let addr = listener.local_addr()?;
         let name = name.to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
         let task = tokio::spawn(async move {
             loop {
                 let (stream, _) = sluice::accept::next_connection(&listener).await;
+                count.fetch_add(1, Ordering::SeqCst);
                 let name = name.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| respond(name.clone(), req));
@@ -80,7 +92,7 @@ impl Upstream {
                 });
             }
         });
-        Ok(Upstream { addr, task })
+        Ok(Upstream { addr, task, accepted })
     }
 }
 
