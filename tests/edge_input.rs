@@ -11,6 +11,7 @@
 mod common;
 
 use bytes::Bytes;
+use common::h2_raw::*;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -22,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, timeout};
@@ -510,74 +511,6 @@ async fn h2_max_requests_per_connection_sends_goaway() {
         .expect("connection still open 5 s after the GOAWAY")
         .expect("connection task");
     assert_eq!(up.paths(), ["/r1", "/r2", "/r3"]);
-}
-
-// HTTP/2 with hand-written frames, for clients the h2 crate would not be.
-
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const CANCEL: u32 = 0x8;
-const REFUSED_STREAM: u32 = 0x7;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-    f.extend([kind, flags]);
-    f.extend(stream.to_be_bytes());
-    f.extend(payload);
-    f
-}
-
-/// HEADERS (END_STREAM | END_HEADERS) for `GET http://a{path}`: HPACK static
-/// indexes for :method GET and :scheme http, literals for :path and :authority.
-fn get_frame(stream: u32, path: &str) -> Vec<u8> {
-    assert!(path.len() < 127);
-    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
-    block.extend(path.as_bytes());
-    block.extend([0x01, 0x01, b'a']);
-    frame(HEADERS, END_STREAM | END_HEADERS, stream, &block)
-}
-
-fn rst_frame(stream: u32, code: u32) -> Vec<u8> {
-    frame(RST_STREAM, 0, stream, &code.to_be_bytes())
-}
-
-struct Frame {
-    kind: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
-
-impl Frame {
-    /// The error code of a RST_STREAM or GOAWAY.
-    fn code(&self) -> u32 {
-        let at = if self.kind == GOAWAY { 4 } else { 0 };
-        u32::from_be_bytes(self.payload[at..at + 4].try_into().expect("error code"))
-    }
-}
-
-async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Option<Frame> {
-    let mut head = [0u8; 9];
-    r.read_exact(&mut head).await.ok()?;
-    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-    let mut payload = vec![0; len];
-    r.read_exact(&mut payload).await.ok()?;
-    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-    Some(Frame {
-        kind: head[3],
-        flags: head[4],
-        stream,
-        payload,
-    })
 }
 
 /// An h2c connection (preface and empty SETTINGS sent), split.

@@ -1,7 +1,8 @@
 //! Metrics after known traffic, the JSON access log field by field, W3C
 //! trace context to the upstream, `/config` with secrets redacted, `/ready`,
 //! and `sigterm_drains_in_flight` (with
-//! `connections_opened_before_the_drain_are_answered`) on the real binary.
+//! `connections_opened_before_the_drain_are_answered` and
+//! `sigterm_right_after_start_exits_cleanly`) on the real binary.
 
 mod common;
 
@@ -26,6 +27,16 @@ fn dead_addr() -> SocketAddr {
 async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
     let resp = h1().get(format!("http://{admin}{path}")).send().await.unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Send the binary SIGTERM (it starts draining).
+fn sigterm(proxy: &BinaryProxy) {
+    let pid = proxy.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
 }
 
 /// The value of the series exactly named `series` (name and labels).
@@ -320,12 +331,7 @@ cluster = "app"
         }));
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let pid = proxy.child.id().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(&proxy);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Draining: unready, and the listening socket is closed.
@@ -373,12 +379,7 @@ async fn connections_opened_before_the_drain_are_answered() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let pid = proxy.child.id().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(&proxy);
     loop {
         match h1().get(format!("http://{admin}/ready")).send().await {
             Ok(ready) if ready.status() == 503 => break,
@@ -407,33 +408,25 @@ async fn connections_opened_before_the_drain_are_answered() {
 
     // HTTP/2 by hand, so that the request is in the same write as the
     // preface and the server reads it before its drain's GOAWAY dance.
+    use common::h2_raw::*;
     let mut h2_conn = h2_conn;
-    let mut opening = H2_PREFACE.to_vec();
-    opening.extend(h2_frame(SETTINGS, 0, 0, &[]));
-    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
-    block.extend([0x04, 8]); // :path, literal
-    block.extend(b"/late/h2");
-    block.extend([0x01, 3]); // :authority, literal
-    block.extend(b"app");
-    opening.extend(h2_frame(HEADERS, END_STREAM | END_HEADERS, 1, &block));
+    let mut opening = PREFACE.to_vec();
+    opening.extend(frame(SETTINGS, 0, 0, &[]));
+    opening.extend(get_frame(1, "/late/h2"));
     h2_conn.write_all(&opening).await.unwrap();
     let (mut status_block, mut goaway) = (None, None);
     let conversation = async {
         // The server's frames until it closes, answering its SETTINGS and PINGs.
-        while let Some((kind, flags, stream, payload)) = read_h2_frame(&mut h2_conn).await {
-            match kind {
-                SETTINGS if flags & ACK == 0 => {
-                    let _ = h2_conn.write_all(&h2_frame(SETTINGS, ACK, 0, &[])).await;
+        while let Some(f) = read_frame(&mut h2_conn).await {
+            match f.kind {
+                SETTINGS if f.flags & ACK == 0 => {
+                    let _ = h2_conn.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
                 }
-                PING if flags & ACK == 0 => {
-                    let _ = h2_conn.write_all(&h2_frame(PING, ACK, 0, &payload)).await;
+                PING if f.flags & ACK == 0 => {
+                    let _ = h2_conn.write_all(&frame(PING, ACK, 0, &f.payload)).await;
                 }
-                HEADERS if stream == 1 => status_block = payload.first().copied(),
-                GOAWAY => {
-                    let last = u32::from_be_bytes(payload[..4].try_into().unwrap()) & 0x7fff_ffff;
-                    let code = u32::from_be_bytes(payload[4..8].try_into().unwrap());
-                    goaway = Some((last, code));
-                }
+                HEADERS if f.stream == 1 => status_block = f.payload.first().copied(),
+                GOAWAY => goaway = Some((f.last_stream_id(), f.code())),
                 _ => {}
             }
         }
@@ -458,33 +451,27 @@ async fn connections_opened_before_the_drain_are_answered() {
     assert!(status.success(), "exit status {status}");
 }
 
-/// HTTP/2 (RFC 9113 §3.4, §6) as much as a hand-written client needs.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const HEADERS: u8 = 0x1;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const ACK: u8 = 0x1;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-
-fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-    frame.extend([kind, flags]);
-    frame.extend(stream.to_be_bytes());
-    frame.extend(payload);
-    frame
-}
-
-/// The next frame's type, flags, stream and payload; `None` once the peer
-/// has closed (or reset) the connection.
-async fn read_h2_frame(io: &mut tokio::net::TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
-    use tokio::io::AsyncReadExt;
-    let mut head = [0u8; 9];
-    io.read_exact(&mut head).await.ok()?;
-    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-    let stream = u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff;
-    let mut payload = vec![0; len];
-    io.read_exact(&mut payload).await.ok()?;
-    Some((head[3], head[4], stream, payload))
+/// A SIGTERM as soon as the binary says it is listening drains and exits 0:
+/// the signal is handled from before the listeners open, so it never falls
+/// to the default action (the process killed).
+#[tokio::test]
+async fn sigterm_right_after_start_exits_cleanly() {
+    let up = Upstream::start("app").await;
+    let body = format!(
+        "{}[[routes]]\nname = \"api\"\ncluster = \"app\"\n",
+        cluster("app", up.addr)
+    );
+    for _ in 0..3 {
+        let mut proxy = start_binary(&body, &[]);
+        sigterm(&proxy);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = proxy.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "sluice did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "exit status {status}");
+    }
 }

@@ -277,9 +277,13 @@ async fn run(
             {
                 loaded.log_level = Some(from_env);
             }
+            // Handled from before the listeners open: a SIGTERM that comes
+            // while the server starts drains it once started, instead of
+            // killing the process.
+            let stop = stop_signal();
             match sluice::server::start(loaded).await {
                 Ok(running) => {
-                    stop_signal().await;
+                    stop.await;
                     tracing::info!("draining: no new connections; waiting for in-flight requests");
                     if running.shutdown().await {
                         tracing::info!("drained; exiting");
@@ -313,21 +317,30 @@ fn iptables(config: &Path, options: &sluice::sidecar::iptables::Options) -> Resu
     sluice::sidecar::iptables::run(&plan, options, &mut std::io::stdout().lock()).map_err(|e| e.to_string())
 }
 
-/// SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C).
-async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot handle SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C): handled from the
+/// call on (the process is no longer killed by them), awaited later.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| tracing::warn!(error = %e, "cannot handle SIGTERM"))
+        .ok();
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| tracing::warn!(error = %e, "cannot handle SIGINT"))
+        .ok();
+    async move {
+        tokio::select! {
+            _ = next(&mut term) => tracing::info!("SIGTERM"),
+            _ = next(&mut int) => tracing::info!("SIGINT"),
         }
-    };
-    tokio::select! {
-        _ = term => tracing::info!("SIGTERM"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+    }
+}
+
+/// The signal's next delivery; never, for one that could not be handled.
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod admin;
 pub mod dns;
+pub mod h2_raw;
 pub mod netns;
 pub mod redis;
 pub mod service;
