@@ -344,14 +344,7 @@ cluster = "app"
     for r in join_all(inflight).await {
         assert_eq!(r.unwrap().expect("in-flight request failed"), 200);
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = proxy.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "sluice did not exit after draining");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = proxy.exit_status(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}");
 }
 
@@ -438,16 +431,7 @@ async fn connections_opened_before_the_drain_are_answered() {
     assert_eq!(status_block, Some(0x88), "no 200 on stream 1");
     assert_eq!(goaway, Some((1, 0)), "the last GOAWAY (last stream id, error code)");
 
-    let status = loop {
-        if let Some(status) = proxy.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline + Duration::from_secs(10),
-            "sluice did not exit after draining"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = proxy.exit_status(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}");
 }
 
@@ -464,14 +448,7 @@ async fn sigterm_right_after_start_exits_cleanly() {
     for _ in 0..3 {
         let mut proxy = start_binary(&body, &[]);
         sigterm(&proxy);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            if let Some(status) = proxy.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "sluice did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let status = proxy.exit_status(Duration::from_secs(15)).await;
         assert!(status.success(), "exit status {status}");
     }
 }

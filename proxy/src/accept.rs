@@ -95,9 +95,14 @@ pub fn take_queued(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
                     Err(e) => tracing::debug!(error = %e, %peer, "a queued connection could not be served"),
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || is_resource_exhaustion(&e) => return queued,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => tracing::debug!(error = %e, "accept failed for one connection; going on"),
+            // One connection's own failure; the next may be fine.
+            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+            Err(e) => {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    tracing::debug!(error = %e, "taking queued connections stopped");
+                }
+                return queued;
+            }
         }
     }
 }

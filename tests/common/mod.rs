@@ -153,6 +153,21 @@ impl BinaryProxy {
         let out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         out.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
+
+    /// The process's exit status, polled for up to `within` (panics after).
+    pub async fn exit_status(&mut self, within: std::time::Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for sluice") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sluice did not exit within {within:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for BinaryProxy {
