@@ -201,7 +201,7 @@ impl Generation {
             inbound_default: Arc::new(Route::passthrough("inbound-passthrough", metrics, &[])),
             outbound_default: Arc::new(Route::passthrough("outbound-passthrough", metrics, &claimants)),
         });
-        check_capacity(&config, &ordered, &runtime.live_slots())?;
+        check_capacity(&config, &ordered, &runtime.live_slots(), runtime.pool())?;
         Ok(Generation {
             id,
             routes: ordered,
@@ -301,7 +301,12 @@ fn track(runtime: &WasmRuntime, slot: FilterSlot) -> Arc<FilterSlot> {
 /// The filters' worst case against the engine's pool and the memory
 /// budget, counting the slots every draining generation keeps alive (those
 /// this generation reuses count once).
-fn check_capacity(config: &Config, routes: &[Arc<Route>], live: &[Arc<FilterSlot>]) -> Result<(), ConfigError> {
+fn check_capacity(
+    config: &Config,
+    routes: &[Arc<Route>],
+    live: &[Arc<FilterSlot>],
+    pool: capacity::Pool,
+) -> Result<(), ConfigError> {
     let demand = |label: String, slot: &FilterSlot| capacity::Demand {
         label,
         instances: slot.sandbox().max_instances,
@@ -333,7 +338,7 @@ fn check_capacity(config: &Config, routes: &[Arc<Route>], live: &[Arc<FilterSlot
         },
         None => capacity::detect_budget(),
     };
-    capacity::check(&demands, crate::wasm::POOL, &budget).map_err(|e| {
+    capacity::check(&demands, pool, &budget).map_err(|e| {
         let (line, key) = lines.get(e.worst).cloned().unzip();
         located(config, line, key.unwrap_or_default(), e.message)
     })

@@ -288,11 +288,13 @@ pub(super) fn writable_name(name: &str) -> Result<HeaderName, HostError> {
     Ok(name)
 }
 
-pub(super) fn header_value(value: &[u8]) -> Result<HeaderValue, HostError> {
+/// A header value from the bytes a filter passed, which it takes over
+/// (validated in place, not copied).
+pub(super) fn header_value(value: Vec<u8>) -> Result<HeaderValue, HostError> {
     if value.len() > limits::MAX_HEADER_BYTES {
         return Err(HostError::LimitExceeded);
     }
-    HeaderValue::from_bytes(value).map_err(|_| HostError::InvalidValue)
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).map_err(|_| HostError::InvalidValue)
 }
 
 /// Header operations shared by the request and the response.
@@ -320,7 +322,7 @@ pub(super) mod headers {
             .collect()
     }
 
-    pub fn set(map: &mut HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+    pub fn set(map: &mut HeaderMap, name: &str, value: Vec<u8>) -> Result<(), HostError> {
         let name = writable_name(name)?;
         let value = header_value(value)?;
         let existing = map.get_all(&name).iter().count();
@@ -331,7 +333,7 @@ pub(super) mod headers {
         Ok(())
     }
 
-    pub fn append(map: &mut HeaderMap, name: &str, value: &[u8]) -> Result<(), HostError> {
+    pub fn append(map: &mut HeaderMap, name: &str, value: Vec<u8>) -> Result<(), HostError> {
         let name = writable_name(name)?;
         let value = header_value(value)?;
         if map.len() + 1 > limits::MAX_HEADER_COUNT {
@@ -451,11 +453,11 @@ impl request::Host for HostState {
     }
 
     fn set_header(&mut self, name: String, value: Vec<u8>) -> Result<(), HostError> {
-        headers::set(&mut self.request()?.parts.headers, &name, &value)
+        headers::set(&mut self.request()?.parts.headers, &name, value)
     }
 
     fn append_header(&mut self, name: String, value: Vec<u8>) -> Result<(), HostError> {
-        headers::append(&mut self.request()?.parts.headers, &name, &value)
+        headers::append(&mut self.request()?.parts.headers, &name, value)
     }
 
     fn remove_header(&mut self, name: String) -> Result<(), HostError> {
@@ -506,11 +508,11 @@ impl response::Host for HostState {
     }
 
     fn set_header(&mut self, name: String, value: Vec<u8>) -> Result<(), HostError> {
-        headers::set(&mut self.response()?.headers, &name, &value)
+        headers::set(&mut self.response()?.headers, &name, value)
     }
 
     fn append_header(&mut self, name: String, value: Vec<u8>) -> Result<(), HostError> {
-        headers::append(&mut self.response()?.headers, &name, &value)
+        headers::append(&mut self.response()?.headers, &name, value)
     }
 
     fn remove_header(&mut self, name: String) -> Result<(), HostError> {

@@ -45,7 +45,7 @@ fn head(request: &OutboundRequest, cluster: &str) -> Result<http::request::Parts
         if RESERVED.contains(&name.as_str()) {
             return Err(format!("header `{name}` is set by the host"));
         }
-        let value = header_value(value).map_err(|_| format!("invalid value for header `{name}`"))?;
+        let value = header_value(value.clone()).map_err(|_| format!("invalid value for header `{name}`"))?;
         headers.append(name, value);
     }
     if request.body.len() > MAX_REQUEST_BODY {

@@ -1,0 +1,144 @@
+"""Instructions per request: sluice under valgrind's callgrind, which counts
+the instructions a process executes (user space only), so the figure does
+not move with the machine's load the way CPU time does here.
+
+    python3 bench/callgrind.py [--targets sluice,sluice-4-filters] \
+        [--protocols h1,h2] [--requests 1000,4000] [--top 25] \
+        name=target/release/sluice [other=/tmp/sluice-other ...]
+
+For each binary, target and protocol it starts compare.py's upstream and
+sluice config under callgrind twice, sends the smaller and then the larger
+number of requests (h2load, 4 connections; the bench's GET with its bearer
+token), after a first start that fills the compiled-filter cache, and reports (Ir of the larger run − Ir of the smaller) / (the
+difference in requests): what one request costs, with start-up and
+shutdown cancelled out. `--top N` also prints the N functions whose
+per-request count differs most from the first binary's (or, with one binary,
+the most expensive ones), by the same subtraction.
+
+Valgrind cannot hold the default Wasm pool's address-space reservation, so
+sluice runs with `SLUICE_WASM_POOL_INSTANCES=8` and the filter route with
+`max_instances = 1` per filter. Filters run as Wasm compiled code, which
+callgrind counts like any other code; their functions have no names here
+(`???:0x…`) and are summed as "Wasm (compiled filters)". Needs valgrind
+(`apt-get install valgrind`) besides compare.py's nginx and h2load.
+"""
+
+import argparse
+import collections
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import compare
+
+POOL_INSTANCES = "8"
+WASM = "Wasm (compiled filters)"
+
+
+def small_filter_config(work: Path) -> None:
+    """The filter route with one instance per filter, within the small pool."""
+    path = work / "sluice-4-filters.toml"
+    text = path.read_text()
+    text = re.sub(r'(\[\[routes\.filters\]\]\nplugin = "[^"]+")', r"\1\nmax_instances = 1", text)
+    path.write_text(text)
+
+
+def profile(binary: str, target: str, proto: str, requests: int, work: Path, token: str) -> Path:
+    """Run sluice under callgrind for `requests` requests; the profile's path."""
+    out = work / f"callgrind.{target}.{proto}.{requests}.out"
+    env = dict(os.environ, SLUICE_WASM_POOL_INSTANCES=POOL_INSTANCES, RUST_LOG="warn")
+    cmd = [
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--smc-check=all-non-file",
+        binary, "run", "--threads", "1", "--config", str(work / f"{target}.toml"),
+    ]
+    with open(work / "valgrind.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=work)
+    port = compare.PX_H1 if proto == "h1" else compare.PX_H2
+    deadline = time.monotonic() + 600  # compiling the filters under valgrind is slow
+    while True:
+        if proc.poll() is not None:
+            sys.exit(f"sluice under valgrind exited while starting; see {work / 'valgrind.log'}")
+        try:
+            compare.socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit("sluice under valgrind did not listen within 10 minutes")
+            time.sleep(0.2)
+    shape = ["--h1", "-c", "4", "-m", "1"] if proto == "h1" else ["-c", "4", "-m", "4"]
+    compare.h2load(proto, port, token, ["-n", str(requests)], shape=shape)
+    compare.stop(proc)
+    return out
+
+
+def functions(path: Path) -> collections.Counter:
+    """Exclusive Ir by function; compiled Wasm summed as one."""
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", str(path)], capture_output=True, text=True).stdout
+    counts = collections.Counter()
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \([\s\d.]+%\)\s+(.*)", line)
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        where = m.group(2).split(" [")[0]
+        name = WASM if where.startswith("???:0x") else re.sub(r"^(\?\?\?|[^ ]*\.(c|S|h|rs)):", "", where, count=1)
+        counts[name] += int(m.group(1).replace(",", ""))
+    return counts
+
+
+def per_request(binary: str, target: str, proto: str, counts: tuple[int, int], work: Path, token: str) -> collections.Counter:
+    # A first start compiles the filters into the cache (outside both counts).
+    profile(binary, target, proto, 10, work, token)
+    small, large = (functions(profile(binary, target, proto, n, work, token)) for n in counts)
+    span = counts[1] - counts[0]
+    return collections.Counter({k: (large[k] - small[k]) / span for k in set(small) | set(large)})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("binaries", nargs="+", help="name=path of each sluice binary")
+    p.add_argument("--targets", default="sluice,sluice-4-filters")
+    p.add_argument("--protocols", default="h1")
+    p.add_argument("--requests", default="1000,4000")
+    p.add_argument("--top", type=int, default=0)
+    args = p.parse_args()
+    binaries = [b.split("=", 1) for b in args.binaries]
+    if any(len(b) != 2 or not Path(b[1]).is_file() for b in binaries):
+        sys.exit("each binary is name=path to an existing file")
+    binaries = [(name, str(Path(path).resolve())) for name, path in binaries]
+    counts = tuple(int(n) for n in args.requests.split(","))
+    if len(counts) != 2 or counts[0] >= counts[1]:
+        sys.exit("--requests takes two counts, the smaller first")
+    compare.ensure_free(compare.UP_H1, compare.PX_H1, compare.PX_H2)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        compare.write_configs(work)
+        small_filter_config(work)
+        token = compare.jwt()
+        upstream = compare.start(["nginx", "-p", str(work), "-c", str(work / "upstream.conf")], compare.LOAD_CORE, work, "upstream")
+        try:
+            compare.wait_port(compare.UP_H1, upstream, "upstream nginx")
+            for target in args.targets.split(","):
+                for proto in args.protocols.split(","):
+                    results = [(name, per_request(path, target, proto, counts, work, token)) for name, path in binaries]
+                    for name, fns in results:
+                        print(f"{proto:3s} {target:17s} {name:10s} {sum(fns.values()):9.0f} Ir/request"
+                              f"  (Wasm {fns[WASM]:.0f}; malloc+free family "
+                              f"{sum(v for k, v in fns.items() if re.search(r'malloc|free|unlink_chunk', k)):.0f})")
+                    if args.top:
+                        base = results[0][1]
+                        for name, fns in results[1:] or results:
+                            key = (lambda k: abs(fns[k] - base[k])) if len(results) > 1 else (lambda k: fns[k])
+                            print(f"  top functions, {name}" + (f" − {results[0][0]}" if len(results) > 1 else ""))
+                            for k in sorted(set(fns) | set(base), key=key, reverse=True)[: args.top]:
+                                value = fns[k] - base[k] if len(results) > 1 else fns[k]
+                                print(f"    {value:9.0f}  {k[:120]}")
+        finally:
+            compare.stop(upstream)
+
+
+if __name__ == "__main__":
+    main()
