@@ -12,6 +12,7 @@ use crate::challenge::Denial;
 use siphasher::sip128::{Hasher128, SipHasher24};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// A token's fingerprint under one cache's key.
 pub(crate) type Fingerprint = u128;
@@ -19,7 +20,9 @@ pub(crate) type Fingerprint = u128;
 /// What a verified token decided: the identity to admit, or a 403 (a valid
 /// token that lacks a required scope or claim). Invalid tokens are never
 /// cached, so a flood of forged tokens cannot evict good entries.
-pub(crate) type Outcome = Result<Identity, Denial>;
+/// The identity is shared: a cache hit hands out a pointer to the cached
+/// one, not a copy of its strings.
+pub(crate) type Outcome = Result<Arc<Identity>, Denial>;
 
 pub(crate) struct Entry {
     pub exp: u64,

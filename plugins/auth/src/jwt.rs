@@ -18,6 +18,7 @@ use jsonwebtoken::errors::ErrorKind;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Longer bearer tokens are refused before any parsing.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -169,7 +170,7 @@ impl Jwt {
         }
         let claims = self.verify(token)?;
         let (exp, nbf) = self.validate(&claims, now).map_err(Denial::InvalidToken)?;
-        let outcome = self.authorize(&claims).map(|()| self.identity(&claims));
+        let outcome = self.authorize(&claims).map(|()| Arc::new(self.identity(&claims)));
         self.cache.insert(
             fingerprint,
             Entry {

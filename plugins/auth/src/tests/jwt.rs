@@ -403,3 +403,20 @@ fn secrets_never_reach_logs_or_bodies() {
         }
     }
 }
+
+/// Whitespace inside the bearer token (ASCII or not) is a malformed header,
+/// answered with 400 before any signature work; a cached token still
+/// admits on the requests after it.
+#[test]
+fn whitespace_inside_a_bearer_token_is_malformed() {
+    let (host, mut f) = hs_host();
+    let token = hs(&claims(json!({})));
+    let (head, tail) = token.split_at(10);
+    for gap in ["\u{b}", "\u{c}", "\r", "\u{a0}", "\u{2028}"] {
+        let r = reply(with_token(&host, &mut f, &format!("{head}{gap}{tail}")));
+        assert_eq!(r.status, 400, "a {gap:?} inside the token");
+    }
+    assert_eq!(with_token(&host, &mut f, &token), Action::Continue);
+    assert_eq!(with_token(&host, &mut f, &token), Action::Continue, "from the cache");
+    assert_eq!(f.signature_verifications(), 1);
+}
