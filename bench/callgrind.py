@@ -25,12 +25,10 @@ callgrind counts like any other code; their functions have no names here
 
 import argparse
 import collections
-import os
 import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import compare
@@ -50,25 +48,15 @@ def small_filter_config(work: Path) -> None:
 def profile(binary: str, target: str, proto: str, requests: int, work: Path, token: str) -> Path:
     """Run sluice under callgrind for `requests` requests; the profile's path."""
     out = work / f"callgrind.{target}.{proto}.{requests}.out"
-    env = dict(os.environ, SLUICE_WASM_POOL_INSTANCES=POOL_INSTANCES, RUST_LOG="warn")
     cmd = [
+        "env", f"SLUICE_WASM_POOL_INSTANCES={POOL_INSTANCES}",
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--smc-check=all-non-file",
         binary, "run", "--threads", "1", "--config", str(work / f"{target}.toml"),
     ]
-    with open(work / "valgrind.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=work)
+    proc = compare.start(cmd, compare.PROXY_CORE, work, "valgrind")
     port = compare.PX_H1 if proto == "h1" else compare.PX_H2
-    deadline = time.monotonic() + 600  # compiling the filters under valgrind is slow
-    while True:
-        if proc.poll() is not None:
-            sys.exit(f"sluice under valgrind exited while starting; see {work / 'valgrind.log'}")
-        try:
-            compare.socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                sys.exit("sluice under valgrind did not listen within 10 minutes")
-            time.sleep(0.2)
+    # Compiling the filters under valgrind takes minutes.
+    compare.wait_port(port, proc, "sluice under valgrind", seconds=600)
     shape = ["--h1", "-c", "4", "-m", "1"] if proto == "h1" else ["-c", "4", "-m", "4"]
     compare.h2load(proto, port, token, ["-n", str(requests)], shape=shape)
     compare.stop(proc)

@@ -207,8 +207,8 @@ def log_tail(proc: subprocess.Popen, lines: int = 20) -> str:
     return "".join(Path(proc.log_path).read_text(errors="replace").splitlines(True)[-lines:])
 
 
-def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 30
+def wait_port(port: int, proc: subprocess.Popen, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             sys.exit(f"{what} exited with status {proc.returncode} while starting:\n{log_tail(proc)}")
@@ -217,7 +217,7 @@ def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
             return
         except OSError:
             time.sleep(0.05)
-    sys.exit(f"{what} did not listen on {port} within 30 s")
+    sys.exit(f"{what} did not listen on {port} within {seconds:g} s")
 
 
 def ensure_free(*ports: int) -> None:

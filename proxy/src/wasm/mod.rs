@@ -67,6 +67,20 @@ const MAX_INSTANCES: u32 = 1000;
 /// instructions".
 const POOL_INSTANCES_ENV: &str = "SLUICE_WASM_POOL_INSTANCES";
 
+/// [`MAX_INSTANCES`], or a smaller count from [`POOL_INSTANCES_ENV`].
+fn pool_instances() -> u32 {
+    let Ok(value) = std::env::var(POOL_INSTANCES_ENV) else {
+        return MAX_INSTANCES;
+    };
+    match value.parse::<u32>() {
+        Ok(n) if (1..=MAX_INSTANCES).contains(&n) => n,
+        _ => {
+            tracing::warn!(%value, "{POOL_INSTANCES_ENV} is not a count from 1 to {MAX_INSTANCES}; using {MAX_INSTANCES}");
+            MAX_INSTANCES
+        }
+    }
+}
+
 /// The engine and everything shared by all plugins and generations.
 pub struct WasmRuntime {
     engine: Engine,
@@ -102,15 +116,18 @@ impl WasmRuntime {
     /// Build the engine. `cache_dir` holds compiled `.cwasm` files; `None`
     /// compiles every plugin on load.
     pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Arc<WasmRuntime>> {
-        let instances = std::env::var(POOL_INSTANCES_ENV)
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            .filter(|n| (1..=MAX_INSTANCES).contains(n))
-            .unwrap_or(MAX_INSTANCES);
+        let instances = pool_instances();
+        let tables = instances * 2;
+        // What generations check their filters against: the same counts.
+        let slots = capacity::Pool {
+            instances: instances as usize,
+            memories: instances as usize,
+            tables: tables as usize,
+        };
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(instances)
             .total_memories(instances)
-            .total_tables(instances * 2)
+            .total_tables(tables)
             .total_core_instances(instances * 8)
             .total_stacks(instances)
             .max_memory_size(MAX_MEMORY as usize)
@@ -152,11 +169,7 @@ impl WasmRuntime {
             log_budgets: LogBudgets::default(),
             slots: std::sync::Mutex::new(Vec::new()),
             ticker,
-            pool: capacity::Pool {
-                instances: instances as usize,
-                memories: instances as usize,
-                tables: instances as usize * 2,
-            },
+            pool: slots,
         }))
     }
 
