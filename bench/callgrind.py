@@ -4,7 +4,7 @@ not move with the machine's load the way CPU time does here.
 
     python3 bench/callgrind.py [--targets sluice,sluice-4-filters] \
         [--protocols h1,h2] [--requests 1000,4000] [--top 25] \
-        name=target/release/sluice [other=/tmp/sluice-other ...]
+        [--peers nginx,haproxy] name=target/release/sluice [other=...]
 
 For each binary, target and protocol it starts compare.py's upstream and
 sluice config under callgrind twice, sends the smaller and then the larger
@@ -13,7 +13,9 @@ token), after a first start that fills the compiled-filter cache, and reports (I
 difference in requests): what one request costs, with start-up and
 shutdown cancelled out. `--top N` also prints the N functions whose
 per-request count differs most from the first binary's (or, with one binary,
-the most expensive ones), by the same subtraction.
+the most expensive ones), by the same subtraction. `--keep DIR` leaves the
+profiles there (`callgrind.<target>.<protocol>.<requests>.<binary's file name>.out`), for
+`callgrind_annotate --tree=caller` and the like.
 
 Valgrind cannot hold the default Wasm pool's address-space reservation, so
 sluice runs with `SLUICE_WASM_POOL_INSTANCES=8` and the filter route with
@@ -21,6 +23,12 @@ sluice runs with `SLUICE_WASM_POOL_INSTANCES=8` and the filter route with
 callgrind counts like any other code; their functions have no names here
 (`???:0x…`) and are summed as "Wasm (compiled filters)". Needs valgrind
 (`apt-get install valgrind`) besides compare.py's nginx and h2load.
+
+`--peers nginx,haproxy` counts the same for compare.py's nginx and HAProxy
+proxies (nginx without its master process, so the one process under
+callgrind is the one that serves), on the plain route: the instructions a
+proxy written in C spends per request, for scale. Their symbols come from
+the distribution's binaries; the totals do not need them.
 """
 
 import argparse
@@ -45,18 +53,29 @@ def small_filter_config(work: Path) -> None:
     path.write_text(text)
 
 
+def proxy_command(binary: str, target: str, work: Path) -> list[str]:
+    """How to start `target` (a sluice config, or a peer) in the foreground."""
+    if target == "nginx":
+        conf = work / "nginx-single.conf"
+        conf.write_text((work / "nginx.conf").read_text().replace("master_process on;", "master_process off;"))
+        return ["nginx", "-p", str(work), "-c", str(conf)]
+    if target == "haproxy":
+        return ["haproxy", "-db", "-f", str(work / "haproxy.cfg")]
+    return [binary, "run", "--threads", "1", "--config", str(work / f"{target}.toml")]
+
+
 def profile(binary: str, target: str, proto: str, requests: int, work: Path, token: str) -> Path:
-    """Run sluice under callgrind for `requests` requests; the profile's path."""
-    out = work / f"callgrind.{target}.{proto}.{requests}.out"
+    """Run a proxy under callgrind for `requests` requests; the profile's path."""
+    out = work / f"callgrind.{target}.{proto}.{requests}.{Path(binary).name}.out"
     cmd = [
         "env", f"SLUICE_WASM_POOL_INSTANCES={POOL_INSTANCES}",
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--smc-check=all-non-file",
-        binary, "run", "--threads", "1", "--config", str(work / f"{target}.toml"),
+        *proxy_command(binary, target, work),
     ]
     proc = compare.start(cmd, compare.PROXY_CORE, work, "valgrind")
     port = compare.PX_H1 if proto == "h1" else compare.PX_H2
     # Compiling the filters under valgrind takes minutes.
-    compare.wait_port(port, proc, "sluice under valgrind", seconds=600)
+    compare.wait_port(port, proc, f"{target} under valgrind", seconds=600)
     shape = ["--h1", "-c", "4", "-m", "1"] if proto == "h1" else ["-c", "4", "-m", "4"]
     compare.h2load(proto, port, token, ["-n", str(requests)], shape=shape)
     compare.stop(proc)
@@ -92,23 +111,33 @@ def main() -> None:
     p.add_argument("--protocols", default="h1")
     p.add_argument("--requests", default="1000,4000")
     p.add_argument("--top", type=int, default=0)
+    p.add_argument("--keep", type=Path, help="keep the configs and profiles in this directory")
+    p.add_argument("--peers", default="", help="also count these proxies: nginx, haproxy")
     args = p.parse_args()
     binaries = [b.split("=", 1) for b in args.binaries]
     if any(len(b) != 2 or not Path(b[1]).is_file() for b in binaries):
         sys.exit("each binary is name=path to an existing file")
     binaries = [(name, str(Path(path).resolve())) for name, path in binaries]
+    peers = [p for p in args.peers.split(",") if p]
+    if any(p not in ("nginx", "haproxy") for p in peers):
+        sys.exit("--peers takes nginx and/or haproxy")
     counts = tuple(int(n) for n in args.requests.split(","))
     if len(counts) != 2 or counts[0] >= counts[1]:
         sys.exit("--requests takes two counts, the smaller first")
     compare.ensure_free(compare.UP_H1, compare.PX_H1, compare.PX_H2)
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         compare.write_configs(work)
         small_filter_config(work)
         token = compare.jwt()
         upstream = compare.start(["nginx", "-p", str(work), "-c", str(work / "upstream.conf")], compare.LOAD_CORE, work, "upstream")
         try:
             compare.wait_port(compare.UP_H1, upstream, "upstream nginx")
+            for peer in peers:
+                for proto in args.protocols.split(","):
+                    fns = per_request(peer, peer, proto, counts, work, token)
+                    print(f"{proto:3s} {peer:17s} {'':10s} {sum(fns.values()):9.0f} Ir/request")
             for target in args.targets.split(","):
                 for proto in args.protocols.split(","):
                     results = [(name, per_request(path, target, proto, counts, work, token)) for name, path in binaries]

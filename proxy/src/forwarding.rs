@@ -8,7 +8,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::{IpAddr, SocketAddr};
 
 /// Headers that describe one connection, never the message, and
-/// `Transfer-Encoding` (hyper frames the body itself).
+/// `Transfer-Encoding` (hyper frames the body itself). `Connection` comes
+/// first: `strip_hop_by_hop` reads it as bit 0.
 const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -20,6 +21,9 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+/// Where `TE` sits in `HOP_BY_HOP`.
+const TE_INDEX: usize = 5;
 
 /// Envoy's header for the caller's client certificate.
 pub const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
@@ -43,29 +47,40 @@ pub fn set_client_cert(headers: &mut HeaderMap, by: &str, peer: Option<&crate::c
 /// frames the body itself) and every header the `Connection` header names.
 /// `TE: trailers` survives, as gRPC over HTTP/2 needs it.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them: one pass over the names (no
-    // hashing) spares the dozen lookups below. A header the `Connection`
-    // header names only counts when `Connection` is there, so it is caught.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass over the names (no hashing) finds which of the list are
+    // there; only those are looked up again to go. Most requests carry
+    // none; most upstream responses carry `Connection: keep-alive`, which
+    // then costs two removals rather than a dozen.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if present & 1 != 0 {
+        // `Connection` is first in the list. Its values are taken out before
+        // the names they list are removed (by `&str`: no name is allocated).
+        let listed: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+        for token in listed.iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
+            let token = token.trim();
+            if !token.is_empty() && !HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(token)) {
+                headers.remove(token);
+            }
+        }
     }
-    let te_trailers = headers.get_all(header::TE).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
-    });
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    let te_trailers = present & (1 << TE_INDEX) != 0
+        && headers.get_all(header::TE).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+        });
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -110,10 +125,18 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, proto: &'stati
         headers.insert(X_FORWARDED_PROTO, v);
     }
     let host = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'));
-    let mut element = Vec::with_capacity(32 + ip.len() + host.map_or(0, str::len));
-    element.extend_from_slice(b"for=");
     // RFC 7239: IPv6 addresses are quoted and bracketed.
     let (open, close): (&[u8], &[u8]) = if client.is_ipv6() { (b"\"[", b"]\"") } else { (b"", b"") };
+    // Sized exactly, so the header value takes the buffer over as it is.
+    let len = b"for=".len()
+        + open.len()
+        + ip.len()
+        + close.len()
+        + b";proto=".len()
+        + proto.len()
+        + host.map_or(0, |h| b";host=\"\"".len() + h.len());
+    let mut element = Vec::with_capacity(len);
+    element.extend_from_slice(b"for=");
     element.extend_from_slice(open);
     element.extend_from_slice(&ip);
     element.extend_from_slice(close);
@@ -124,7 +147,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr, proto: &'stati
         element.extend_from_slice(host.as_bytes());
         element.push(b'"');
     }
-    if let Ok(v) = HeaderValue::from_bytes(&element) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(element)) {
         headers.append(header::FORWARDED, v);
     }
 }
@@ -261,5 +284,28 @@ mod tests {
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h, before);
+    }
+
+    #[test]
+    fn connection_named_headers_go_whatever_their_case_and_te_trailers_stays() {
+        assert_eq!(HOP_BY_HOP[0], header::CONNECTION);
+        assert_eq!(HOP_BY_HOP[TE_INDEX], header::TE);
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static(" X-Hop-One ,TE, close,"));
+        h.append("connection", HeaderValue::from_static("x-hop-two, not a name"));
+        h.insert("x-hop-one", HeaderValue::from_static("1"));
+        h.insert("x-hop-two", HeaderValue::from_static("2"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("close", HeaderValue::from_static("a header named close is listed too"));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-keep", "te"]);
+        assert_eq!(h["te"], "trailers");
+        // Without `trailers`, TE goes whole.
+        h.insert("te", HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("te").is_none());
+        assert_eq!(h.len(), 1);
     }
 }

@@ -256,13 +256,17 @@ pub fn normalize_host(authority: &str) -> Result<Cow<'_, str>, InvalidHost> {
     }
     let reg_name = |b: u8| is_unreserved(b) || b"!$&'()*+,;=%".contains(&b);
     let bare = host.strip_suffix('.').unwrap_or(host);
-    // No empty labels (`a..b`, `.a`, `a..`): no DNS name has one.
-    if bare.is_empty()
-        || !host.bytes().all(reg_name)
-        || bare.starts_with('.')
-        || bare.contains("..")
-        || bare.ends_with('.')
-    {
+    // No empty labels (`a..b`, `.a`, `a..`): no DNS name has one. One pass
+    // over the bytes (this runs per request); a dot right after the start
+    // or after another dot, or at the end, ends an empty label.
+    let mut after_dot = true;
+    for b in bare.bytes() {
+        if !reg_name(b) || (b == b'.' && after_dot) {
+            return Err(InvalidHost);
+        }
+        after_dot = b == b'.';
+    }
+    if after_dot {
         return Err(InvalidHost);
     }
     if bare.len() == host.len() {

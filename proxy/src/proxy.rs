@@ -199,10 +199,11 @@ async fn proxy(
         (None, None) => RequestBody::buffered(bytes::Bytes::new()),
     };
     // A gRPC deadline shortens the route's timeout, never lengthens it.
-    let timeout = match grpc::timeout(&head.parts.headers) {
-        Some(t) if grpc::is_grpc(&head.parts.headers) => t.min(route.timeout),
-        _ => route.timeout,
-    };
+    // (`is_grpc` first: most requests are not, and it is the cheaper look-up.)
+    let grpc_timeout = grpc::is_grpc(&head.parts.headers)
+        .then(|| grpc::timeout(&head.parts.headers))
+        .flatten();
+    let timeout = grpc_timeout.map_or(route.timeout, |t| t.min(route.timeout));
     let mut attempts = 0;
     let sent = match target {
         Target::Cluster(cluster) => {

@@ -57,16 +57,20 @@ pub fn validate(buckets: &[Bucket]) -> Result<(), SharedError> {
 /// `max(TAT, now) + cost × T` if for all of them that is at most τ ahead of
 /// `now`; otherwise nothing moves.
 pub fn decide(buckets: &[Bucket], stored: &[Option<u64>], now: u64, cost: u32) -> RateDecision {
-    let current: Vec<u64> = stored.iter().map(|tat| tat.unwrap_or(now).max(now)).collect();
-    let next: Vec<u64> = buckets
+    let after = |b: &Bucket, tat: u64| tat.saturating_add(b.interval_ns.saturating_mul(u64::from(cost)));
+    let mut tats: Vec<u64> = stored.iter().map(|tat| tat.unwrap_or(now).max(now)).collect();
+    let allowed = buckets
         .iter()
-        .zip(&current)
-        .map(|(b, &tat)| tat.saturating_add(b.interval_ns.saturating_mul(u64::from(cost))))
-        .collect();
-    let allowed = buckets.iter().zip(&next).all(|(b, &tat)| tat - now <= b.tolerance_ns);
+        .zip(&tats)
+        .all(|(b, &tat)| after(b, tat) - now <= b.tolerance_ns);
+    if allowed {
+        for (tat, b) in tats.iter_mut().zip(buckets) {
+            *tat = after(b, *tat);
+        }
+    }
     RateDecision {
         allowed,
-        tats: if allowed { next } else { current },
+        tats,
         now_ns: now,
     }
 }

@@ -19,6 +19,7 @@ use super::{Quota, Quotas, SharedError};
 use crate::metrics::{Metrics, SharedStateMetrics};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -222,6 +223,15 @@ impl Namespace {
         let Some(entry) = pending.take() else {
             return Ok(None);
         };
+        // Most writes replace a live entry: found by the borrowed key, with
+        // no copy of it made.
+        if let Some(mut held) = self.map.get_mut(key) {
+            if let Err(e) = self.make_room(key, Some(&*held), entry.value.len()) {
+                *pending = Some(entry);
+                return Err(e);
+            }
+            return Ok(Some(std::mem::replace(&mut *held, entry)));
+        }
         let slot = self.map.entry(key.to_vec());
         if let Err(e) = self.make_room(key, occupant(&slot), entry.value.len()) {
             *pending = Some(entry);
@@ -261,7 +271,7 @@ impl Namespace {
 
     /// Store every bucket's new TAT, or none of them (the quota refused one).
     fn store_tats(&self, keys: &[Vec<u8>], tats: &[u64], now_ns: u64, now: Instant) -> Result<(), SharedError> {
-        let mut done = Vec::with_capacity(keys.len());
+        let mut done: SmallVec<[_; 4]> = SmallVec::new();
         for (key, &tat) in keys.iter().zip(tats) {
             let entry = Entry {
                 value: tat.to_le_bytes().to_vec(),
@@ -461,7 +471,9 @@ impl MemoryStore {
         let now_ns = gcra::unix_nanos();
         let ns = self.namespace(plugin);
         let space = if local { LOCAL_BUCKET } else { FLEET_BUCKET };
-        let keys: Vec<Vec<u8>> = buckets
+        // A rate decision carries one to a few buckets: the working lists
+        // stay on the stack.
+        let keys: SmallVec<[Vec<u8>; 4]> = buckets
             .iter()
             .map(|b| {
                 let mut key = Vec::with_capacity(b.key.len() + 1);
@@ -470,14 +482,14 @@ impl MemoryStore {
                 key
             })
             .collect();
-        let mut stripes: Vec<usize> = keys.iter().map(|k| stripe(k)).collect();
+        let mut stripes: SmallVec<[usize; 4]> = keys.iter().map(|k| stripe(k)).collect();
         stripes.sort_unstable();
         stripes.dedup();
-        let _held: Vec<_> = stripes
+        let _held: SmallVec<[_; 4]> = stripes
             .iter()
             .map(|&i| ns.stripes[i].lock().unwrap_or_else(|e| e.into_inner()))
             .collect();
-        let stored: Vec<Option<u64>> = keys.iter().map(|k| ns.tat(k, now)).collect();
+        let stored: SmallVec<[Option<u64>; 4]> = keys.iter().map(|k| ns.tat(k, now)).collect();
         let decision = gcra::decide(buckets, &stored, now_ns, cost);
         if decision.allowed && cost > 0 {
             ns.write(now, || ns.store_tats(&keys, &decision.tats, now_ns, now))?;

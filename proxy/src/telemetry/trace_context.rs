@@ -23,22 +23,25 @@ impl TraceContext {
     /// the parent is valid, and dropped otherwise (W3C §3.3).
     pub fn propagate(headers: &mut HeaderMap) -> TraceContext {
         let parent = headers.get(&TRACEPARENT).and_then(|v| parse(v.as_bytes()));
+        let mut rng = rand::rng();
         let context = match parent {
             Some((trace_id, flags)) => TraceContext {
                 trace_id,
-                span_id: nonzero(),
+                span_id: nonzero(&mut rng),
                 flags,
             },
             None => {
                 headers.remove(&TRACESTATE);
                 TraceContext {
-                    trace_id: nonzero(),
-                    span_id: nonzero(),
+                    trace_id: nonzero(&mut rng),
+                    span_id: nonzero(&mut rng),
                     flags: 0x01,
                 }
             }
         };
-        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(context.traceparent())) {
+        // Exactly as long as its capacity, so `Bytes` takes the buffer over
+        // without a copy or a second allocation.
+        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(context.traceparent_bytes())) {
             headers.insert(TRACEPARENT.clone(), value);
         }
         context
@@ -46,38 +49,48 @@ impl TraceContext {
 
     /// `00-<trace-id>-<span-id>-<flags>`.
     pub fn traceparent(&self) -> String {
-        let mut out = String::with_capacity(55);
-        out.push_str("00-");
-        push_hex(&mut out, &self.trace_id);
-        out.push('-');
-        push_hex(&mut out, &self.span_id);
-        out.push('-');
-        push_hex(&mut out, &[self.flags]);
+        // Hex digits and dashes only: always UTF-8.
+        String::from_utf8(self.traceparent_bytes()).unwrap_or_default()
+    }
+
+    fn traceparent_bytes(&self) -> Vec<u8> {
+        let mut out = vec![b'-'; TRACEPARENT_LEN];
+        out[..2].copy_from_slice(b"00");
+        hex_into(&mut out[3..35], &self.trace_id);
+        hex_into(&mut out[36..52], &self.span_id);
+        hex_into(&mut out[53..], &[self.flags]);
         out
     }
 
     pub fn trace_id_hex(&self) -> String {
-        let mut out = String::with_capacity(32);
-        push_hex(&mut out, &self.trace_id);
-        out
+        let mut out = vec![0; 32];
+        hex_into(&mut out, &self.trace_id);
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
-fn nonzero<const N: usize>() -> [u8; N] {
+/// `00-` + 32 + `-` + 16 + `-` + 2.
+const TRACEPARENT_LEN: usize = 55;
+
+/// Random bytes, not all zero (an all-zero id is invalid), from the
+/// thread's CSPRNG.
+fn nonzero<const N: usize>(rng: &mut impl rand::RngCore) -> [u8; N] {
     loop {
-        let bytes: [u8; N] = rand::random();
+        let mut bytes = [0u8; N];
+        rng.fill_bytes(&mut bytes);
         if bytes.iter().any(|b| *b != 0) {
             return bytes;
         }
     }
 }
 
-/// Append lower-case hex without an allocation per byte (this runs per request).
-fn push_hex(out: &mut String, bytes: &[u8]) {
+/// Write `bytes` as lower-case hex into `out` (twice as long), in place:
+/// this runs per request.
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
     }
 }
 
@@ -160,5 +173,19 @@ mod tests {
         }
         // A later version with extra fields is accepted (forward compatible).
         assert!(parse(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what").is_some());
+    }
+
+    #[test]
+    fn traceparent_is_written_in_lower_hex() {
+        let ctx = TraceContext {
+            trace_id: unhex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            span_id: unhex("00f067aa0ba902b7").unwrap(),
+            flags: 0x0f,
+        };
+        assert_eq!(
+            ctx.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0f"
+        );
+        assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 }

@@ -114,7 +114,9 @@ pub struct FilterSlot {
     /// The documents the filter subscribed to in `init`, kept fresh while
     /// this slot lives.
     documents: Vec<Arc<Document>>,
-    idle: Mutex<IdleList<Instance>>,
+    /// Boxed: taking one out and putting it back moves a pointer, twice
+    /// per call, rather than the instance's bindings.
+    idle: Mutex<IdleList<Box<Instance>>>,
     metrics: FilterMetrics,
 }
 
@@ -197,7 +199,7 @@ impl FilterSlot {
         &self.clusters
     }
 
-    async fn instantiate(&self) -> Result<(Instance, (Phases, BodyPhases)), InitError> {
+    async fn instantiate(&self) -> Result<(Box<Instance>, (Phases, BodyPhases)), InitError> {
         self.metrics.created.inc();
         let runtime = &self.runtime;
         let state = HostState::new(
@@ -253,13 +255,13 @@ impl FilterSlot {
         };
         let baseline = store.data().memory.peak();
         Ok((
-            Instance {
+            Box::new(Instance {
                 store,
                 filter,
                 body,
                 budget,
                 baseline,
-            },
+            }),
             (phases, body_phases),
         ))
     }
@@ -267,7 +269,7 @@ impl FilterSlot {
     /// Return an instance to the pool, idle since about `now` (the start
     /// of its last call will do: the idle timeout is 30 s). (Trimming what
     /// idled too long is the maintenance task's, off the request path.)
-    fn release(&self, instance: Instance, now: Instant) {
+    fn release(&self, instance: Box<Instance>, now: Instant) {
         let grown = instance.grown();
         self.idle
             .lock()
@@ -340,7 +342,7 @@ impl FilterSlot {
             body: body_handler,
             budget,
             ..
-        } = &mut instance;
+        } = &mut *instance;
         store.data_mut().enter(message, phase);
         let active = self.runtime.ticker.enter();
         budget::lock(budget).start(self.sandbox.deadline);
