@@ -61,8 +61,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     if present & 1 != 0 {
-        // `Connection` is first in the list. Its values are taken out before
-        // the names they list are removed (by `&str`: no name is allocated).
+        // `Connection` is first in the list. Its values are copied (a
+        // reference count each) so the names they list can be removed by
+        // `&str`, with no `HeaderName` allocated.
         let listed: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
         for token in listed.iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
             let token = token.trim();
