@@ -264,3 +264,126 @@ async fn upstream_connection_is_reused_across_requests() {
     }
     assert_eq!(up.connections(), 1);
 }
+
+/// An HTTP/1.1 upstream written by hand, so the test decides when its
+/// connections close: it counts the connections it accepted and the ones
+/// that have ended, and with `close_after_each` ends each connection right
+/// after one response, without announcing it (`Connection: close`).
+struct RawUpstream {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ended: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RawUpstream {
+    async fn start(close_after_each: bool) -> RawUpstream {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, e) = (accepted.clone(), ended.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                a.fetch_add(1, SeqCst);
+                let ended = e.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    'connection: loop {
+                        let head_end = loop {
+                            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break at + 4;
+                            }
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break 'connection,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        buf.drain(..head_end);
+                        let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(response).await.is_err() || close_after_each {
+                            break;
+                        }
+                    }
+                    drop(stream);
+                    ended.fetch_add(1, SeqCst);
+                });
+            }
+        });
+        RawUpstream { addr, accepted, ended }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn ended(&self) -> usize {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Poll `done` every 20 ms for at most 10 s; panic with `what` if it never holds.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "{what}, after 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A pooled upstream connection left idle for the cluster's `idle_timeout`
+/// is closed by sluice (the upstream here never closes one), and the next
+/// request opens a new one.
+#[tokio::test]
+async fn idle_upstream_connection_is_closed_at_the_cluster_idle_timeout() {
+    let up = RawUpstream::start(false).await;
+    let body = format!(
+        "[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\nidle_timeout = \"300ms\"\n\n[[routes]]\ncluster = \"app\"\n",
+        up.addr
+    );
+    let proxy = start(&body, &[]).await;
+    let client = h1();
+    for _ in 0..3 {
+        let resp = client.get(proxy.url("/")).send().await.expect("response");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.expect("body"), "ok");
+    }
+    assert_eq!(up.accepted(), 1, "the three requests shared one connection");
+    eventually("the idle upstream connection is still open", || async {
+        up.ended() == 1
+    })
+    .await;
+    let resp = client.get(proxy.url("/")).send().await.expect("response");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.accepted(), 2, "a new connection after the idle one was closed");
+}
+
+/// An upstream that closes its keep-alive connections after every
+/// response, without saying so, costs no request an error: a connection
+/// the upstream closed while idle is never used again.
+#[tokio::test]
+async fn connection_the_upstream_closed_while_idle_is_not_used_again() {
+    let up = RawUpstream::start(true).await;
+    let body = format!(
+        "[admin]\naddress = \"127.0.0.1:0\"\n\n[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\n\n[[routes]]\ncluster = \"app\"\n",
+        up.addr
+    );
+    let proxy = start(&body, &[]).await;
+    let admin = proxy.running.admin.expect("admin listener");
+    let client = h1();
+    for n in 1..=4 {
+        let resp = client.get(proxy.url("/")).send().await.expect("response");
+        assert_eq!(resp.status(), 200, "request {n}");
+        assert_eq!(up.accepted(), n);
+        // The proxy's side of the connection has closed too: the cluster
+        // counts no open connection.
+        eventually("sluice still counts the closed connection as open", || async {
+            let (_, text) = common::admin::admin_get(admin, "/clusters").await;
+            let all: Value = serde_json::from_str(&text).expect("/clusters is JSON");
+            all["clusters"][0]["circuit_breakers"]["connections"] == 0
+        })
+        .await;
+    }
+}

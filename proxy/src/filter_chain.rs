@@ -49,10 +49,7 @@ impl FilterChain {
                 continue;
             }
             if let Some(Changed::Respond(response)) = run(slot, Phase::RequestHeaders, exchange, None).await? {
-                return Ok(RequestOutcome::Respond {
-                    response: Box::new(response),
-                    by: i,
-                });
+                return Ok(RequestOutcome::Respond { response, by: i });
             }
         }
         Ok(RequestOutcome::Forward)
@@ -76,7 +73,7 @@ impl FilterChain {
                 continue;
             }
             if let Some(Changed::Respond(response)) = run(slot, Phase::ResponseHeaders, &mut exchange, None).await? {
-                let (parts, replacement) = response.into_parts();
+                let (parts, replacement) = (*response).into_parts();
                 exchange.head = parts;
                 body = replacement;
             }
@@ -109,7 +106,8 @@ impl FilterChain {
 
 /// What a phase changed beyond the message itself.
 enum Changed {
-    Respond(Response<ProxyBody>),
+    /// Boxed: rare, and the request's futures carry the enum.
+    Respond(Box<Response<ProxyBody>>),
     Body(Bytes),
 }
 
@@ -128,7 +126,7 @@ async fn run<M: Message + Restorable>(
     let result = match slot.call(phase, message, body).await {
         Ok(PhaseOutcome::Continue) => Ok(None),
         Ok(PhaseOutcome::Replace(body)) => Ok(Some(Changed::Body(body))),
-        Ok(PhaseOutcome::Respond(local)) => local_response(slot, local).map(|r| Some(Changed::Respond(r))),
+        Ok(PhaseOutcome::Respond(local)) => local_response(slot, local).map(|r| Some(Changed::Respond(Box::new(r)))),
         Err(e) => Err(failure(slot, e)),
     };
     match (result, before) {

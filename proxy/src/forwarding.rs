@@ -60,16 +60,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if present == 0 {
         return;
     }
-    if present & 1 != 0 {
-        // `Connection` is first in the list. Its values are copied (a
-        // reference count each) so the names they list can be removed by
-        // `&str`, with no `HeaderName` allocated.
-        let listed: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
-        for token in listed.iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
-            let token = token.trim();
-            if !token.is_empty() && !HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(token)) {
-                headers.remove(token);
-            }
+    // `Connection` is first in the list. Usually it lists only names of the
+    // list (`keep-alive`, `close`), found on the borrowed values; only when
+    // it names another are the values copied (a reference count each), so
+    // those names can be removed by `&str`.
+    if present & 1 != 0
+        && names_beyond_the_list(headers.get_all(header::CONNECTION).iter())
+            .next()
+            .is_some()
+    {
+        let values: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+        for name in names_beyond_the_list(values.iter()) {
+            headers.remove(name);
         }
     }
     let te_trailers = present & (1 << TE_INDEX) != 0
@@ -86,6 +88,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// The names `Connection` values list that are not in `HOP_BY_HOP`.
+fn names_beyond_the_list<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> impl Iterator<Item = &'a str> {
+    values
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(t)))
 }
 
 /// The `Via` entry for a message received with `version`.

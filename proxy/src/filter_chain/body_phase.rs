@@ -68,10 +68,7 @@ pub async fn on_request_body(
         }
         match run(slot, Phase::RequestBody, exchange, Some(&body)).await? {
             Some(Changed::Respond(response)) => {
-                return Ok(RequestBodyOutcome::Respond(RequestOutcome::Respond {
-                    response: Box::new(response),
-                    by: i,
-                }));
+                return Ok(RequestBodyOutcome::Respond(RequestOutcome::Respond { response, by: i }));
             }
             Some(Changed::Body(replacement)) => body = replacement,
             None => {}
@@ -154,7 +151,7 @@ pub async fn on_response_body(
         }
         match run(slot, Phase::ResponseBody, &mut exchange, Some(&body)).await? {
             Some(Changed::Respond(response)) => {
-                let (head, replacement) = response.into_parts();
+                let (head, replacement) = (*response).into_parts();
                 exchange.head = head;
                 body = match replacement {
                     Either::Right(full) => full.collect().await.map(|c| c.to_bytes()).unwrap_or_default(),

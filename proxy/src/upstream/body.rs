@@ -1,10 +1,12 @@
 //! The upstream response body as the proxy streams it on: it holds the
 //! request's places under the cluster's limits until it ends, ends with an
-//! error at the route's `max_stream_duration`, and sends data a body phase
-//! read ahead first.
+//! error at the route's `max_stream_duration`, sends data a body phase
+//! read ahead first, and gives its HTTP/1.1 connection back to the pool
+//! once read to the end.
 
 use super::breaker::Slot;
 use super::endpoint::InFlight;
+use super::pool::Lease;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -26,6 +28,9 @@ pub struct UpstreamBody {
     /// Data read ahead (a body phase that gave up buffering), sent first,
     /// in reverse order (the next chunk last).
     unread: Vec<Bytes>,
+    /// The HTTP/1.1 connection it arrives on, given back when the body has
+    /// been read to its end; dropped (the connection closed) otherwise.
+    lease: Option<Lease>,
 }
 
 /// The body outlived the route's `max_stream_duration`.
@@ -39,12 +44,13 @@ pub struct StreamDurationReached;
 pub struct Held(#[allow(dead_code)] Option<(Slot, InFlight)>);
 
 impl UpstreamBody {
-    pub(crate) fn new(inner: Incoming, held: Option<(Slot, InFlight)>) -> UpstreamBody {
+    pub(crate) fn new(inner: Incoming, held: Option<(Slot, InFlight)>, lease: Option<Lease>) -> UpstreamBody {
         UpstreamBody {
             inner,
             deadline: None,
             held,
             unread: Vec::new(),
+            lease,
         }
     }
 
@@ -54,7 +60,9 @@ impl UpstreamBody {
     }
 
     /// Take the request's places out of the body (an upgrade keeps them).
+    /// The connection is the upgrade's now, never the pool's again.
     pub fn take_held(&mut self) -> Held {
+        self.lease = None;
         Held(self.held.take())
     }
 
@@ -78,7 +86,13 @@ impl Body for UpstreamBody {
         if let Some(data) = this.unread.pop() {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
-        Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into)
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame
+            && let Some(lease) = this.lease.take()
+        {
+            lease.release();
+        }
+        frame.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -94,5 +108,18 @@ impl Body for UpstreamBody {
             hint.set_upper(upper + ahead);
         }
         hint
+    }
+}
+
+impl Drop for UpstreamBody {
+    /// A body not polled to its end may still have arrived whole (hyper
+    /// does not poll a body that says it has ended); its connection can
+    /// serve again.
+    fn drop(&mut self) {
+        if self.inner.is_end_stream()
+            && let Some(lease) = self.lease.take()
+        {
+            lease.release();
+        }
     }
 }

@@ -34,6 +34,8 @@ pub struct Endpoint {
     /// HTTP/2 clusters: this endpoint's pooled clients by connect timeout,
     /// made on first use and dropped with the endpoint.
     pub(super) clients: OnceLock<super::Clients>,
+    /// HTTP/1.1 clusters: this endpoint's idle connections.
+    pub(super) h1: super::pool::Http1Pool,
 }
 
 impl Endpoint {
@@ -51,6 +53,7 @@ impl Endpoint {
             consecutive_gateway: AtomicU32::new(0),
             ewma: Mutex::new(PeakEwma::default()),
             clients: OnceLock::new(),
+            h1: super::pool::Http1Pool::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! (static addresses, DNS names) feeds the endpoint set, [`health`] and
 //! [`outlier`] take endpoints out of it, the [`balancer`] picks one, the
 //! [`connector`] opens connections (TCP, TLS) under the [`breaker`]'s
-//! limits, [`retry`] drives the attempts of one request within its
+//! limits, [`pool`] keeps HTTP/1.1 ones open between requests, [`retry`] drives the attempts of one request within its
 //! [`budget`], and [`body`] streams the response on.
 
 pub mod balancer;
@@ -19,6 +19,7 @@ pub mod endpoint;
 mod health;
 mod outlier;
 pub mod passthrough;
+mod pool;
 pub mod retry;
 pub mod tcp;
 
@@ -48,7 +49,7 @@ use std::time::{Duration, Instant};
 
 type HttpClient = Client<Connector, RequestBody>;
 
-/// Pooled clients by connect timeout.
+/// HTTP/2 clients by connect timeout.
 type Clients = Vec<(Duration, HttpClient)>;
 
 /// One cluster: its endpoints, how they are chosen and kept healthy, the
@@ -69,11 +70,9 @@ pub struct Cluster {
     protocol: UpstreamProtocol,
     /// `https` for TLS clusters.
     scheme: Scheme,
-    /// HTTP/1.1: one pooled client per distinct connect timeout in use,
-    /// shared by the endpoints (the pool keys connections by endpoint).
-    /// HTTP/2: empty; each endpoint has its own clients (see `attempt`).
-    clients: Clients,
-    /// A connector per connect timeout, for the HTTP/2 endpoints' clients.
+    /// A connector per connect timeout in use. HTTP/1.1 endpoints dial
+    /// with them into their own pools; HTTP/2 endpoints' clients are built
+    /// on them (see `exchange`).
     connectors: Vec<(Duration, Connector)>,
     metrics: ClusterMetrics,
     upstream_metrics: UpstreamMetrics,
@@ -265,13 +264,6 @@ impl Cluster {
             )
         };
         let connectors: Vec<(Duration, Connector)> = timeouts.iter().map(|&t| (t, connector(t))).collect();
-        let clients = match c.protocol {
-            UpstreamProtocol::Http1 => connectors
-                .iter()
-                .map(|(t, conn)| (*t, build_client(c.protocol, traffic.idle_timeout, conn.clone())))
-                .collect(),
-            UpstreamProtocol::Http2 => Vec::new(),
-        };
         let scheme = if tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP };
         let clock = SystemClock::shared();
         let upstream_metrics = metrics.upstream.clone();
@@ -319,7 +311,6 @@ impl Cluster {
             clock,
             protocol: c.protocol,
             scheme,
-            clients,
             connectors,
             metrics: metrics.cluster(&c.name),
             upstream_metrics,
@@ -345,38 +336,45 @@ impl Cluster {
         }
     }
 
-    /// The client for an attempt on `endpoint`, and the authority its
-    /// request URI carries. HTTP/1.1 shares the cluster's pools and names
-    /// the endpoint (the `Host` header carries the client's authority).
-    /// HTTP/2 has no `Host`: `:authority` comes from the URI, so it must be
-    /// the client's authority, and each endpoint gets clients that dial it
-    /// whatever the URI says.
-    fn client<'a>(
+    /// The connector for a route's connect timeout.
+    fn connector(&self, connect_timeout: Option<Duration>) -> Result<&Connector, ProxyError> {
+        let wanted = connect_timeout.unwrap_or(self.config.connect_timeout);
+        self.connectors
+            .iter()
+            .find(|(t, _)| *t == wanted)
+            .map(|(_, c)| c)
+            .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))
+    }
+
+    /// The HTTP/2 client for an attempt on `endpoint`, and the authority
+    /// its request URI carries. HTTP/2 has no `Host`: `:authority` comes
+    /// from the URI, so it must be the client's authority, and each
+    /// endpoint gets clients that dial it whatever the URI says.
+    fn h2_client<'a>(
         &'a self,
         endpoint: &'a Endpoint,
         connect_timeout: Option<Duration>,
         host: Option<&http::HeaderValue>,
-    ) -> Option<(&'a HttpClient, Authority)> {
+    ) -> Result<(&'a HttpClient, Authority), ProxyError> {
         let wanted = connect_timeout.unwrap_or(self.config.connect_timeout);
-        let find = |clients: &'a Clients| clients.iter().find(|(t, _)| *t == wanted).map(|(_, c)| c);
-        match self.protocol {
-            UpstreamProtocol::Http1 => Some((find(&self.clients)?, endpoint.authority.clone())),
-            UpstreamProtocol::Http2 => {
-                let clients = endpoint.clients.get_or_init(|| {
-                    self.connectors
-                        .iter()
-                        .map(|(t, conn)| {
-                            let conn = conn.to(&endpoint.authority, self.scheme.clone());
-                            (*t, build_client(self.protocol, self.config.traffic.idle_timeout, conn))
-                        })
-                        .collect()
-                });
-                let authority = host
-                    .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-                    .unwrap_or_else(|| endpoint.authority.clone());
-                Some((find(clients)?, authority))
-            }
-        }
+        let clients = endpoint.clients.get_or_init(|| {
+            self.connectors
+                .iter()
+                .map(|(t, conn)| {
+                    let conn = conn.to(&endpoint.authority, self.scheme.clone());
+                    (*t, build_h2_client(self.config.traffic.idle_timeout, conn))
+                })
+                .collect()
+        });
+        let client = clients
+            .iter()
+            .find(|(t, _)| *t == wanted)
+            .map(|(_, c)| c)
+            .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
+        let authority = host
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .unwrap_or_else(|| endpoint.authority.clone());
+        Ok((client, authority))
     }
 
     /// The endpoint for the next attempt, avoiding `tried` when it can.
@@ -396,22 +394,14 @@ impl Cluster {
     /// response headers. The body streams in both directions.
     async fn attempt(
         &self,
-        mut req: Request<RequestBody>,
+        req: Request<RequestBody>,
         endpoint: &Arc<Endpoint>,
         connect_timeout: Option<Duration>,
         timeout: Duration,
-    ) -> Result<(Response<Incoming>, InFlight), ProxyError> {
-        let (client, authority) = self
-            .client(endpoint, connect_timeout, req.headers().get(http::header::HOST))
-            .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
-        retarget(&mut req, self.scheme.clone(), authority)?;
-        *req.version_mut() = match self.protocol {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::Http2 => Version::HTTP_2,
-        };
+    ) -> Result<Answer, ProxyError> {
         let in_flight = endpoint.start();
         let started = Instant::now();
-        let result = tokio::time::timeout(timeout, client.request(req)).await;
+        let result = tokio::time::timeout(timeout, self.exchange(req, endpoint, connect_timeout)).await;
         let elapsed = started.elapsed();
         self.metrics.duration.observe(elapsed.as_secs_f64());
         let result = match result {
@@ -420,14 +410,13 @@ impl Cluster {
                 failure: UpstreamFailure::Timeout(timeout),
                 source: None,
             }),
-            Ok(Ok(resp)) => {
+            Ok(Ok(answer)) => {
                 if matches!(self.balancer.policy(), crate::config::LbPolicy::PeakEwma) {
                     endpoint.observe_rtt(self.clock.now(), elapsed, self.config.traffic.ewma_decay);
                 }
-                Ok(resp)
+                Ok(answer)
             }
             Ok(Err(e)) => {
-                let e = retry::classify(e, &endpoint.authority, &self.name, &self.metrics);
                 if let ProxyError::Overflow { limit, .. } = &e {
                     self.upstream_metrics.overflow(&self.name, limit.name());
                 }
@@ -436,7 +425,7 @@ impl Cluster {
         };
         if let Some(outlier) = &self.outlier {
             let outcome = match &result {
-                Ok(resp) => Some(Outcome::Status(resp.status().as_u16())),
+                Ok(resp) => Some(Outcome::Status(resp.0.status().as_u16())),
                 Err(e) if e.upstream_failure().is_some() => Some(Outcome::NoAnswer),
                 Err(_) => None,
             };
@@ -447,7 +436,44 @@ impl Cluster {
                 self.upstream_metrics.ejection(&self.name);
             }
         }
-        result.map(|resp| (resp, in_flight))
+        result.map(|(response, lease)| Answer {
+            response,
+            in_flight,
+            lease,
+        })
+    }
+
+    /// One request to `endpoint` and its response headers, in the
+    /// cluster's protocol: HTTP/1.1 on the endpoint's own pool, HTTP/2 on
+    /// its multiplexed client.
+    async fn exchange(
+        &self,
+        mut req: Request<RequestBody>,
+        endpoint: &Arc<Endpoint>,
+        connect_timeout: Option<Duration>,
+    ) -> Result<(Response<Incoming>, Option<pool::Lease>), ProxyError> {
+        let classify = |e: retry::ClientError| retry::classify(e, &endpoint.authority, &self.name, &self.metrics);
+        match self.protocol {
+            UpstreamProtocol::Http1 => {
+                *req.version_mut() = Version::HTTP_11;
+                let connector = self.connector(connect_timeout)?;
+                let idle_timeout = self.config.traffic.idle_timeout;
+                match pool::send(endpoint, connector, &self.scheme, idle_timeout, req).await {
+                    Ok((response, lease)) => Ok((response, Some(lease))),
+                    Err(e) => Err(classify(e.into())),
+                }
+            }
+            UpstreamProtocol::Http2 => {
+                let (client, authority) =
+                    self.h2_client(endpoint, connect_timeout, req.headers().get(http::header::HOST))?;
+                retarget(&mut req, self.scheme.clone(), authority)?;
+                *req.version_mut() = Version::HTTP_2;
+                match client.request(req).await {
+                    Ok(response) => Ok((response, None)),
+                    Err(e) => Err(classify(e.into())),
+                }
+            }
+        }
     }
 
     /// What admin and metrics show of each endpoint.
@@ -504,6 +530,14 @@ impl Cluster {
     }
 }
 
+/// An attempt's answer: the response headers, the endpoint's in-flight
+/// count held for the exchange, and the HTTP/1.1 connection it came on.
+pub(crate) struct Answer {
+    pub response: Response<Incoming>,
+    pub in_flight: InFlight,
+    pub lease: Option<pool::Lease>,
+}
+
 /// One endpoint as admin and metrics see it.
 #[derive(Debug, Clone)]
 pub struct EndpointState {
@@ -517,7 +551,7 @@ pub struct EndpointState {
 }
 
 /// Point `req` at `authority` over `scheme`, keeping its path and query:
-/// the absolute form the pooled client dials and keys its pool by.
+/// the absolute form hyper-util's client takes `:authority` from.
 fn retarget<B>(req: &mut Request<B>, scheme: Scheme, authority: Authority) -> Result<(), ProxyError> {
     let path = req
         .uri()
@@ -532,17 +566,13 @@ fn retarget<B>(req: &mut Request<B>, scheme: Scheme, authority: Authority) -> Re
     Ok(())
 }
 
-fn build_client(protocol: UpstreamProtocol, idle_timeout: Duration, connector: Connector) -> HttpClient {
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
+fn build_h2_client(idle_timeout: Duration, connector: Connector) -> HttpClient {
+    Client::builder(TokioExecutor::new())
         .pool_idle_timeout(idle_timeout)
         .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
-    if protocol == UpstreamProtocol::Http2 {
-        builder
-            .http2_only(true)
-            .http2_keep_alive_interval(Some(Duration::from_secs(30)))
-            .http2_adaptive_window(true);
-    }
-    builder.build(connector)
+        .timer(TokioTimer::new())
+        .http2_only(true)
+        .http2_keep_alive_interval(Some(Duration::from_secs(30)))
+        .http2_adaptive_window(true)
+        .build(connector)
 }

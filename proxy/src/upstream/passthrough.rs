@@ -106,7 +106,7 @@ impl Passthrough {
         self.metrics.duration.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(Ok(response)) => Ok(retry::Sent {
-                response: response.map(|inner| UpstreamBody::new(inner, None)),
+                response: response.map(|inner| UpstreamBody::new(inner, None, None)),
                 endpoint: authority,
             }),
             Ok(Err(e)) => Err(retry::classify(e, &authority, ORIGINAL_DESTINATION, &self.metrics)),

@@ -5,7 +5,7 @@
 //! A response is never retried once handed on, so no byte of a discarded
 //! answer reaches the client.
 
-use super::{Cluster, UpstreamBody};
+use super::{Answer, Cluster, UpstreamBody};
 use crate::body::RequestBody;
 use crate::config::RetryPolicy;
 use crate::error::{BadRequest, ProxyError, UpstreamFailure};
@@ -123,7 +123,7 @@ pub async fn send(
             .await;
         drop((pending, retry_slot.take()));
         let outcome = match &result {
-            Ok((resp, _)) => Ok(resp.status().as_u16()),
+            Ok(answer) => Ok(answer.response.status().as_u16()),
             Err(e) => match e.upstream_failure() {
                 Some(f) => Err(f),
                 None => return finish(result, request_slot, &endpoint.authority),
@@ -191,46 +191,81 @@ fn copy_head(parts: &http::request::Parts, body: RequestBody) -> Request<Request
 }
 
 fn finish(
-    result: Result<(Response<hyper::body::Incoming>, super::endpoint::InFlight), ProxyError>,
+    result: Result<Answer, ProxyError>,
     request_slot: super::breaker::Slot,
     endpoint: &Authority,
 ) -> Result<Sent, ProxyError> {
-    let (response, in_flight) = result?;
+    let Answer {
+        response,
+        in_flight,
+        lease,
+    } = result?;
     let (parts, inner) = response.into_parts();
-    let body = UpstreamBody::new(inner, Some((request_slot, in_flight)));
+    let body = UpstreamBody::new(inner, Some((request_slot, in_flight)), lease);
     Ok(Sent {
         response: Response::from_parts(parts, body),
         endpoint: endpoint.clone(),
     })
 }
 
+/// A client's error as [`classify`] reads it: whether it happened while
+/// connecting, and the error with its chain of causes.
+pub(super) struct ClientError {
+    connect: bool,
+    error: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl From<hyper_util::client::legacy::Error> for ClientError {
+    fn from(e: hyper_util::client::legacy::Error) -> ClientError {
+        ClientError {
+            connect: e.is_connect(),
+            error: Box::new(e),
+        }
+    }
+}
+
+impl From<super::pool::SendError> for ClientError {
+    fn from(e: super::pool::SendError) -> ClientError {
+        match e {
+            super::pool::SendError::Connect(error) => ClientError { connect: true, error },
+            super::pool::SendError::Exchange(e) => ClientError {
+                connect: false,
+                error: Box::new(e),
+            },
+        }
+    }
+}
+
 /// Turn a client error into the failure it was: where it happened and
 /// whether the request can have reached the upstream.
 pub(super) fn classify(
-    e: hyper_util::client::legacy::Error,
+    e: impl Into<ClientError>,
     endpoint: &Authority,
     cluster: &str,
     metrics: &ClusterMetrics,
 ) -> ProxyError {
-    if let Some(limit) = find::<super::breaker::LimitReached>(&e) {
+    let ClientError { connect, error: e } = e.into();
+    if let Some(limit) = find::<super::breaker::LimitReached>(&*e) {
         return ProxyError::Overflow {
             cluster: cluster.to_string(),
             limit: limit.0,
         };
     }
-    if downstream_body_failed(&e) {
+    // hyper reports a failing request body (bad chunked framing, a client
+    // gone mid-upload) as a "user" error.
+    if find::<hyper::Error>(&*e).is_some_and(|h| h.is_user()) {
         tracing::debug!(error = %e, "request body from the client was malformed or cut short");
         return ProxyError::BadRequest(BadRequest::MalformedBody);
     }
-    let failure = if e.is_connect() {
+    let failure = if connect {
         metrics.connect_errors.inc();
-        let timed_out = find::<std::io::Error>(&e).is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        let timed_out = find::<std::io::Error>(&*e).is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
         if timed_out {
             UpstreamFailure::ConnectTimeout
         } else {
             UpstreamFailure::ConnectFailure
         }
-    } else if find::<h2::Error>(&e).is_some_and(|h| h.reason() == Some(h2::Reason::REFUSED_STREAM)) {
+    } else if find::<h2::Error>(&*e).is_some_and(|h| h.reason() == Some(h2::Reason::REFUSED_STREAM)) {
         UpstreamFailure::RefusedStream
     } else {
         UpstreamFailure::Reset
@@ -238,12 +273,12 @@ pub(super) fn classify(
     ProxyError::Upstream {
         endpoint: endpoint.to_string(),
         failure,
-        source: Some(Box::new(e)),
+        source: Some(e),
     }
 }
 
-/// The first error of type `T` in `e`'s source chain.
-fn find<T: std::error::Error + 'static>(e: &hyper_util::client::legacy::Error) -> Option<&T> {
+/// The first error of type `T` in `e`'s source chain, `e` included.
+fn find<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + Send + Sync + 'static)) -> Option<&'a T> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(found) = err.downcast_ref::<T>() {
@@ -252,13 +287,6 @@ fn find<T: std::error::Error + 'static>(e: &hyper_util::client::legacy::Error) -
         source = err.source();
     }
     None
-}
-
-/// Whether the upstream request failed because the client's request body
-/// did (bad chunked framing, a client gone mid-upload): hyper reports a
-/// failing request body as a "user" error.
-fn downstream_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
-    find::<hyper::Error>(e).is_some_and(|h| h.is_user())
 }
 
 #[cfg(test)]
