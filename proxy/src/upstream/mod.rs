@@ -3,8 +3,9 @@
 //! (static addresses, DNS names) feeds the endpoint set, [`health`] and
 //! [`outlier`] take endpoints out of it, the [`balancer`] picks one, the
 //! [`connector`] opens connections (TCP, TLS) under the [`breaker`]'s
-//! limits, [`pool`] keeps HTTP/1.1 ones open between requests, [`retry`] drives the attempts of one request within its
-//! [`budget`], and [`body`] streams the response on.
+//! limits, [`pool`] keeps HTTP/1.1 ones open between requests, [`retry`]
+//! drives the attempts of one request within its [`budget`], and [`body`]
+//! streams the response on.
 
 pub mod balancer;
 mod body;
@@ -338,11 +339,20 @@ impl Cluster {
 
     /// The connector for a route's connect timeout.
     fn connector(&self, connect_timeout: Option<Duration>) -> Result<&Connector, ProxyError> {
+        self.by_timeout(&self.connectors, connect_timeout)
+    }
+
+    /// The entry of `list` for a route's connect timeout (the cluster's
+    /// when the route sets none).
+    fn by_timeout<'a, T>(
+        &self,
+        list: &'a [(Duration, T)],
+        connect_timeout: Option<Duration>,
+    ) -> Result<&'a T, ProxyError> {
         let wanted = connect_timeout.unwrap_or(self.config.connect_timeout);
-        self.connectors
-            .iter()
+        list.iter()
             .find(|(t, _)| *t == wanted)
-            .map(|(_, c)| c)
+            .map(|(_, item)| item)
             .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))
     }
 
@@ -356,7 +366,6 @@ impl Cluster {
         connect_timeout: Option<Duration>,
         host: Option<&http::HeaderValue>,
     ) -> Result<(&'a HttpClient, Authority), ProxyError> {
-        let wanted = connect_timeout.unwrap_or(self.config.connect_timeout);
         let clients = endpoint.clients.get_or_init(|| {
             self.connectors
                 .iter()
@@ -366,11 +375,7 @@ impl Cluster {
                 })
                 .collect()
         });
-        let client = clients
-            .iter()
-            .find(|(t, _)| *t == wanted)
-            .map(|(_, c)| c)
-            .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))?;
+        let client = self.by_timeout(clients, connect_timeout)?;
         let authority = host
             .and_then(|h| Authority::try_from(h.as_bytes()).ok())
             .unwrap_or_else(|| endpoint.authority.clone());
@@ -425,7 +430,7 @@ impl Cluster {
         };
         if let Some(outlier) = &self.outlier {
             let outcome = match &result {
-                Ok(resp) => Some(Outcome::Status(resp.0.status().as_u16())),
+                Ok((response, _)) => Some(Outcome::Status(response.status().as_u16())),
                 Err(e) if e.upstream_failure().is_some() => Some(Outcome::NoAnswer),
                 Err(_) => None,
             };

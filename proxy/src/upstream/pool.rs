@@ -36,8 +36,7 @@ pub struct Http1Pool {
 
 impl std::fmt::Debug for Http1Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let idle = self.idle.lock().map(|l| l.entries.len()).unwrap_or_default();
-        f.debug_struct("Http1Pool").field("idle", &idle).finish()
+        f.debug_struct("Http1Pool").finish_non_exhaustive()
     }
 }
 
@@ -111,17 +110,18 @@ impl Lease {
     /// been read whole), and start a sweeper if none runs. Outside a
     /// runtime, where no sweeper could run, the connection is closed.
     pub fn release(self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let pool = &self.endpoint.h1;
         let Ok(mut idle) = pool.idle.lock() else {
             return;
         };
-        idle.put(self.sender, Instant::now());
-        if !pool.sweeping.swap(true, Ordering::Relaxed) {
+        if !pool.sweeping.load(Ordering::Relaxed) {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
             runtime.spawn(sweep(Arc::downgrade(&self.endpoint), self.idle_timeout));
+            pool.sweeping.store(true, Ordering::Relaxed);
         }
+        idle.put(self.sender, Instant::now());
     }
 }
 
@@ -198,6 +198,7 @@ pub async fn send(
     }
 }
 
+/// An idle connection of `pool`, if one is fit to serve.
 fn take(pool: &Http1Pool, idle_timeout: Duration) -> Option<Sender> {
     pool.idle.lock().ok()?.take(Instant::now(), idle_timeout)
 }
