@@ -24,6 +24,14 @@ callgrind counts like any other code; their functions have no names here
 (`???:0x…`) and are summed as "Wasm (compiled filters)". Needs valgrind
 (`apt-get install valgrind`) besides compare.py's nginx and h2load.
 
+Besides compare.py's `sluice` and `sluice-4-filters`, `--targets` takes
+`sluice-filters-1` to `-3`, the filter route cut after its first 1 to 3
+filters (auth, rate-limit, header-rewrite; traffic-split is the fourth):
+the steps from `sluice` through them to `sluice-4-filters` are what each
+filter adds where it runs in the chain. And `sluice-h2-upstream`, the
+plain route with an HTTP/2 cluster (h2c to the upstream nginx's HTTP/2
+port).
+
 `--peers nginx,haproxy` counts the same for compare.py's nginx and HAProxy
 proxies (nginx without its master process, so the one process under
 callgrind is the one that serves), on the plain route: the instructions a
@@ -54,6 +62,27 @@ def small_filter_config(work: Path) -> None:
     path.write_text(text)
 
 
+def chain_prefix_configs(work: Path) -> None:
+    """`sluice-filters-N.toml`: the filter route with only its first N
+    filters (N = 1-3), so that the steps between them give each filter's
+    share of the chain, counted where it runs in the chain."""
+    text = (work / "sluice-4-filters.toml").read_text()
+    entries = text.split("[[routes.filters]]")
+    for n in range(1, len(entries) - 1):
+        (work / f"sluice-filters-{n}.toml").write_text("[[routes.filters]]".join(entries[: n + 1]))
+
+
+def h2_upstream_config(work: Path) -> None:
+    """`sluice-h2-upstream.toml`: the plain route, its cluster speaking h2c
+    to the upstream nginx's HTTP/2 port."""
+    text = (work / "sluice.toml").read_text()
+    cluster = f'name = "up"\nendpoints = ["127.0.0.1:{compare.UP_H1}"]'
+    if cluster not in text:
+        sys.exit("callgrind.py: compare.py's sluice config no longer has the cluster `up` as expected")
+    h2 = f'name = "up"\nendpoints = ["127.0.0.1:{compare.UP_H2}"]\nprotocol = "http2"'
+    (work / "sluice-h2-upstream.toml").write_text(text.replace(cluster, h2))
+
+
 def proxy_command(binary: str, target: str, work: Path) -> list[str]:
     """How to start `target` (a sluice config, or a peer) in the foreground."""
     if target == "nginx":
@@ -75,11 +104,14 @@ def profile(binary: str, target: str, proto: str, requests: int, work: Path, tok
     ]
     proc = compare.start(cmd, compare.PROXY_CORE, work, "valgrind")
     port = compare.PX_H1 if proto == "h1" else compare.PX_H2
-    # Compiling the filters under valgrind takes minutes.
-    compare.wait_port(port, proc, f"{target} under valgrind", seconds=600)
     shape = ["--h1", "-c", "4", "-m", "1"] if proto == "h1" else ["-c", "4", "-m", "4"]
-    compare.h2load(proto, port, token, ["-n", str(requests)], shape=shape)
-    compare.stop(proc)
+    try:
+        # Compiling the filters under valgrind takes minutes.
+        compare.wait_port(port, proc, f"{target} under valgrind", seconds=600)
+        compare.h2load(proto, port, token, ["-n", str(requests)], shape=shape)
+    finally:
+        # Also when h2load failed (it exits): no proxy left holding the port.
+        compare.stop(proc)
     return out
 
 
@@ -132,6 +164,8 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         compare.write_configs(work)
         small_filter_config(work)
+        chain_prefix_configs(work)
+        h2_upstream_config(work)
         token = compare.jwt()
         upstream = compare.start(["nginx", "-p", str(work), "-c", str(work / "upstream.conf")], compare.LOAD_CORE, work, "upstream")
         try:

@@ -35,6 +35,7 @@ pub mod grpc;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod names;
 pub mod normalize;
 pub mod outbound;
 pub mod proxy;

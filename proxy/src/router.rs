@@ -7,6 +7,7 @@
 //! 404; less specific host groups are not consulted.
 
 use crate::config::{HostMatch, PathMatch};
+use crate::names::NameHasher;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,7 +17,9 @@ type HostGroup<R> = Vec<(PathMatch, Arc<R>)>;
 /// A routing table over routes of type `R`.
 #[derive(Debug)]
 pub struct Router<R> {
-    exact: HashMap<String, HostGroup<R>>,
+    /// A client picks the host it looks up, never one that is inserted, so
+    /// the configured names' hash ([`NameHasher`]) serves.
+    exact: HashMap<String, HostGroup<R>, NameHasher>,
     /// Suffixes with a leading dot, longest first.
     suffix: Vec<(String, HostGroup<R>)>,
     any: HostGroup<R>,
@@ -26,7 +29,7 @@ impl<R> Router<R> {
     /// Build from routes in configuration order.
     pub fn new(routes: impl IntoIterator<Item = (Vec<HostMatch>, PathMatch, Arc<R>)>) -> Self {
         let mut router = Router {
-            exact: HashMap::new(),
+            exact: HashMap::default(),
             suffix: Vec::new(),
             any: Vec::new(),
         };

@@ -7,6 +7,7 @@
 //! filter slots resolve their handles once, when a generation is built
 //! ([`RouteMetrics`], [`FilterMetrics`]), and then only touch atomics.
 
+use crate::names::NameMap;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -14,7 +15,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -460,7 +460,7 @@ pub struct RouteMetrics {
     /// Requests answered before a cluster was chosen for good (local
     /// responses, filter failures).
     unsent: [Counter; 5],
-    by_cluster: HashMap<Arc<str>, [Counter; 5]>,
+    by_cluster: NameMap<[Counter; 5]>,
 }
 
 impl RouteMetrics {

@@ -17,6 +17,7 @@
 use super::gcra::{self, Bucket, RateDecision};
 use super::{Quota, Quotas, SharedError};
 use crate::metrics::{Metrics, SharedStateMetrics};
+use crate::names::NameHasher;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 use smallvec::SmallVec;
@@ -311,7 +312,7 @@ fn add_within(counter: &AtomicUsize, delta: isize, max: usize) -> bool {
 
 /// The store: a namespace per plugin.
 pub struct MemoryStore {
-    namespaces: DashMap<Arc<str>, Arc<Namespace>>,
+    namespaces: DashMap<Arc<str>, Arc<Namespace>, NameHasher>,
     quotas: RwLock<Quotas>,
     metrics: Arc<Metrics>,
 }
@@ -327,7 +328,7 @@ impl std::fmt::Debug for MemoryStore {
 impl MemoryStore {
     pub fn new(metrics: Arc<Metrics>) -> MemoryStore {
         MemoryStore {
-            namespaces: DashMap::new(),
+            namespaces: DashMap::default(),
             quotas: RwLock::new(Quotas::default()),
             metrics,
         }

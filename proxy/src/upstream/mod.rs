@@ -28,6 +28,7 @@ use crate::body::RequestBody;
 use crate::config::{ClusterConfig, Config, UpstreamProtocol};
 use crate::error::{BadRequest, ProxyError, UpstreamFailure};
 use crate::metrics::{ClusterMetrics, Metrics, UpstreamMetrics};
+use crate::names::NameMap;
 use crate::tls::client::ClientTls;
 use crate::tls::mesh::{MeshHandle, MeshTls};
 use balancer::{Balancer, Pick};
@@ -44,7 +45,6 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use outlier::{Outcome, OutlierDetector};
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -98,7 +98,7 @@ impl std::fmt::Debug for Cluster {
 /// Every cluster of a configuration.
 #[derive(Debug, Default)]
 pub struct Upstreams {
-    clusters: HashMap<Arc<str>, Arc<Cluster>>,
+    clusters: NameMap<Arc<Cluster>>,
     /// Sidecar mode: where unclaimed intercepted requests go.
     passthrough: Option<Arc<passthrough::Passthrough>>,
     /// Sidecar mode: clusters that claim outbound destinations or services.
@@ -123,7 +123,7 @@ impl Upstreams {
         overrides.sort();
         overrides.dedup();
         let mut resolver: Option<Arc<dns::Resolver>> = None;
-        let mut clusters = HashMap::new();
+        let mut clusters = NameMap::default();
         let mesh = previous.map(|p| p.mesh.clone()).unwrap_or_default();
         let built = match (&config.mesh, mesh.load_full()) {
             (None, _) => None,
@@ -357,14 +357,17 @@ impl Cluster {
     }
 
     /// The HTTP/2 client for an attempt on `endpoint`, and the authority
-    /// its request URI carries. HTTP/2 has no `Host`: `:authority` comes
-    /// from the URI, so it must be the client's authority, and each
-    /// endpoint gets clients that dial it whatever the URI says.
+    /// its request URI carries. The request's host travels as
+    /// `:authority`, which comes from the URI, so it must be the client's
+    /// authority, and each endpoint gets clients that dial it whatever the
+    /// URI says. `Host` is taken out, not sent besides it: nginx before
+    /// 1.25 answers 400 to a request with both ("duplicate host header"),
+    /// and Envoy does not send both either.
     fn h2_client<'a>(
         &'a self,
         endpoint: &'a Endpoint,
         connect_timeout: Option<Duration>,
-        host: Option<&http::HeaderValue>,
+        host: Option<http::HeaderValue>,
     ) -> Result<(&'a HttpClient, Authority), ProxyError> {
         let clients = endpoint.clients.get_or_init(|| {
             self.connectors
@@ -470,7 +473,7 @@ impl Cluster {
             }
             UpstreamProtocol::Http2 => {
                 let (client, authority) =
-                    self.h2_client(endpoint, connect_timeout, req.headers().get(http::header::HOST))?;
+                    self.h2_client(endpoint, connect_timeout, req.headers_mut().remove(http::header::HOST))?;
                 retarget(&mut req, self.scheme.clone(), authority)?;
                 *req.version_mut() = Version::HTTP_2;
                 match client.request(req).await {

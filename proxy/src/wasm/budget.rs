@@ -165,10 +165,11 @@ pub struct Metered<'a, F> {
     pub budget: &'a SharedBudget,
 }
 
-/// Run `call` metered into `budget`.
-pub async fn metered<F: Future>(budget: &SharedBudget, call: F) -> F::Output {
-    let call = std::pin::pin!(call);
-    Metered { call, budget }.await
+/// Run `call` metered into `budget`. The caller pins the call where it
+/// is (`pin!`), so the call's future, a few hundred bytes, is not moved
+/// again to get here.
+pub fn metered<'a, F: Future>(budget: &'a SharedBudget, call: Pin<&'a mut F>) -> Metered<'a, F> {
+    Metered { call, budget }
 }
 
 impl<F: Future> Future for Metered<'_, F> {

@@ -19,6 +19,7 @@ use crate::metrics::{CallOutcome, FilterMetrics};
 use crate::outbound::documents::Document;
 use bytes::Bytes;
 use std::collections::HashSet;
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Semaphore;
@@ -230,7 +231,7 @@ impl FilterSlot {
         let failed = |e: wasmtime::Error| InitError::Call(CallError::Instantiate(format!("{e:#}")));
         budget::lock(&budget).start(INIT_DEADLINE);
         store.set_epoch_deadline(1);
-        let instance = metered(&budget, self.plugin.pre.instantiate_async(&mut store))
+        let instance = metered(&budget, pin!(self.plugin.pre.instantiate_async(&mut store)))
             .await
             .map_err(failed)?;
         let filter = self.plugin.indices.load(&mut store, &instance).map_err(failed)?;
@@ -242,13 +243,13 @@ impl FilterSlot {
         store.set_epoch_deadline(1);
         let phases = metered(
             &budget,
-            filter.sluice_filter_handler().call_init(&mut store, &self.config_json),
+            pin!(filter.sluice_filter_handler().call_init(&mut store, &self.config_json)),
         )
         .await
         .map_err(|e| InitError::Call(classify(e)))?
         .map_err(InitError::Rejected)?;
         let body_phases = match &body {
-            Some(b) => metered(&budget, b.call_requested_phases(&mut store))
+            Some(b) => metered(&budget, pin!(b.call_requested_phases(&mut store)))
                 .await
                 .map_err(|e| InitError::Call(classify(e)))?,
             None => BodyPhases::empty(),
@@ -352,16 +353,16 @@ impl FilterSlot {
         // If this future is dropped mid-call (the client went away), the
         // instance goes with it: never back to the pool.
         let result = match (phase, body_handler.as_ref()) {
-            (Phase::RequestHeaders, _) => metered(budget, handler.call_on_request_headers(&mut *store))
+            (Phase::RequestHeaders, _) => metered(budget, pin!(handler.call_on_request_headers(&mut *store)))
                 .await
                 .map(outcome),
-            (Phase::ResponseHeaders, _) => metered(budget, handler.call_on_response_headers(&mut *store))
+            (Phase::ResponseHeaders, _) => metered(budget, pin!(handler.call_on_response_headers(&mut *store)))
                 .await
                 .map(outcome),
-            (Phase::RequestBody, Some(b)) => metered(budget, b.call_on_request_body(&mut *store, data))
+            (Phase::RequestBody, Some(b)) => metered(budget, pin!(b.call_on_request_body(&mut *store, data)))
                 .await
                 .map(body_outcome),
-            (Phase::ResponseBody, Some(b)) => metered(budget, b.call_on_response_body(&mut *store, data))
+            (Phase::ResponseBody, Some(b)) => metered(budget, pin!(b.call_on_response_body(&mut *store, data)))
                 .await
                 .map(body_outcome),
             // Not reached: a slot without the export never wants a body phase.
