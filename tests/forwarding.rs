@@ -269,54 +269,98 @@ async fn upstream_connection_is_reused_across_requests() {
     assert_eq!(up.connections(), 1);
 }
 
-/// An HTTP/1.1 upstream written by hand, so the test decides when its
-/// connections close: it counts the connections it accepted and the ones
-/// that have ended, and with `close_after_each` ends each connection right
-/// after one response, without announcing it (`Connection: close`).
-struct RawUpstream {
+/// An upstream that counts the connections it accepted and the ones that
+/// have ended, so a test can see when sluice opens and closes them.
+struct CountingUpstream {
     addr: std::net::SocketAddr,
     accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     ended: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl RawUpstream {
-    async fn start(close_after_each: bool) -> RawUpstream {
+impl CountingUpstream {
+    /// Accept on a loopback port and run `serve` on each connection.
+    async fn start<F, Fut>(serve: F) -> CountingUpstream
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         use std::sync::atomic::Ordering::SeqCst;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let ended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (a, e) = (accepted.clone(), ended.clone());
         tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
+            while let Ok((stream, _)) = listener.accept().await {
                 a.fetch_add(1, SeqCst);
-                let ended = e.clone();
+                let (ended, connection) = (e.clone(), serve(stream));
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    'connection: loop {
-                        let head_end = loop {
-                            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                                break at + 4;
-                            }
-                            match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => break 'connection,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        };
-                        buf.drain(..head_end);
-                        let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if stream.write_all(response).await.is_err() || close_after_each {
-                            break;
-                        }
-                    }
-                    drop(stream);
+                    connection.await;
                     ended.fetch_add(1, SeqCst);
                 });
             }
         });
-        RawUpstream { addr, accepted, ended }
+        CountingUpstream { addr, accepted, ended }
+    }
+
+    /// HTTP/1.1 written by hand, so the test decides when connections
+    /// close: with `close_after_each`, each ends right after one response,
+    /// without announcing it (`Connection: close`).
+    async fn http1(close_after_each: bool) -> CountingUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        CountingUpstream::start(move |mut stream| async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            'connection: loop {
+                let head_end = loop {
+                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break 'connection,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                buf.drain(..head_end);
+                let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(response).await.is_err() || close_after_each {
+                    break;
+                }
+            }
+        })
+        .await
+    }
+
+    /// h2c (hyper's server). With `go_away_after_first`, each connection
+    /// answers one request and then shuts down gracefully (GOAWAY): later
+    /// requests must go on a new connection.
+    async fn h2(go_away_after_first: bool) -> CountingUpstream {
+        CountingUpstream::start(move |stream| async move {
+            let answered = std::sync::Arc::new(tokio::sync::Notify::new());
+            let signal = answered.clone();
+            let service = hyper::service::service_fn(move |_req| {
+                signal.notify_one();
+                async {
+                    let body = http_body_util::Full::new(bytes::Bytes::from_static(b"ok"));
+                    Ok::<_, std::convert::Infallible>(http::Response::new(body))
+                }
+            });
+            let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            if go_away_after_first {
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = answered.notified() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            } else {
+                let _ = conn.await;
+            }
+        })
+        .await
     }
 
     fn accepted(&self) -> usize {
@@ -325,6 +369,15 @@ impl RawUpstream {
 
     fn ended(&self) -> usize {
         self.ended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A config with an admin listener, one cluster of `protocol` on this
+    /// upstream (and `extra` settings), and a route to it.
+    fn config(&self, protocol: &str, extra: &str) -> String {
+        format!(
+            "[admin]\naddress = \"127.0.0.1:0\"\n\n[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\nprotocol = \"{protocol}\"\n{extra}\n[[routes]]\ncluster = \"app\"\n",
+            self.addr
+        )
     }
 }
 
@@ -342,12 +395,14 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut done:
 /// request opens a new one.
 #[tokio::test]
 async fn idle_upstream_connection_is_closed_at_the_cluster_idle_timeout() {
-    let up = RawUpstream::start(false).await;
-    let body = format!(
-        "[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\nidle_timeout = \"300ms\"\n\n[[routes]]\ncluster = \"app\"\n",
-        up.addr
-    );
-    let proxy = start(&body, &[]).await;
+    idle_connection_is_closed_at_the_idle_timeout(CountingUpstream::http1(false).await, "http1").await;
+}
+
+/// Three requests share one upstream connection; sluice closes it at the
+/// cluster's 300 ms `idle_timeout` (the upstream never does), and the next
+/// request opens another.
+async fn idle_connection_is_closed_at_the_idle_timeout(up: CountingUpstream, protocol: &str) {
+    let proxy = start(&up.config(protocol, "idle_timeout = \"300ms\""), &[]).await;
     let client = h1();
     for _ in 0..3 {
         let resp = client.get(proxy.url("/")).send().await.expect("response");
@@ -369,20 +424,21 @@ async fn idle_upstream_connection_is_closed_at_the_cluster_idle_timeout() {
 /// the upstream closed while idle is never used again.
 #[tokio::test]
 async fn connection_the_upstream_closed_while_idle_is_not_used_again() {
-    let up = RawUpstream::start(true).await;
-    let body = format!(
-        "[admin]\naddress = \"127.0.0.1:0\"\n\n[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\n\n[[routes]]\ncluster = \"app\"\n",
-        up.addr
-    );
-    let proxy = start(&body, &[]).await;
+    closed_connection_is_not_used_again(CountingUpstream::http1(true).await, "http1").await;
+}
+
+/// Four requests, each answered on a new connection (the upstream closes
+/// each after one response); before the next, sluice has seen it end: the
+/// cluster counts no open connection.
+async fn closed_connection_is_not_used_again(up: CountingUpstream, protocol: &str) {
+    let proxy = start(&up.config(protocol, ""), &[]).await;
     let admin = proxy.running.admin.expect("admin listener");
     let client = h1();
     for n in 1..=4 {
         let resp = client.get(proxy.url("/")).send().await.expect("response");
         assert_eq!(resp.status(), 200, "request {n}");
+        assert_eq!(resp.text().await.expect("body"), "ok");
         assert_eq!(up.accepted(), n);
-        // The proxy's side of the connection has closed too: the cluster
-        // counts no open connection.
         eventually("sluice still counts the closed connection as open", || async {
             let (_, text) = common::admin::admin_get(admin, "/clusters").await;
             let all: Value = serde_json::from_str(&text).expect("/clusters is JSON");
@@ -390,4 +446,41 @@ async fn connection_the_upstream_closed_while_idle_is_not_used_again() {
         })
         .await;
     }
+}
+
+/// Requests to an HTTP/2 cluster share one connection per endpoint, also
+/// when they all arrive before it is open: they wait for one dial.
+#[tokio::test]
+async fn http2_cluster_requests_share_one_upstream_connection() {
+    let up = CountingUpstream::h2(false).await;
+    let proxy = start(&up.config("http2", ""), &[]).await;
+    let requests = (0..12).map(|_| {
+        // A client each: twelve client connections, twelve requests at once.
+        let client = h1();
+        let url = proxy.url("/");
+        async move {
+            let resp = client.get(url).send().await.expect("response");
+            (resp.status(), resp.text().await.expect("body"))
+        }
+    });
+    for (status, body) in futures_util::future::join_all(requests).await {
+        assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
+    }
+    assert_eq!(up.accepted(), 1, "twelve requests, one upstream connection");
+}
+
+/// sluice lets an HTTP/2 upstream connection go once no request has
+/// started on it for the cluster's `idle_timeout`; the next request opens
+/// a new one.
+#[tokio::test]
+async fn idle_http2_upstream_connection_is_closed_at_the_cluster_idle_timeout() {
+    idle_connection_is_closed_at_the_idle_timeout(CountingUpstream::h2(false).await, "http2").await;
+}
+
+/// An HTTP/2 upstream connection that went away (GOAWAY after its first
+/// response) is not used again: each request goes on a new one and none
+/// gets an error.
+#[tokio::test]
+async fn http2_upstream_connection_that_went_away_is_not_used_again() {
+    closed_connection_is_not_used_again(CountingUpstream::h2(true).await, "http2").await;
 }

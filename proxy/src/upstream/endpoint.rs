@@ -5,8 +5,8 @@
 
 use super::clock::Clock;
 use http::uri::Authority;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Latency assumed for an endpoint nothing has been measured on yet.
@@ -31,11 +31,10 @@ pub struct Endpoint {
     pub(super) consecutive_5xx: AtomicU32,
     pub(super) consecutive_gateway: AtomicU32,
     ewma: Mutex<PeakEwma>,
-    /// HTTP/2 clusters: this endpoint's pooled clients by connect timeout,
-    /// made on first use and dropped with the endpoint.
-    pub(super) clients: OnceLock<super::Clients>,
     /// HTTP/1.1 clusters: this endpoint's idle connections.
     pub(super) h1: super::pool::Http1Pool,
+    /// HTTP/2 clusters: this endpoint's shared connection.
+    pub(super) h2: super::h2_connection::Http2Connection,
 }
 
 impl Endpoint {
@@ -52,8 +51,8 @@ impl Endpoint {
             consecutive_5xx: AtomicU32::new(0),
             consecutive_gateway: AtomicU32::new(0),
             ewma: Mutex::new(PeakEwma::default()),
-            clients: OnceLock::new(),
             h1: super::pool::Http1Pool::default(),
+            h2: super::h2_connection::Http2Connection::default(),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod connector;
 mod discovery;
 pub mod dns;
 pub mod endpoint;
+mod h2_connection;
 mod health;
 mod outlier;
 pub mod passthrough;
@@ -42,16 +43,9 @@ use endpoint::{Endpoint, InFlight};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use outlier::{Outcome, OutlierDetector};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
-
-type HttpClient = Client<Connector, RequestBody>;
-
-/// HTTP/2 clients by connect timeout.
-type Clients = Vec<(Duration, HttpClient)>;
 
 /// One cluster: its endpoints, how they are chosen and kept healthy, the
 /// clients that reach them, and its limits.
@@ -71,9 +65,8 @@ pub struct Cluster {
     protocol: UpstreamProtocol,
     /// `https` for TLS clusters.
     scheme: Scheme,
-    /// A connector per connect timeout in use. HTTP/1.1 endpoints dial
-    /// with them into their own pools; HTTP/2 endpoints' clients are built
-    /// on them (see `exchange`).
+    /// A connector per connect timeout in use, with which endpoints dial
+    /// their connections (see `exchange`).
     connectors: Vec<(Duration, Connector)>,
     metrics: ClusterMetrics,
     upstream_metrics: UpstreamMetrics,
@@ -356,35 +349,6 @@ impl Cluster {
             .ok_or_else(|| ProxyError::NoEndpoint(self.name.to_string()))
     }
 
-    /// The HTTP/2 client for an attempt on `endpoint`, and the authority
-    /// its request URI carries. The request's host travels as
-    /// `:authority`, which comes from the URI, so it must be the client's
-    /// authority, and each endpoint gets clients that dial it whatever the
-    /// URI says. `Host` is taken out, not sent besides it: nginx before
-    /// 1.25 answers 400 to a request with both ("duplicate host header"),
-    /// and Envoy does not send both either.
-    fn h2_client<'a>(
-        &'a self,
-        endpoint: &'a Endpoint,
-        connect_timeout: Option<Duration>,
-        host: Option<http::HeaderValue>,
-    ) -> Result<(&'a HttpClient, Authority), ProxyError> {
-        let clients = endpoint.clients.get_or_init(|| {
-            self.connectors
-                .iter()
-                .map(|(t, conn)| {
-                    let conn = conn.to(&endpoint.authority, self.scheme.clone());
-                    (*t, build_h2_client(self.config.traffic.idle_timeout, conn))
-                })
-                .collect()
-        });
-        let client = self.by_timeout(clients, connect_timeout)?;
-        let authority = host
-            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-            .unwrap_or_else(|| endpoint.authority.clone());
-        Ok((client, authority))
-    }
-
     /// The endpoint for the next attempt, avoiding `tried` when it can.
     fn pick(&self, hash: Option<u64>, tried: &[Arc<Endpoint>]) -> Result<Arc<Endpoint>, ProxyError> {
         let set = self.discovery.set.load();
@@ -461,22 +425,31 @@ impl Cluster {
         connect_timeout: Option<Duration>,
     ) -> Result<(Response<Incoming>, Option<pool::Lease>), ProxyError> {
         let classify = |e: retry::ClientError| retry::classify(e, &endpoint.authority, &self.name, &self.metrics);
+        let connector = self.connector(connect_timeout)?;
+        let idle_timeout = self.config.traffic.idle_timeout;
         match self.protocol {
             UpstreamProtocol::Http1 => {
                 *req.version_mut() = Version::HTTP_11;
-                let connector = self.connector(connect_timeout)?;
-                let idle_timeout = self.config.traffic.idle_timeout;
                 match pool::send(endpoint, connector, &self.scheme, idle_timeout, req).await {
                     Ok((response, lease)) => Ok((response, Some(lease))),
                     Err(e) => Err(classify(e.into())),
                 }
             }
             UpstreamProtocol::Http2 => {
-                let (client, authority) =
-                    self.h2_client(endpoint, connect_timeout, req.headers_mut().remove(http::header::HOST))?;
+                // The request's host travels as `:authority`, which comes
+                // from the URI (the endpoint's if a filter removed `Host`);
+                // the connection dials the endpoint whatever the URI says.
+                // `Host` is not sent besides it: nginx before 1.25 answers
+                // 400 to a request with both ("duplicate host header"), and
+                // Envoy does not send both either.
+                let authority = req
+                    .headers_mut()
+                    .remove(http::header::HOST)
+                    .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                    .unwrap_or_else(|| endpoint.authority.clone());
                 retarget(&mut req, self.scheme.clone(), authority)?;
                 *req.version_mut() = Version::HTTP_2;
-                match client.request(req).await {
+                match h2_connection::send(endpoint, connector, &self.scheme, idle_timeout, req).await {
                     Ok(response) => Ok((response, None)),
                     Err(e) => Err(classify(e.into())),
                 }
@@ -572,15 +545,4 @@ fn retarget<B>(req: &mut Request<B>, scheme: Scheme, authority: Authority) -> Re
     parts.path_and_query = Some(path);
     *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest(BadRequest::InvalidTarget))?;
     Ok(())
-}
-
-fn build_h2_client(idle_timeout: Duration, connector: Connector) -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(idle_timeout)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .http2_only(true)
-        .http2_keep_alive_interval(Some(Duration::from_secs(30)))
-        .http2_adaptive_window(true)
-        .build(connector)
 }

@@ -8,8 +8,8 @@
 //! endpoint, so finding it takes no lookup, and giving a connection back
 //! takes no task: the per-request costs of hyper-util's pooled client
 //! (hashing its pool key, a task per response to wait for the connection)
-//! are gone. HTTP/2 clusters keep hyper-util's client, one multiplexed
-//! connection per endpoint.
+//! are gone. HTTP/2 clusters share one connection per endpoint instead
+//! ([`super::h2_connection`]).
 
 use super::connector::{Conn, Connector};
 use super::endpoint::Endpoint;
@@ -203,18 +203,23 @@ fn take(pool: &Http1Pool, idle_timeout: Duration) -> Option<Sender> {
     pool.idle.lock().ok()?.take(Instant::now(), idle_timeout)
 }
 
-/// A new connection to `authority`, its dispatcher running as a task
-/// (with upgrades, for WebSocket).
-async fn connect(connector: &Connector, authority: &Authority, scheme: &Scheme) -> Result<Sender, SendError> {
+/// A new TCP (or TLS) connection to `authority`, for either protocol.
+pub(super) async fn dial(connector: &Connector, authority: &Authority, scheme: &Scheme) -> Result<Conn, SendError> {
     let uri = Uri::builder()
         .scheme(scheme.clone())
         .authority(authority.clone())
         .path_and_query("/")
         .build()
         .map_err(|e| SendError::Connect(Box::new(e)))?;
-    let io: Conn = tower_service::Service::call(&mut connector.clone(), uri)
+    tower_service::Service::call(&mut connector.clone(), uri)
         .await
-        .map_err(SendError::Connect)?;
+        .map_err(SendError::Connect)
+}
+
+/// A new connection to `authority`, its dispatcher running as a task
+/// (with upgrades, for WebSocket).
+async fn connect(connector: &Connector, authority: &Authority, scheme: &Scheme) -> Result<Sender, SendError> {
+    let io = dial(connector, authority, scheme).await?;
     let (sender, conn) = http1::handshake(io)
         .await
         .map_err(|e| SendError::Connect(Box::new(e)))?;
