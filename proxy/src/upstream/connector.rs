@@ -33,9 +33,6 @@ pub struct Connector {
     cluster: Arc<str>,
     /// The cluster's `max_connections`.
     connections: Gate,
-    /// Dial this endpoint whatever the request URI names (HTTP/2 clusters,
-    /// whose request URI carries the client's authority for `:authority`).
-    target: Option<Uri>,
 }
 
 impl Connector {
@@ -52,19 +49,7 @@ impl Connector {
             connect_timeout,
             cluster,
             connections,
-            target: None,
         }
-    }
-
-    /// A connector that always dials `endpoint`.
-    pub fn to(&self, endpoint: &http::uri::Authority, scheme: http::uri::Scheme) -> Connector {
-        let target = Uri::builder()
-            .scheme(scheme)
-            .authority(endpoint.clone())
-            .path_and_query("/")
-            .build()
-            .ok();
-        Connector { target, ..self.clone() }
     }
 }
 
@@ -107,7 +92,6 @@ impl tower_service::Service<Uri> for Connector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let uri = self.target.clone().unwrap_or(uri);
         let dialer = self.dialer.clone();
         let tls = self.tls.clone();
         let (timeout, cluster) = (self.connect_timeout, self.cluster.clone());

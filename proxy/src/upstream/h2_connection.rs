@@ -3,17 +3,16 @@
 //!
 //! One multiplexed connection per endpoint, opened on first use. Requests
 //! that find none open wait for one dial instead of each dialing; if that
-//! dial fails, they fail with it (as Envoy fails the requests pending on
-//! a connection that could not be opened) rather than each dialing in
-//! turn, one connect timeout after another. When it
-//! closes (GOAWAY, an error, the upstream's idle close) the next request
-//! opens another; a request the closing connection handed back unsent goes
-//! on the new one. Once no request has started on it for the cluster's
-//! `idle_timeout`, sluice lets it go: a sweeper task, running only while
-//! the endpoint has a connection, drops sluice's handle, and the connection
-//! closes when its last stream ends. Like the HTTP/1.1 pool
-//! ([`super::pool`]), it lives on its endpoint, so a request finds it with
-//! no lookup and no hashing.
+//! dial fails, they fail with it (as Envoy fails the requests pending on a
+//! connection that could not be opened) rather than each dialing in turn,
+//! one connect timeout after another. When the connection closes (GOAWAY,
+//! an error, the upstream's idle close) the next request opens another; a
+//! request the closing connection handed back unsent goes on the new one.
+//! Once no request has started on it for the cluster's `idle_timeout`,
+//! sluice lets it go: a sweeper task, running only while the endpoint has a
+//! connection, drops sluice's handle, and the connection closes when its
+//! last stream ends. Like the HTTP/1.1 pool ([`super::pool`]), it lives on
+//! its endpoint, so a request finds it with no look-up and no hashing.
 
 use super::connector::Connector;
 use super::endpoint::Endpoint;

@@ -532,7 +532,9 @@ pub struct EndpointState {
 }
 
 /// Point `req` at `authority` over `scheme`, keeping its path and query:
-/// the absolute form hyper-util's client takes `:authority` from.
+/// the absolute form hyper's HTTP/2 client takes `:scheme` and
+/// `:authority` from, and hyper-util's client (the sidecar's passthrough)
+/// dials.
 fn retarget<B>(req: &mut Request<B>, scheme: Scheme, authority: Authority) -> Result<(), ProxyError> {
     let path = req
         .uri()
