@@ -48,7 +48,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// One cluster: its endpoints, how they are chosen and kept healthy, the
-/// clients that reach them, and its limits.
+/// connectors that reach them, and its limits.
 pub struct Cluster {
     pub name: Arc<str>,
     /// What it was built from, to reuse it across reloads when unchanged.
