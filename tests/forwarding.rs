@@ -484,3 +484,62 @@ async fn idle_http2_upstream_connection_is_closed_at_the_cluster_idle_timeout() 
 async fn http2_upstream_connection_that_went_away_is_not_used_again() {
     closed_connection_is_not_used_again(CountingUpstream::h2(true).await, "http2").await;
 }
+
+/// Requests that wait for an HTTP/2 connection which then cannot be opened
+/// fail with its dial rather than each dialing in turn (one connect timeout
+/// after another). The upstream takes TLS and never answers the first
+/// handshake until the test lets it close the connection; twelve requests
+/// arrive meanwhile, and all get 502 from that one dial. The next request
+/// dials again.
+#[tokio::test]
+async fn http2_requests_waiting_for_a_dial_that_fails_fail_with_it() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let certs = tempfile::tempdir().expect("temporary directory");
+    let ca = common::tls::Ca::new("test CA").write(certs.path());
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let first = std::sync::Arc::new(AtomicBool::new(true));
+    let hold = release.clone();
+    let up = CountingUpstream::start(move |stream| {
+        let held = first.swap(false, SeqCst).then(|| hold.clone());
+        async move {
+            if let Some(release) = held {
+                release.notified().await;
+            }
+            drop(stream);
+        }
+    })
+    .await;
+    let config = format!(
+        "[admin]\naddress = \"127.0.0.1:0\"\n\n[[clusters]]\nname = \"app\"\nendpoints = [\"{}\"]\n\
+         protocol = \"http2\"\nconnect_timeout = \"60s\"\n[clusters.tls]\nca = \"{}\"\n\n\
+         [[routes]]\ncluster = \"app\"\ntimeout = \"60s\"\n",
+        up.addr,
+        ca.display()
+    );
+    let proxy = start(&config, &[]).await;
+    let admin = proxy.running.admin.expect("admin listener");
+    let requests = futures_util::future::join_all((0..12).map(|_| {
+        let client = h1();
+        let url = proxy.url("/");
+        async move { client.get(url).send().await.expect("response").status() }
+    }));
+    let requests = tokio::spawn(requests);
+    eventually("twelve requests are not all waiting at the cluster", || async {
+        let (_, text) = common::admin::admin_get(admin, "/clusters").await;
+        let all: Value = serde_json::from_str(&text).expect("/clusters is JSON");
+        all["clusters"][0]["circuit_breakers"]["requests"] == 12
+    })
+    .await;
+    eventually("the first dial has not reached the upstream", || async {
+        up.accepted() == 1
+    })
+    .await;
+    release.notify_one();
+    for status in requests.await.expect("requests") {
+        assert_eq!(status, 502);
+    }
+    assert_eq!(up.accepted(), 1, "the waiting requests failed with the one dial");
+    let resp = h1().get(proxy.url("/")).send().await.expect("response");
+    assert_eq!(resp.status(), 502);
+    assert_eq!(up.accepted(), 2, "a later request dials again");
+}
