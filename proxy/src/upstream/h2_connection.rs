@@ -14,16 +14,14 @@
 //! last stream ends. Like the HTTP/1.1 pool ([`super::pool`]), it lives on
 //! its endpoint, so a request finds it with no look-up and no hashing.
 
-use super::connector::Connector;
 use super::endpoint::Endpoint;
-use super::pool::{self, SendError};
+use super::pool::{self, ConnectionSettings, SendError};
 use crate::body::RequestBody;
-use http::uri::Scheme;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type Sender = SendRequest<RequestBody>;
@@ -38,6 +36,12 @@ pub struct Http2Connection {
     current: Mutex<Current>,
     /// One dial at a time; requests that find no connection wait here.
     dial: tokio::sync::Mutex<()>,
+}
+
+impl Http2Connection {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl std::fmt::Debug for Http2Connection {
@@ -82,13 +86,11 @@ fn idle_until(used: Instant, now: Instant, timeout: Duration) -> Option<Instant>
 }
 
 /// Send `req` (its URI absolute, for the `:scheme` and `:authority`) to
-/// `endpoint` over its shared HTTP/2 connection, opening one with
-/// `connector` if none is open.
+/// `endpoint` over its shared HTTP/2 connection, opening one if none is
+/// open.
 pub async fn send(
     endpoint: &Arc<Endpoint>,
-    connector: &Connector,
-    scheme: &Scheme,
-    idle_timeout: Duration,
+    settings: ConnectionSettings<'_>,
     mut req: Request<RequestBody>,
 ) -> Result<Response<Incoming>, SendError> {
     let mut resent = false;
@@ -96,7 +98,7 @@ pub async fn send(
         let handle = endpoint.h2.lock().take_handle(Instant::now());
         let (mut sender, reused) = match handle {
             Some(sender) => (sender, true),
-            None => dial(endpoint, connector, scheme, idle_timeout).await?,
+            None => dial(endpoint, settings).await?,
         };
         match sender.try_send_request(req).await {
             Ok(response) => return Ok(response),
@@ -114,21 +116,10 @@ pub async fn send(
     }
 }
 
-impl Http2Connection {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// The endpoint's connection, dialed here unless another request did it
-/// while this one waited its turn (whether it was there already), or the
-/// error if the dial it waited for failed.
-async fn dial(
-    endpoint: &Arc<Endpoint>,
-    connector: &Connector,
-    scheme: &Scheme,
-    idle_timeout: Duration,
-) -> Result<(Sender, bool), SendError> {
+/// while this one waited its turn (the flag: whether it was there
+/// already), or the error if the dial it waited for failed.
+async fn dial(endpoint: &Arc<Endpoint>, settings: ConnectionSettings<'_>) -> Result<(Sender, bool), SendError> {
     let shared = &endpoint.h2;
     let failed_before = shared.lock().failed_dials;
     let _turn = shared.dial.lock().await;
@@ -143,7 +134,7 @@ async fn dial(
             ));
         }
     }
-    let sender = match connect(connector, endpoint, scheme).await {
+    let sender = match connect(settings, endpoint).await {
         Ok(sender) => sender,
         Err(e) => {
             shared.lock().failed_dials += 1;
@@ -156,39 +147,34 @@ async fn dial(
         && let Ok(runtime) = tokio::runtime::Handle::try_current()
     {
         current.sweeping = true;
-        runtime.spawn(sweep(Arc::downgrade(endpoint), idle_timeout));
+        runtime.spawn(pool::sweep(
+            Arc::downgrade(endpoint),
+            settings.idle_timeout,
+            let_go_if_idle,
+        ));
     }
     Ok((sender, false))
 }
 
 /// Let the endpoint's connection go once it has been idle for `timeout`,
-/// or forget it once it has closed; end then, or when the endpoint is gone.
-async fn sweep(endpoint: Weak<Endpoint>, timeout: Duration) {
-    let mut next = Instant::now() + timeout;
-    loop {
-        tokio::time::sleep_until(next.into()).await;
-        let Some(endpoint) = endpoint.upgrade() else {
-            return;
-        };
-        let mut current = endpoint.h2.lock();
-        let wait = match &current.open {
-            Some((sender, used)) if !sender.is_closed() => idle_until(*used, Instant::now(), timeout),
-            _ => None,
-        };
-        match wait {
-            Some(at) => next = at,
-            None => {
-                current.open = None;
-                current.sweeping = false;
-                return;
-            }
-        }
+/// or forget it once it has closed: when to look again, or `None` (the
+/// sweeper stops) once it is gone.
+fn let_go_if_idle(endpoint: &Endpoint, timeout: Duration) -> Option<Instant> {
+    let mut current = endpoint.h2.lock();
+    let wait = match &current.open {
+        Some((sender, used)) if !sender.is_closed() => idle_until(*used, Instant::now(), timeout),
+        _ => None,
+    };
+    if wait.is_none() {
+        current.open = None;
+        current.sweeping = false;
     }
+    wait
 }
 
 /// A new HTTP/2 connection to the endpoint, driven by a task of its own.
-async fn connect(connector: &Connector, endpoint: &Endpoint, scheme: &Scheme) -> Result<Sender, SendError> {
-    let io = pool::dial(connector, &endpoint.authority, scheme).await?;
+async fn connect(settings: ConnectionSettings<'_>, endpoint: &Endpoint) -> Result<Sender, SendError> {
+    let io = settings.dial(&endpoint.authority).await?;
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .keep_alive_interval(KEEP_ALIVE_INTERVAL)

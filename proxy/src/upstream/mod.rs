@@ -417,7 +417,7 @@ impl Cluster {
 
     /// One request to `endpoint` and its response headers, in the
     /// cluster's protocol: HTTP/1.1 on the endpoint's own pool, HTTP/2 on
-    /// its multiplexed client.
+    /// its shared connection.
     async fn exchange(
         &self,
         mut req: Request<RequestBody>,
@@ -425,12 +425,15 @@ impl Cluster {
         connect_timeout: Option<Duration>,
     ) -> Result<(Response<Incoming>, Option<pool::Lease>), ProxyError> {
         let classify = |e: retry::ClientError| retry::classify(e, &endpoint.authority, &self.name, &self.metrics);
-        let connector = self.connector(connect_timeout)?;
-        let idle_timeout = self.config.traffic.idle_timeout;
+        let settings = pool::ConnectionSettings {
+            connector: self.connector(connect_timeout)?,
+            scheme: &self.scheme,
+            idle_timeout: self.config.traffic.idle_timeout,
+        };
         match self.protocol {
             UpstreamProtocol::Http1 => {
                 *req.version_mut() = Version::HTTP_11;
-                match pool::send(endpoint, connector, &self.scheme, idle_timeout, req).await {
+                match pool::send(endpoint, settings, req).await {
                     Ok((response, lease)) => Ok((response, Some(lease))),
                     Err(e) => Err(classify(e.into())),
                 }
@@ -449,7 +452,7 @@ impl Cluster {
                     .unwrap_or_else(|| endpoint.authority.clone());
                 retarget(&mut req, self.scheme.clone(), authority)?;
                 *req.version_mut() = Version::HTTP_2;
-                match h2_connection::send(endpoint, connector, &self.scheme, idle_timeout, req).await {
+                match h2_connection::send(endpoint, settings, req).await {
                     Ok(response) => Ok((response, None)),
                     Err(e) => Err(classify(e.into())),
                 }

@@ -118,34 +118,46 @@ impl Lease {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return;
             };
-            runtime.spawn(sweep(Arc::downgrade(&self.endpoint), self.idle_timeout));
+            runtime.spawn(sweep(Arc::downgrade(&self.endpoint), self.idle_timeout, close_idle));
             pool.sweeping.store(true, Ordering::Relaxed);
         }
         idle.put(self.sender, Instant::now());
     }
 }
 
-/// Close the endpoint's connections as they reach `timeout` idle; end when
-/// none is idle or the endpoint is gone.
-async fn sweep(endpoint: Weak<Endpoint>, timeout: Duration) {
+/// The sweeper task of an endpoint's connections, either protocol's: runs
+/// `step` on the endpoint `timeout` from now, then again when `step` asks
+/// (`Some(at)`), and ends when `step` finds nothing left to sweep (`None`)
+/// or the endpoint is gone. It holds the endpoint weakly.
+pub(super) async fn sweep(
+    endpoint: Weak<Endpoint>,
+    timeout: Duration,
+    step: fn(&Endpoint, Duration) -> Option<Instant>,
+) {
     let mut next = Instant::now() + timeout;
     loop {
         tokio::time::sleep_until(next.into()).await;
         let Some(endpoint) = endpoint.upgrade() else {
             return;
         };
-        let pool = &endpoint.h1;
-        let Ok(mut idle) = pool.idle.lock() else {
-            return;
-        };
-        match idle.sweep(Instant::now(), timeout) {
+        match step(&endpoint, timeout) {
             Some(at) => next = at,
-            None => {
-                pool.sweeping.store(false, Ordering::Relaxed);
-                return;
-            }
+            None => return,
         }
     }
+}
+
+/// Close the endpoint's connections that have been idle for `timeout`:
+/// when to look again, or `None` (the sweeper stops) once none is idle.
+fn close_idle(endpoint: &Endpoint, timeout: Duration) -> Option<Instant> {
+    let pool = &endpoint.h1;
+    let mut idle = pool.idle.lock().ok()?;
+    let next = idle.sweep(Instant::now(), timeout);
+    if next.is_none() {
+        // Under the idle list's lock, as `Lease::release` starts it.
+        pool.sweeping.store(false, Ordering::Relaxed);
+    }
+    next
 }
 
 /// Why a request could not be sent on the pool's connections.
@@ -159,22 +171,46 @@ pub enum SendError {
     Exchange(#[from] hyper::Error),
 }
 
+/// How an attempt opens and keeps an endpoint's connections, whichever
+/// the protocol: the connector for its connect timeout, and the cluster's
+/// scheme and `idle_timeout`.
+#[derive(Clone, Copy)]
+pub struct ConnectionSettings<'a> {
+    pub connector: &'a Connector,
+    pub scheme: &'a Scheme,
+    pub idle_timeout: Duration,
+}
+
+impl ConnectionSettings<'_> {
+    /// A new TCP (or TLS) connection to `authority`, for either protocol.
+    pub(super) async fn dial(&self, authority: &Authority) -> Result<Conn, SendError> {
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| SendError::Connect(Box::new(e)))?;
+        tower_service::Service::call(&mut self.connector.clone(), uri)
+            .await
+            .map_err(SendError::Connect)
+    }
+}
+
 /// Send `req` to `endpoint` over HTTP/1.1, on an idle connection or a new
-/// one from `connector`. A request an idle connection closed before taking
-/// goes on another; one the upstream may have seen is not sent again here
-/// (the retry policy decides).
+/// one. A request an idle connection closed before taking goes on another;
+/// one the upstream may have seen is not sent again here (the retry policy
+/// decides).
 pub async fn send(
     endpoint: &Arc<Endpoint>,
-    connector: &Connector,
-    scheme: &Scheme,
-    idle_timeout: Duration,
+    settings: ConnectionSettings<'_>,
     mut req: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Lease), SendError> {
+    let idle_timeout = settings.idle_timeout;
     origin_form(&mut req, &endpoint.authority);
     loop {
         let (mut sender, reused) = match take(&endpoint.h1, idle_timeout) {
             Some(sender) => (sender, true),
-            None => (connect(connector, &endpoint.authority, scheme).await?, false),
+            None => (connect(settings, &endpoint.authority).await?, false),
         };
         // A connection given back has read its last response, but may not
         // yet have asked for the next request.
@@ -203,23 +239,10 @@ fn take(pool: &Http1Pool, idle_timeout: Duration) -> Option<Sender> {
     pool.idle.lock().ok()?.take(Instant::now(), idle_timeout)
 }
 
-/// A new TCP (or TLS) connection to `authority`, for either protocol.
-pub(super) async fn dial(connector: &Connector, authority: &Authority, scheme: &Scheme) -> Result<Conn, SendError> {
-    let uri = Uri::builder()
-        .scheme(scheme.clone())
-        .authority(authority.clone())
-        .path_and_query("/")
-        .build()
-        .map_err(|e| SendError::Connect(Box::new(e)))?;
-    tower_service::Service::call(&mut connector.clone(), uri)
-        .await
-        .map_err(SendError::Connect)
-}
-
 /// A new connection to `authority`, its dispatcher running as a task
 /// (with upgrades, for WebSocket).
-async fn connect(connector: &Connector, authority: &Authority, scheme: &Scheme) -> Result<Sender, SendError> {
-    let io = dial(connector, authority, scheme).await?;
+async fn connect(settings: ConnectionSettings<'_>, authority: &Authority) -> Result<Sender, SendError> {
+    let io = settings.dial(authority).await?;
     let (sender, conn) = http1::handshake(io)
         .await
         .map_err(|e| SendError::Connect(Box::new(e)))?;
